@@ -1,0 +1,1 @@
+"""Infrastructure: one ComponentResource per capability, plus the stack-config schema."""

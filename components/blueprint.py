@@ -1,0 +1,145 @@
+"""Compose one environment from its validated stack config.
+
+The flow is stack config → components → cloud resources; each component
+gets a typed args object built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs
+from .cache import SemanticCache, SemanticCacheArgs
+from .network import Network, NetworkArgs
+from .router import Router, RouterArgs
+from .schema import StackConfig
+from .slo import DestinationSpec, SloAlarms, SloAlarmsArgs
+
+
+def stack_tags(cfg: StackConfig) -> dict[str, str]:
+    return {**cfg.tags, "environment": cfg.environment, "stack": pulumi.get_stack(), "managed-by": "llm-blueprint"}
+
+
+def router_settings(cfg: StackConfig) -> dict[str, Any]:
+    """What the data plane reads from its environment: no secrets, no Outputs."""
+    return {
+        "environment": cfg.environment,
+        "tiers": [t.model_dump(by_alias=True, exclude={"bedrock", "azure", "vllm"}, exclude_none=True)
+                  for t in cfg.serving.tiers],
+        "router": cfg.router.model_dump(by_alias=True, exclude={"memory_mb", "reserved_concurrency",
+                                                                "provisioned_concurrency", "throttling",
+                                                                "log_retention_days"}),
+        "cache": cfg.cache.model_dump(by_alias=True, include={"enabled", "embedder", "similarity_threshold",
+                                                               "max_cacheable_temperature", "ttl", "timeout_ms"}),
+        "guardrail": {"id": cfg.serving.bedrock.guardrail_id, "version": cfg.serving.bedrock.guardrail_version},
+    }
+
+
+def build(cfg: StackConfig) -> dict[str, Any]:
+    """Declare every resource this environment needs; return the stack outputs."""
+    tags = stack_tags(cfg)
+    stack = pulumi.get_stack()
+    name = f"llm-{stack}"
+    account_id = aws.get_caller_identity().account_id
+    net_cfg = cfg.network
+    network = Network(f"{name}-net", NetworkArgs(
+        region=cfg.region, tags=tags, cidr=net_cfg.cidr, availability_zones=net_cfg.availability_zones or 2,
+        nat_gateways=net_cfg.nat_gateways, flow_logs=net_cfg.flow_logs))
+
+    env: dict[str, Any] = {}
+    secret_arns: list[Any] = []
+    policies: dict[str, Any] = {}
+    outputs: dict[str, Any] = {
+        "region": cfg.region,
+        "tiers": [{"name": t.name, "backend": t.backend, "model": t.model} for t in cfg.serving.tiers],
+        "vpcId": network.vpc_id,
+    }
+
+    cache = None
+    if cfg.cache.enabled:
+        c = cfg.cache
+        cache = SemanticCache(f"{name}-cache", SemanticCacheArgs(
+            vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, engine_version=c.engine_version,
+            node_type=c.node_type, nodes=c.nodes or 1, multi_az=bool(c.multi_az),
+            snapshot_retention_days=c.snapshot_retention_days, maintenance_window=c.maintenance_window))
+        env.update(CACHE_ENDPOINT=cache.endpoint, CACHE_SECRET_ARN=cache.secret_arn)
+        secret_arns.append(cache.secret_arn)
+        outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn)
+
+    bedrock_models = [t.model for t in cfg.tiers_on("bedrock")]
+    titan = cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2"
+    bedrock = None
+    if bedrock_models or titan or cfg.serving.bedrock.invocation_logging_owner:
+        b = cfg.serving.bedrock
+        bedrock = BedrockAccess(f"{name}-bedrock", BedrockAccessArgs(
+            region=cfg.region, account_id=account_id, models=bedrock_models, tags=tags, network=network,
+            embedding_model=TITAN_EMBED_V2 if titan else None, guardrail_id=b.guardrail_id,
+            guardrail_version=b.guardrail_version, invocation_logging_owner=b.invocation_logging_owner,
+            invocation_log_retention_days=b.invocation_log_retention_days,
+            private_endpoint=b.private_endpoint and bool(bedrock_models or titan), stack=stack))
+        policies["bedrock"] = bedrock.policy_json
+        outputs["bedrockModelArns"] = bedrock.model_arns
+
+    azure_tiers = cfg.tiers_on("azure-openai")
+    if azure_tiers and cfg.serving.azure_openai is not None:
+        from .azure_openai import AzureDeploymentSpec, AzureOpenAI, AzureOpenAIArgs
+
+        az = cfg.serving.azure_openai
+        azure = AzureOpenAI(f"{name}-azure", AzureOpenAIArgs(
+            location=az.location, subdomain=az.subdomain, tags=tags, private=bool(az.private),
+            entra_principal_id=az.entra_principal_id,
+            deployments=[AzureDeploymentSpec(tier=t.name, model=t.model, model_version=t.azure.model_version,
+                                             sku=t.azure.sku, capacity=t.azure.capacity, rai_policy=t.azure.rai_policy)
+                         for t in azure_tiers if t.azure is not None]))
+        env.update(AZURE_OPENAI_SECRET_ARN=azure.secret_arn)
+        secret_arns.append(azure.secret_arn)
+        outputs.update(azureOpenAIEndpoint=azure.endpoint)
+
+    if cfg.tiers_on("vllm-eks") and cfg.serving.eks is not None:
+        from .gpu_cluster import GpuCluster, GpuClusterArgs
+
+        e = cfg.serving.eks
+        cluster = GpuCluster(f"{name}-gpu", GpuClusterArgs(
+            subnet_ids=network.private_subnet_ids, tags=tags, kubernetes_version=e.kubernetes_version,
+            public_access_cidrs=e.public_access_cidrs, admin_role_arns=e.admin_role_arns,
+            gpu_instance_types=e.gpu_instance_types, gpu_ami_type=e.gpu_ami_type, gpu_nodes_min=e.gpu_nodes_min,
+            gpu_nodes_desired=e.gpu_nodes_desired or e.gpu_nodes_min, gpu_nodes_max=e.gpu_nodes_max,
+            system_instance_type=e.system_instance_type))
+        outputs.update(eksClusterName=cluster.cluster_name)
+
+    r = cfg.router
+    router = Router(f"{name}-router", RouterArgs(
+        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, settings=router_settings(cfg),
+        env=env, policies=policies, secret_arns=secret_arns, memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
+        reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,
+        throttle_rate=r.throttling.rate_limit, throttle_burst=r.throttling.burst_limit,
+        log_retention_days=r.log_retention_days))
+    if cache is not None:
+        cache.allow_from("router", router.security_group_id)
+    if bedrock is not None:
+        bedrock.allow_from("router", router.security_group_id)
+
+    slo, alarms = cfg.slo, cfg.alarms
+    alerts = SloAlarms(f"{name}-slo", SloAlarmsArgs(
+        service=f"llm-router-{stack}", tags=tags, availability_objective=slo.availability.objective,
+        latency_p50_s=slo.latency.p50.objective, latency_p95_s=slo.latency.p95.objective,
+        faithfulness_objective=slo.faithfulness.objective,
+        page=_destination(alarms.page), ticket=_destination(alarms.ticket)))
+
+    outputs.update(
+        routerUrl=router.url,
+        openaiBaseUrl=router.url.apply(lambda u: u.rstrip("/") + "/v1"),
+        apiKeysSecretArn=router.api_keys_secret_arn,
+        pageTopicArn=alerts.page_topic_arn,
+        ticketTopicArn=alerts.ticket_topic_arn,
+    )
+    return outputs
+
+
+def _destination(d) -> DestinationSpec:
+    secret = d.https_endpoint.get_secret_value() if d.https_endpoint else None
+    return DestinationSpec(emails=d.emails, topic_arn=d.topic_arn,
+                           https_endpoint=pulumi.Output.secret(secret) if secret else None)

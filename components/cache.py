@@ -1,0 +1,89 @@
+"""ElastiCache for Valkey with vector search: the router's exact + semantic cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from .common import child
+
+PORT = 6379
+
+
+@dataclass
+class SemanticCacheArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: list[pulumi.Input[str]]
+    tags: dict[str, str]
+    #: Valkey 8.2 is the first ElastiCache engine with vector search.
+    engine_version: str = "8.2"
+    node_type: str = "cache.t4g.small"
+    nodes: int = 2
+    multi_az: bool = True
+    snapshot_retention_days: int = 7
+    maintenance_window: str = "sun:05:00-sun:06:00"
+    snapshot_window: str = "03:00-04:00"
+
+
+class SemanticCache(pulumi.ComponentResource):
+    """Replication group in private subnets, TLS + KMS at rest + auth token.
+
+    The auth token is generated here and lives only in Secrets Manager; the
+    security group admits nobody until `allow_from` names a client (the router).
+    """
+
+    endpoint: pulumi.Output[str]
+    secret_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SemanticCacheArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-blueprint:cache:SemanticCache", name, None, opts)
+        tags = args.tags
+        self.prefix = name
+        self.key = aws.kms.Key(f"{name}-key", description=f"{name}: ElastiCache at-rest and auth-token secret",
+                               enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
+        self.sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id,
+                                        description="Valkey cache: admits the router only", tags=tags, opts=child(self))
+        subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids,
+                                              description="private subnets for the cache", tags=tags, opts=child(self))
+        family = f"valkey{args.engine_version.split('.')[0]}"
+        params = aws.elasticache.ParameterGroup(f"{name}-params", family=family, tags=tags, opts=child(self),
+                                                description="llm-blueprint cache parameters",
+                                                parameters=[aws.elasticache.ParameterGroupParameterArgs(
+                                                    name="maxmemory-policy", value="allkeys-lru")])
+        token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=child(self))
+        self.secret = aws.secretsmanager.Secret(f"{name}-auth", description="Valkey auth token for the router",
+                                                kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
+                                                opts=child(self))
+        aws.secretsmanager.SecretVersion(f"{name}-auth", secret_id=self.secret.id, secret_string=token.result,
+                                         opts=child(self))
+        nodes = max(args.nodes, 2) if args.multi_az else args.nodes
+        self.group = aws.elasticache.ReplicationGroup(
+            f"{name}-valkey",
+            description="llm-blueprint exact + semantic cache",
+            engine="valkey", engine_version=args.engine_version, node_type=args.node_type,
+            num_cache_clusters=nodes, port=PORT,
+            automatic_failover_enabled=nodes > 1, multi_az_enabled=args.multi_az and nodes > 1,
+            subnet_group_name=subnets.name, security_group_ids=[self.sg.id], parameter_group_name=params.name,
+            at_rest_encryption_enabled=True, kms_key_id=self.key.arn,
+            transit_encryption_enabled=True, transit_encryption_mode="required",
+            auth_token=token.result, auth_token_update_strategy="ROTATE",
+            snapshot_retention_limit=args.snapshot_retention_days, snapshot_window=args.snapshot_window,
+            maintenance_window=args.maintenance_window, auto_minor_version_upgrade=True, apply_immediately=False,
+            tags=tags, opts=child(self))
+        self.endpoint = self.group.primary_endpoint_address
+        self.port = PORT
+        self.secret_arn = self.secret.arn
+        self.security_group_id = self.sg.id
+        self.register_outputs({"endpoint": self.endpoint, "port": PORT, "secretArn": self.secret_arn,
+                               "securityGroupId": self.security_group_id})
+
+    def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
+        """Admit one client security group on the Valkey port."""
+        aws.vpc.SecurityGroupIngressRule(f"{self.prefix}-from-{client}", security_group_id=self.sg.id,
+                                         referenced_security_group_id=security_group_id, ip_protocol="tcp",
+                                         from_port=PORT, to_port=PORT, description=f"Valkey from {client}",
+                                         opts=child(self))

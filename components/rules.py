@@ -1,0 +1,425 @@
+"""Validation of a raw stack config: structure, cross-field rules, secrets.
+
+`validate()` is the single entry point. It lists every problem at once, each
+with its key path, the bad value and what is allowed, and raises
+`ConfigError` before any resource is declared.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import re
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Iterator, Optional
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from . import schema as s
+
+SECRET_PLACEHOLDER = "[secret]"
+
+#: Credential shapes that must never sit in a stack file as plaintext.
+CREDENTIAL_PATTERNS = [
+    re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"(?i)(password|secret|token|api[_-]?key)\s*[=:]\s*\S{8,}"),
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    value: Any = None
+    allowed: Optional[str] = None
+
+    def render(self) -> str:
+        parts = [f"{self.path}: {self.message}"]
+        if self.value is not None:
+            parts.append(f"got {_show(self.value)}")
+        if self.allowed:
+            parts.append(f"allowed: {self.allowed}")
+        return "; ".join(parts)
+
+
+class ConfigError(Exception):
+    """A stack config that must not be deployed. Carries every problem."""
+
+    def __init__(self, stack_file: str, problems: list[Problem]):
+        self.stack_file = stack_file
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.problems)
+        lines = [f"{self.stack_file}: invalid stack config ({n} problem{'s' if n != 1 else ''}); nothing was provisioned"]
+        lines += [f"  - {p.render()}" for p in self.problems]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if any(p.search(text) for p in CREDENTIAL_PATTERNS):
+        return "[redacted credential]"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ------------------------------------------------------------------ structure
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return "aws:region" if out == "region" else out
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional[...] to reach a model, list or dict type."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is typing.Union and len(args) == 1:
+        return _unwrap(args[0])
+    return tp
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    """The model class that owns the key at `loc` (for listing allowed keys)."""
+    tp: Any = s.StackConfig
+    for part in loc[:-1]:
+        tp = _unwrap(tp)
+        if isinstance(part, int) or typing.get_origin(tp) in (list, dict):
+            args = typing.get_args(tp)
+            tp = args[-1] if args else Any
+            if isinstance(part, int):
+                continue
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for n, f in tp.model_fields.items() if (f.alias or n) == part), None)
+            if field is None:
+                return None
+            tp = field.annotation
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _structural(err: dict) -> Problem:
+    loc = tuple(err["loc"])
+    path = _path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        keys = _allowed_keys(model) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return Problem(path, f"unknown key{hint}", allowed=", ".join(keys) or None)
+    if kind == "missing":
+        return Problem(path, "required key is missing")
+    allowed = None
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        allowed = str(ctx["expected"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if "pattern" in ctx:
+        msg, allowed = "wrong format", f"text matching {ctx['pattern']}"
+    return Problem(path, msg, value=err.get("input"), allowed=allowed)
+
+
+# -------------------------------------------------------------- cross-field
+Rule = Callable[..., Iterator[Problem]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    """Register a cross-field rule; its parameter names are the sections it reads."""
+    RULES.append(fn)
+    return fn
+
+
+def _stricter(path: str, slo: s.HigherIsBetter | s.LowerIsBetter, higher: bool, unit: str) -> Iterator[Problem]:
+    ok = slo.objective > slo.sla if higher else slo.objective < slo.sla
+    if not ok:
+        word = "above" if higher else "below"
+        yield Problem(
+            f"{path}.objective",
+            f"SLO must be stricter than its SLA ({slo.sla}{unit}): objective must be {word} the SLA",
+            value=slo.objective,
+        )
+
+
+@rule
+def slo_stricter_than_sla(slo: s.SloConfig) -> Iterator[Problem]:
+    yield from _stricter("slo.availability", slo.availability, True, "%")
+    yield from _stricter("slo.errorRate", slo.error_rate, False, "%")
+    yield from _stricter("slo.latency.p50", slo.latency.p50, False, " s")
+    yield from _stricter("slo.latency.p95", slo.latency.p95, False, " s")
+    yield from _stricter("slo.faithfulness", slo.faithfulness, True, "")
+    if slo.latency.p50.objective > slo.latency.p95.objective:
+        yield Problem("slo.latency.p50.objective", "P50 objective cannot exceed the P95 objective", slo.latency.p50.objective)
+
+
+@rule
+def tier_references(serving: s.ServingConfig, router: s.RouterConfig) -> Iterator[Problem]:
+    names = [t.name for t in serving.tiers]
+    allowed = ", ".join(names)
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            yield Problem(f"serving.tiers[{i}].name", "duplicate tier name", n, allowed="unique names")
+    for i, t in enumerate(serving.tiers):
+        if t.fallback is not None and t.fallback not in names:
+            yield Problem(f"serving.tiers[{i}].fallback", "names no tier", t.fallback, allowed)
+        elif t.fallback == t.name:
+            yield Problem(f"serving.tiers[{i}].fallback", "a tier cannot fall back to itself", t.fallback, allowed)
+    if router.default_tier != "auto" and router.default_tier not in names:
+        yield Problem("router.defaultTier", "names no tier", router.default_tier, f"auto, {allowed}")
+    for key in ("cheap_tier", "expensive_tier"):
+        value = getattr(router.tiering, key)
+        if value is not None and value not in names:
+            alias = s.TieringRules.model_fields[key].alias
+            yield Problem(f"router.tiering.{alias}", "names no tier", value, allowed)
+
+
+@rule
+def backend_blocks(serving: s.ServingConfig) -> Iterator[Problem]:
+    block_for = {"bedrock": "bedrock", "azure-openai": "azure", "vllm-eks": "vllm"}
+    for i, t in enumerate(serving.tiers):
+        for backend, block in block_for.items():
+            if getattr(t, block) is not None and t.backend != backend:
+                yield Problem(f"serving.tiers[{i}].{block}", f"settings for backend '{backend}' on a '{t.backend}' tier")
+        if t.backend == "azure-openai":
+            if serving.azure_openai is None:
+                yield Problem("serving.azureOpenai", f"required because tier '{t.name}' uses azure-openai")
+            if t.azure is None:
+                yield Problem(f"serving.tiers[{i}].azure", "required for an azure-openai tier (modelVersion, sku, capacity)")
+        if t.backend == "bedrock":
+            yield from _bedrock_model(f"serving.tiers[{i}].model", t.model)
+    if serving.tiers and any(t.backend == "vllm-eks" for t in serving.tiers) and serving.eks is None:
+        yield Problem("serving.eks", "required because a tier uses vllm-eks")
+    bedrock = serving.bedrock
+    if (bedrock.guardrail_id is None) != (bedrock.guardrail_version is None):
+        yield Problem("serving.bedrock.guardrailVersion", "guardrailId and guardrailVersion go together (a published version)")
+
+
+#: Families that Bedrock serves on demand only through an inference profile.
+PROFILE_ONLY = (
+    "anthropic.claude-3-7", "anthropic.claude-sonnet-4", "anthropic.claude-opus-4",
+    "anthropic.claude-3-5-haiku", "anthropic.claude-haiku-4", "meta.llama3-2", "meta.llama3-3",
+    "meta.llama4", "amazon.nova-premier", "deepseek.", "mistral.pixtral",
+)
+BEDROCK_MODEL = re.compile(
+    r"^(?:(?P<geo>us|eu|apac|us-gov|jp|au|ca|global)\.)?(?P<model>[a-z0-9-]+\.[a-z0-9._-]+(:\d+)?(:[a-z0-9]+)?)$"
+)
+BEDROCK_PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:(application-)?inference-profile/[A-Za-z0-9.:_-]+$")
+
+
+def _bedrock_model(path: str, model: str) -> Iterator[Problem]:
+    if BEDROCK_PROFILE_ARN.match(model):
+        return
+    m = BEDROCK_MODEL.match(model)
+    if not m:
+        yield Problem(
+            path, "not a Bedrock model id or inference profile", model,
+            "provider.model-v1:0, a geo-prefixed profile id like us.anthropic.claude-sonnet-4-20250514-v1:0, or an inference-profile ARN",
+        )
+    elif m["geo"] is None and m["model"].startswith(PROFILE_ONLY):
+        yield Problem(
+            path, "this model is served on demand only through an inference profile", model,
+            f"a geo-prefixed profile id such as us.{model}",
+        )
+
+
+@rule
+def prod_warm_replicas(environment: str, serving: s.ServingConfig) -> Iterator[Problem]:
+    if environment != "prod":
+        return
+    for i, t in enumerate(serving.tiers):
+        if t.backend == "vllm-eks":
+            warm = (t.vllm or s.VllmTier()).replicas.min
+            if warm < 2:
+                yield Problem(f"serving.tiers[{i}].vllm.replicas.min", "prod keeps at least 2 warm replicas", warm, "≥ 2")
+
+
+@rule
+def replicas_ordered(serving: s.ServingConfig) -> Iterator[Problem]:
+    for i, t in enumerate(serving.tiers):
+        if t.vllm and t.vllm.replicas.max < t.vllm.replicas.min:
+            yield Problem(f"serving.tiers[{i}].vllm.replicas.max", "must be ≥ replicas.min", t.vllm.replicas.max)
+    eks = serving.eks
+    if eks and not (eks.gpu_nodes_min <= (eks.gpu_nodes_desired or eks.gpu_nodes_min) <= eks.gpu_nodes_max):
+        yield Problem("serving.eks.gpuNodesDesired", "must satisfy gpuNodesMin ≤ desired ≤ gpuNodesMax", eks.gpu_nodes_desired)
+
+
+@rule
+def budgets_fit_gateway_timeout(serving: s.ServingConfig, router: s.RouterConfig) -> Iterator[Problem]:
+    limit = min(s.API_GATEWAY_TIMEOUT_S, float(router.timeout_seconds))
+    for i, t in enumerate(serving.tiers):
+        worst = t.max_tokens / t.min_tokens_per_second
+        if worst > limit:
+            fit = int(limit * t.min_tokens_per_second)
+            yield Problem(
+                f"serving.tiers[{i}].maxTokens",
+                f"at the tier's worst case of {t.min_tokens_per_second:g} tokens/s this budget takes {worst:.1f} s, "
+                f"over the {limit:g} s the API Gateway integration allows",
+                t.max_tokens, f"≤ {fit}",
+            )
+
+
+@rule
+def cache_dimensions(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator[Problem]:
+    emb = cache.embedder
+    dims = s.EMBEDDER_DIMENSIONS.get(emb.provider)
+    if dims and emb.dimensions not in dims:
+        yield Problem("cache.embedder.dimensions", f"does not match embedder '{emb.provider}'", emb.dimensions,
+                      " or ".join(map(str, dims)))
+    if emb.provider == "openai-compatible":
+        if not emb.url or not emb.model:
+            yield Problem("cache.embedder.url", "openai-compatible embedders need url and model")
+        native = s.OPENAI_EMBEDDING_DIMENSIONS.get(emb.model or "")
+        if native and emb.dimensions > native:
+            yield Problem("cache.embedder.dimensions", f"'{emb.model}' returns at most {native} dimensions",
+                          emb.dimensions, f"≤ {native}")
+    names = {t.name for t in serving.tiers}
+    for tier in cache.ttl.tiers:
+        if tier not in names:
+            yield Problem(f"cache.ttl.tiers.{tier}", "names no tier", tier, ", ".join(sorted(names)))
+
+
+@rule
+def prod_cache_resilience(environment: str, cache: s.CacheConfig) -> Iterator[Problem]:
+    if environment == "prod" and cache.enabled:
+        if cache.multi_az is False:
+            yield Problem("cache.multiAz", "prod caches are Multi-AZ with automatic failover", False, "true")
+        if cache.nodes is not None and cache.nodes < 2:
+            yield Problem("cache.nodes", "prod caches keep at least 2 nodes", cache.nodes, "≥ 2")
+
+
+@rule
+def prod_private(environment: str, serving: s.ServingConfig) -> Iterator[Problem]:
+    if environment != "prod":
+        return
+    az = serving.azure_openai
+    if az is not None and az.private is False:
+        yield Problem("serving.azureOpenai.private", "prod Azure OpenAI accounts are private", False, "true")
+    if serving.eks is not None and "0.0.0.0/0" in serving.eks.public_access_cidrs:
+        yield Problem("serving.eks.publicAccessCidrs", "prod API endpoints are private or CIDR-restricted", "0.0.0.0/0")
+
+
+# ------------------------------------------------------------------ secrets
+def _secret_paths(model: type[BaseModel], value: Any, prefix: str) -> Iterator[str]:
+    """Paths of `Secret` fields that hold a value."""
+    if not isinstance(value, dict):
+        return
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in value:
+            continue
+        tp = _unwrap(field.annotation)
+        path = f"{prefix}.{key}" if prefix else key
+        if tp is s.Secret:
+            yield path
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            yield from _secret_paths(tp, value[key], path)
+        elif typing.get_origin(tp) is list:
+            item = _unwrap(typing.get_args(tp)[0])
+            if isinstance(item, type) and issubclass(item, BaseModel) and isinstance(value[key], list):
+                for i, v in enumerate(value[key]):
+                    yield from _secret_paths(item, v, f"{path}[{i}]")
+
+
+def _strings(value: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{prefix}[{i}]")
+
+
+def plaintext_secrets(raw: dict, secret_keys: set[str]) -> Iterator[Problem]:
+    for path in _secret_paths(s.StackConfig, raw, ""):
+        if path.split(".")[0].split("[")[0] not in secret_keys:
+            yield Problem(path, f"secrets never sit in plaintext: set it with `pulumi config set --secret --path {path} …`")
+    for key, value in raw.items():
+        if key in secret_keys:
+            continue
+        for path, text in _strings(value, key):
+            if any(p.search(text) for p in CREDENTIAL_PATTERNS):
+                yield Problem(path, "looks like a credential in plaintext: remove it and use `pulumi config set --secret` "
+                                    "or a Secrets Manager reference")
+
+
+# ---------------------------------------------------------------- defaults
+def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
+    """Fill the `None` fields whose default depends on the environment."""
+    prod = cfg.is_prod
+    net = cfg.network
+    if net.availability_zones is None:
+        net.availability_zones = 3 if prod else 2
+    if cfg.cache.multi_az is None:
+        cfg.cache.multi_az = prod
+    if cfg.cache.nodes is None:
+        cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
+    az = cfg.serving.azure_openai
+    if az is not None and az.private is None:
+        az.private = prod
+    eks = cfg.serving.eks
+    if eks is not None and eks.gpu_nodes_desired is None:
+        eks.gpu_nodes_desired = eks.gpu_nodes_min
+    return cfg
+
+
+# ------------------------------------------------------------------ entry
+@functools.cache
+def _adapter(field_name: str) -> TypeAdapter:
+    """A validator for one top-level section, keeping its Field constraints."""
+    field = s.StackConfig.model_fields[field_name]
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata, Field())])
+
+
+def validate(raw: dict, secret_keys: set[str] | frozenset[str] = frozenset(), stack_file: str = "stack config") -> s.StackConfig:
+    """Parse a raw stack config (top-level keys without the project prefix).
+
+    Raises `ConfigError` listing every problem. Cross-field rules run for every
+    section that parsed, so a typo in one block does not hide a rule broken in
+    another.
+    """
+    problems: list[Problem] = list(plaintext_secrets(raw, set(secret_keys)))
+    parsed: dict[str, Any] = {}
+    for name, field in s.StackConfig.model_fields.items():
+        key = field.alias or name
+        if key not in raw:
+            if field.is_required():
+                problems.append(Problem(_path((key,)), "required key is missing"))
+            else:
+                parsed[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            parsed[name] = _adapter(name).validate_python(raw[key])
+        except ValidationError as e:
+            problems += [_structural({**err, "loc": (key, *err["loc"])}) for err in e.errors()]
+    known = {f.alias or n for n, f in s.StackConfig.model_fields.items()}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem(key, f"unknown key{hint}", allowed=", ".join(sorted(known))))
+    for fn in RULES:
+        needs = list(inspect.signature(fn).parameters)
+        if all(n in parsed for n in needs):
+            problems += fn(**{n: parsed[n] for n in needs})
+    if problems:
+        raise ConfigError(stack_file, problems)
+    return apply_environment_defaults(s.StackConfig.model_validate(raw))

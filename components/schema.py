@@ -1,0 +1,396 @@
+"""The one stack-config schema every component reads.
+
+Pure pydantic: no Pulumi import, so the CLI (`new-stack`, `cost`) and the
+tests share it with the program. Structure is checked here; rules that
+compare fields across sections live in `components/rules.py`.
+
+Defaults are the secure, production-sensible choice. Fields left as `None`
+take an environment-dependent default in `rules.apply_environment_defaults`
+(for example prod gets a Multi-AZ cache and three availability zones).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.alias_generators import to_camel
+
+Environment = Literal["dev", "staging", "prod"]
+Backend = Literal["bedrock", "azure-openai", "vllm-eks"]
+
+TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+#: Model aliases the router reserves; a tier may not be named after them.
+RESERVED_TIER_NAMES = ("auto",)
+#: Worst-case API Gateway HTTP API integration timeout, seconds.
+API_GATEWAY_TIMEOUT_S = 30.0
+
+
+class Section(BaseModel):
+    """Base for every config block: camelCase keys, typos rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+
+#: A string that must come from `pulumi config set --secret`: the loader
+#: rejects one whose config key is not marked secret, and it never prints.
+Secret = SecretStr
+
+
+# --------------------------------------------------------------------- network
+class NetworkConfig(Section):
+    cidr: str = Field("10.40.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
+    #: None: 2 outside prod, 3 in prod.
+    availability_zones: Optional[int] = Field(None, ge=2, le=3)
+    #: NAT for egress the VPC endpoints don't cover (Azure OpenAI, image
+    #: registries). `none` keeps the VPC fully private.
+    nat_gateways: Literal["none", "single", "per-az"] = "single"
+    flow_logs: bool = True
+
+
+# --------------------------------------------------------------------- serving
+class Price(Section):
+    """USD per million tokens, for cost estimates and tier savings."""
+
+    input_per_mtok: float = Field(ge=0, alias="inputPerMTok")
+    output_per_mtok: float = Field(ge=0, alias="outputPerMTok")
+
+
+class BedrockTier(Section):
+    #: Provisioned throughput in model units (0 = on-demand).
+    provisioned_model_units: int = Field(0, ge=0)
+    commitment: Literal["none", "1month", "6months"] = "none"
+
+
+class AzureDeployment(Section):
+    model_version: str = Field(min_length=1)
+    sku: Literal["Standard", "GlobalStandard", "DataZoneStandard", "ProvisionedManaged"] = "GlobalStandard"
+    #: Capacity in 1K-tokens-per-minute units.
+    capacity: int = Field(10, ge=1, le=10000)
+    rai_policy: str = "Microsoft.DefaultV2"
+
+
+class Replicas(Section):
+    #: Warm replicas that never scale away (prod: at least 2).
+    min: int = Field(1, ge=1)
+    max: int = Field(4, ge=1)
+
+
+class VllmTier(Section):
+    engine: Literal["vllm", "tgi"] = "vllm"
+    #: Image pinned by version, never `latest`.
+    image: Optional[str] = Field(None, pattern=r"^[^\s:]+:[A-Za-z0-9._-]+$")
+    gpus_per_pod: int = Field(1, ge=1, le=8)
+    max_model_len: int = Field(8192, ge=256)
+    gpu_memory_utilization: float = Field(0.90, gt=0.1, le=0.98)
+    quantization: Optional[Literal["awq", "gptq"]] = None
+    replicas: Replicas = Replicas()
+    weights: Literal["s3", "pvc"] = "s3"
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and v.endswith(":latest"):
+            raise ValueError("images are pinned by version, never ':latest'")
+        return v
+
+
+class Tier(Section):
+    """A model alias the router serves (`fast`, `smart`, …) and what serves it."""
+
+    name: str = Field(pattern=TIER_NAME)
+    backend: Backend
+    #: Bedrock model id or inference-profile id; Azure OpenAI model name;
+    #: Hugging Face model id for vllm-eks.
+    model: str = Field(min_length=1, max_length=200)
+    #: Prompt budget; older turns are dropped to fit.
+    max_prompt_tokens: int = Field(4096, ge=64, le=1_000_000)
+    #: Completion budget; requests above it are clamped or rejected.
+    max_tokens: int = Field(1024, ge=1, le=64_000)
+    #: Worst-case generation speed, used to keep a request inside the 30 s
+    #: API Gateway timeout.
+    min_tokens_per_second: float = Field(40.0, gt=0)
+    #: Tier to try when this one fails or its circuit is open.
+    fallback: Optional[str] = Field(None, pattern=TIER_NAME)
+    price: Optional[Price] = None
+    bedrock: Optional[BedrockTier] = None
+    azure: Optional[AzureDeployment] = None
+    vllm: Optional[VllmTier] = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_TIER_NAMES:
+            raise ValueError(f"'{v}' is a reserved model alias; choose another tier name")
+        return v
+
+
+class BedrockConfig(Section):
+    #: Model invocation logging is one setting per account+region: exactly
+    #: one stack there may own it.
+    invocation_logging_owner: bool = False
+    invocation_log_retention_days: int = Field(90, ge=1)
+    guardrail_id: Optional[str] = None
+    guardrail_version: Optional[str] = Field(None, pattern=r"^\d+$")
+    #: Interface endpoint for bedrock-runtime so model calls need no NAT.
+    private_endpoint: bool = True
+
+
+class AzureOpenAIConfig(Section):
+    location: str = Field(pattern=r"^[a-z0-9]+$")
+    #: Custom subdomain; globally unique.
+    subdomain: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    #: None: private (no public network access + private endpoint) in prod.
+    private: Optional[bool] = None
+    #: Entra ID app/object id of the principal the router authenticates as;
+    #: when set, key auth is disabled on the account.
+    entra_principal_id: Optional[str] = None
+    #: Key for an account this stack does not own. Secret-only.
+    api_key: Optional[Secret] = None
+
+
+GPU_FAMILIES = ("g5", "g6", "g6e", "p4d", "p5")
+
+
+class EksConfig(Section):
+    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d{2}$")
+    #: CIDRs allowed to reach a public API endpoint; empty = private only.
+    public_access_cidrs: list[str] = []
+    admin_role_arns: list[str] = []
+    gpu_instance_types: list[str] = ["g6e.xlarge"]
+    gpu_ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
+    gpu_nodes_min: int = Field(1, ge=0)
+    gpu_nodes_desired: Optional[int] = Field(None, ge=0)
+    gpu_nodes_max: int = Field(4, ge=1)
+    system_instance_type: str = "m6i.large"
+
+    @field_validator("gpu_instance_types")
+    @classmethod
+    def _gpu_allowlist(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t.split(".")[0] not in GPU_FAMILIES]
+        if bad or not v:
+            raise ValueError(
+                f"GPU instance types must be from the families {', '.join(GPU_FAMILIES)}; got {bad or v}"
+            )
+        return v
+
+
+class ServingConfig(Section):
+    tiers: list[Tier] = Field(min_length=1)
+    bedrock: BedrockConfig = BedrockConfig()
+    azure_openai: Optional[AzureOpenAIConfig] = None
+    eks: Optional[EksConfig] = None
+
+
+# ---------------------------------------------------------------------- router
+class TieringRules(Section):
+    """Signals that send a request to the expensive tier under `auto`."""
+
+    cheap_tier: Optional[str] = Field(None, pattern=TIER_NAME)
+    expensive_tier: Optional[str] = Field(None, pattern=TIER_NAME)
+    #: Last user turn longer than this (in tokens) goes to the expensive tier.
+    long_prompt_tokens: int = Field(600, ge=1)
+    #: Conversations with more turns than this go to the expensive tier.
+    long_conversation_turns: int = Field(8, ge=1)
+    keywords: list[str] = [
+        "compare", "analyse", "analyze", "explain in detail", "step by step",
+        "prove", "design", "trade-off", "tradeoff", "refactor",
+    ]
+    code_blocks: bool = True
+
+
+class Throttling(Section):
+    rate_limit: float = Field(50, gt=0)
+    burst_limit: int = Field(100, gt=0)
+
+
+class RouterConfig(Section):
+    #: Model alias used when the request names none (`auto` = let tiering decide).
+    default_tier: str = "auto"
+    tiering: TieringRules = TieringRules()
+    #: What to do with `max_tokens` above the tier budget.
+    max_tokens_policy: Literal["clamp", "reject"] = "clamp"
+    max_body_bytes: int = Field(256 * 1024, ge=1024, le=6 * 1024 * 1024)
+    memory_mb: int = Field(1024, ge=128, le=10240)
+    timeout_seconds: int = Field(29, ge=1, le=29)
+    reserved_concurrency: int = Field(50, ge=1)
+    #: Warm Lambda environments for the front door (0 = none).
+    provisioned_concurrency: int = Field(0, ge=0)
+    throttling: Throttling = Throttling()
+    log_retention_days: int = Field(30, ge=1)
+    #: Prompt text stays out of logs unless this is turned on.
+    log_prompts: bool = False
+
+
+# ----------------------------------------------------------------------- cache
+EMBEDDER_DIMENSIONS: dict[str, tuple[int, ...]] = {
+    "local-minilm": (384,),
+    "bedrock-titan-v2": (256, 512, 1024),
+}
+OPENAI_EMBEDDING_DIMENSIONS: dict[str, int] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class Embedder(Section):
+    provider: Literal["local-minilm", "bedrock-titan-v2", "openai-compatible"] = "local-minilm"
+    model: Optional[str] = None
+    dimensions: int = Field(384, ge=8, le=8192)
+    #: OpenAI-compatible `/v1/embeddings` base URL (openai-compatible only).
+    url: Optional[str] = Field(None, pattern=r"^https?://")
+
+
+class TtlConfig(Section):
+    default_seconds: int = Field(3600, ge=60)
+    #: Per-tier overrides, keyed by tier name.
+    tiers: dict[str, int] = {}
+
+
+class CacheConfig(Section):
+    enabled: bool = True
+    embedder: Embedder = Embedder()
+    #: Cosine similarity a candidate must reach before the guards run.
+    similarity_threshold: float = Field(0.90, gt=0.5, lt=1.0)
+    #: Precision target `cache calibrate` recommends a threshold for.
+    precision_target: float = Field(0.99, gt=0.5, le=1.0)
+    #: Responses sampled above this temperature are never cached.
+    max_cacheable_temperature: float = Field(0.3, ge=0, le=2)
+    ttl: TtlConfig = TtlConfig()
+    node_type: str = Field("cache.t4g.small", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
+    #: None: 1 outside prod, 2 in prod.
+    nodes: Optional[int] = Field(None, ge=1, le=6)
+    #: None: true in prod.
+    multi_az: Optional[bool] = None
+    engine_version: str = Field("8.2", pattern=r"^\d+\.\d+$")
+    snapshot_retention_days: int = Field(7, ge=0, le=35)
+    maintenance_window: str = Field("sun:05:00-sun:06:00", pattern=r"^[a-z]{3}:\d{2}:\d{2}-[a-z]{3}:\d{2}:\d{2}$")
+    #: Lookups slower than this fail open (request proceeds uncached).
+    timeout_ms: int = Field(50, ge=1, le=1000)
+
+
+# ------------------------------------------------------------------------- slo
+class HigherIsBetter(Section):
+    """An objective where bigger is stricter (availability %, faithfulness)."""
+
+    objective: float
+    sla: float
+
+
+class LowerIsBetter(Section):
+    """An objective where smaller is stricter (latency s, error rate %)."""
+
+    objective: float = Field(gt=0)
+    sla: float = Field(gt=0)
+
+
+class Percent(HigherIsBetter):
+    objective: float = Field(gt=0, lt=100)
+    sla: float = Field(gt=0, lt=100)
+
+
+class Score(HigherIsBetter):
+    objective: float = Field(gt=0, le=1)
+    sla: float = Field(gt=0, le=1)
+
+
+class PercentLower(LowerIsBetter):
+    objective: float = Field(gt=0, lt=100)
+    sla: float = Field(gt=0, lt=100)
+
+
+class LatencySlo(Section):
+    p50: LowerIsBetter
+    p95: LowerIsBetter
+
+
+class SloConfig(Section):
+    window_days: int = Field(30, ge=7, le=90)
+    #: Share of requests that are not 5xx, percent.
+    availability: Percent
+    latency: LatencySlo
+    #: Share of requests that are 5xx, percent.
+    error_rate: PercentLower
+    #: Faithfulness score (0–1) from the evaluation job.
+    faithfulness: Score
+    #: Below this many requests in a window, availability alarms do not page.
+    min_requests_per_window: int = Field(20, ge=1)
+
+
+# ---------------------------------------------------------------------- alarms
+class Destination(Section):
+    emails: list[str] = []
+    #: Existing SNS topic to publish to instead of a new one.
+    topic_arn: Optional[str] = Field(None, pattern=r"^arn:aws[a-z-]*:sns:")
+    #: HTTPS integration URL (PagerDuty, Opsgenie): carries a key, secret-only.
+    https_endpoint: Optional[Secret] = None
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", e)]
+        if bad:
+            raise ValueError(f"not an e-mail address: {', '.join(bad)}")
+        return v
+
+
+class AlarmsConfig(Section):
+    page: Destination = Destination()
+    ticket: Destination = Destination()
+
+
+# ----------------------------------------------------------------------- stack
+REQUIRED_TAGS = ("owner", "cost-center")
+
+
+def _check_tags(v: dict[str, str]) -> dict[str, str]:
+    missing = [t for t in REQUIRED_TAGS if not v.get(t)]
+    if missing:
+        raise ValueError(f"required tags missing: {', '.join(missing)}")
+    bad = [k for k, val in v.items() if len(k) > 128 or len(str(val)) > 256 or k.startswith("aws:")]
+    if bad:
+        raise ValueError(f"invalid tag keys (≤128 chars, no 'aws:' prefix; values ≤256 chars): {', '.join(bad)}")
+    return v
+
+
+Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+
+
+class StackConfig(Section):
+    """Everything one environment needs. Keys map to `llm-blueprint:<key>`;
+    `region` comes from `aws:region`."""
+
+    environment: Environment
+    region: Region
+    tags: Tags
+    network: NetworkConfig = NetworkConfig()
+    serving: ServingConfig
+    router: RouterConfig = RouterConfig()
+    cache: CacheConfig = CacheConfig()
+    slo: SloConfig
+    alarms: AlarmsConfig = AlarmsConfig()
+
+    # Convenience views used by several components.
+    def tier(self, name: str) -> Tier:
+        return next(t for t in self.serving.tiers if t.name == name)
+
+    def tiers_on(self, backend: str) -> list[Tier]:
+        return [t for t in self.serving.tiers if t.backend == backend]
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+
+#: Top-level config keys, in the order stack files list them.
+SECTIONS = tuple(k for k in StackConfig.model_fields if k != "region")

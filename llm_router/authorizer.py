@@ -1,0 +1,41 @@
+"""API Gateway Lambda authorizer: API key → tenant, keys stored hashed.
+
+The secret holds `{"<sha256 hex of key>": "<tenant>"}`; a key never sits in
+plaintext anywhere the router controls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+_CACHE: dict[str, Any] = {"at": 0.0, "keys": {}}
+_TTL_S = 60.0
+
+
+def _keys() -> dict[str, str]:
+    if time.monotonic() - _CACHE["at"] > _TTL_S:
+        import boto3
+
+        secret = boto3.client("secretsmanager").get_secret_value(SecretId=os.environ["API_KEYS_SECRET_ARN"])
+        _CACHE.update(at=time.monotonic(), keys=json.loads(secret.get("SecretString") or "{}"))
+    return _CACHE["keys"]
+
+
+def tenant_for(authorization: str | None, keys: dict[str, str]) -> str | None:
+    """The tenant a `Bearer <key>` header maps to, or None."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    digest = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
+    return keys.get(digest)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    tenant = tenant_for(headers.get("authorization"), _keys())
+    if tenant is None:
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": {"tenant": tenant}}
