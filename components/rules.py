@@ -7,6 +7,7 @@ with its key path, the bad value and what is allowed, and raises
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import inspect
@@ -389,6 +390,27 @@ def _adapter(field_name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[(field.annotation, *field.metadata, Field())])
 
 
+def _without_bad_keys(name: str, value: Any, error: ValidationError) -> Any:
+    """The section parsed with its offending keys dropped, so cross-field rules
+    can still run on the rest; None when that does not parse either."""
+    value = copy.deepcopy(value)
+    for err in error.errors():
+        *parents, last = err["loc"] or (None,)
+        node = value
+        for part in parents:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if isinstance(node, dict):
+            node.pop(last, None)
+    try:
+        return _adapter(name).validate_python(value)
+    except ValidationError:
+        return None
+
+
 def validate(raw: dict, secret_keys: set[str] | frozenset[str] = frozenset(), stack_file: str = "stack config") -> s.StackConfig:
     """Parse a raw stack config (top-level keys without the project prefix).
 
@@ -410,6 +432,9 @@ def validate(raw: dict, secret_keys: set[str] | frozenset[str] = frozenset(), st
             parsed[name] = _adapter(name).validate_python(raw[key])
         except ValidationError as e:
             problems += [_structural({**err, "loc": (key, *err["loc"])}) for err in e.errors()]
+            lenient = _without_bad_keys(name, raw[key], e)
+            if lenient is not None:
+                parsed[name] = lenient
     known = {f.alias or n for n, f in s.StackConfig.model_fields.items()}
     for key in raw:
         if key not in known:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pulumi
@@ -11,8 +11,6 @@ from pulumi.runtime import config as runtime_config
 
 from .rules import validate
 from .schema import StackConfig
-
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _value(text: str) -> Any:
@@ -22,29 +20,31 @@ def _value(text: str) -> Any:
     return text
 
 
+def raw_config(config: Mapping[str, str], secret_keys: Iterable[str], project: str) -> tuple[dict[str, Any], set[str]]:
+    """Project keys (`<project>:<key>`) plus `aws:region` → schema input and its secret keys."""
+    prefix, secrets = f"{project}:", set(secret_keys)
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full_key, text in config.items():
+        if full_key == "aws:region":
+            raw["region"] = text
+        elif full_key.startswith(prefix) and text is not None:
+            key = full_key[len(prefix):]
+            raw[key] = _value(text)
+            if full_key in secrets:
+                secret.add(key)
+    return raw, secret
+
+
 def stack_file(stack: str) -> str:
     return f"stacks/Pulumi.{stack}.yaml"
 
 
 def load_stack_config() -> StackConfig:
     """Validate this stack's config, or raise `ConfigError` before any resource exists."""
-    project, stack = pulumi.get_project(), pulumi.get_stack()
-    prefix = f"{project}:"
     # Every key set in this stack, so typos in top-level keys are caught too.
     keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    raw: dict[str, Any] = {}
-    secret_keys: set[str] = set()
-    for full_key in keys:
-        if not full_key.startswith(prefix):
-            continue
-        key = full_key[len(prefix):]
-        text = runtime_config.get_config(full_key)
-        if text is None:
-            continue
-        raw[key] = _value(text)
-        if runtime_config.is_config_secret(full_key):
-            secret_keys.add(key)
-    region = pulumi.Config("aws").get("region")
-    if region is not None:
-        raw["region"] = region
-    return validate(raw, secret_keys, stack_file(stack))
+    config = {k: runtime_config.get_config(k) for k in keys}
+    secrets = [k for k in keys if runtime_config.is_config_secret(k)]
+    raw, secret = raw_config(config, secrets, pulumi.get_project())
+    return validate(raw, secret, stack_file(pulumi.get_stack()))

@@ -45,11 +45,12 @@ class StackSource:
 
 
 def stack_path(stack: str) -> Path:
-    """A stack name (`dev`) or a path to a stack file."""
-    p = Path(stack)
-    if p.suffix in (".yaml", ".yml"):
+    """A stack name (`dev`) or a path to a stack file, shown relative when possible."""
+    p = Path(stack) if Path(stack).suffix in (".yaml", ".yml") else STACKS_DIR / f"Pulumi.{stack}.yaml"
+    try:
+        return p.resolve().relative_to(Path.cwd())
+    except ValueError:
         return p
-    return STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
 def stack_names() -> list[str]:

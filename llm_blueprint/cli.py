@@ -1,0 +1,154 @@
+"""The `llm-blueprint` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+app = typer.Typer(help="Plan, check and operate llm-blueprint stacks offline.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_CONFIG = 2
+
+
+def _fail_config(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_CONFIG)
+
+
+def load_plan(stack: str):
+    """Run a stack's program offline; config problems exit 2 with every problem listed."""
+    from components.rules import ConfigError
+
+    from . import offline
+
+    try:
+        return offline.plan(stack)
+    except (ConfigError, offline.StackFileError) as e:
+        _fail_config(str(e))
+
+
+def _short_type(t: str) -> str:
+    return t.split(":")[-1] if t.count(":") >= 2 else t
+
+
+def render_plan(plan, elapsed: float) -> None:
+    children: dict[Optional[str], list] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+    root_urn = next((r.parent for r in plan.resources if r.parent and "pulumi:pulumi:Stack" in r.parent), None)
+    tree = Tree(f"[bold]stack {plan.stack}[/]")
+
+    def add(node: Tree, urn: Optional[str]) -> None:
+        for r in sorted(children.get(urn, []), key=lambda r: (r.custom, r.type, r.name)):
+            style = "bold cyan" if not r.custom else ""
+            label = f"[{style}]{r.name}[/] [dim]{r.type}[/]" if style else f"{r.name} [dim]{r.type}[/]"
+            add(node.add(label), r.urn)
+
+    add(tree, root_urn)
+    out.print(tree)
+
+    counts = Counter(r.type for r in plan.resources if r.custom)
+    table = Table(title=f"{sum(counts.values())} resources to create", title_justify="left")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    for t, n in sorted(counts.items()):
+        table.add_row(t, str(n))
+    out.print(table)
+
+    outputs = Table(title="stack outputs", title_justify="left")
+    outputs.add_column("name")
+    outputs.add_column("value", overflow="fold")
+    for k, v in plan.outputs.items():
+        outputs.add_row(k, v if isinstance(v, str) else json.dumps(v))
+    out.print(outputs)
+    out.print(f"[dim]planned offline under the Pulumi mock engine in {elapsed:.2f} s; no cloud calls made[/]")
+
+
+@app.command()
+def plan(
+    stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.NAME.yaml) or path to a stack file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Preview a stack offline: component tree, resource counts, outputs."""
+    started = time.perf_counter()
+    result = load_plan(stack)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2, sort_keys=False) + "\n")
+    else:
+        render_plan(result, time.perf_counter() - started)
+
+
+@app.command()
+def validate(
+    stacks: list[str] = typer.Argument(None, help="Stacks to validate (default: every stack in stacks/)."),
+) -> None:
+    """Validate stack configs against the schema without planning."""
+    from components.rules import ConfigError
+    from components.rules import validate as validate_raw
+    from components.stack_config import raw_config
+
+    from . import offline
+
+    failed = False
+    for name in stacks or offline.stack_names():
+        try:
+            source = offline.read_stack(name)
+            raw, secret = raw_config(source.config, source.secret_keys, offline.PROJECT)
+            validate_raw(raw, secret, str(source.path))
+            out.print(f"[green]ok[/] {source.path}")
+        except (ConfigError, offline.StackFileError) as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            failed = True
+    if failed:
+        raise typer.Exit(EXIT_CONFIG)
+
+
+bench_app = typer.Typer(help="Benchmarks that print their figures (JSON with --json).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("plan")
+def bench_plan(
+    stacks: list[str] = typer.Argument(None, help="Stacks to plan (default: every stack in stacks/)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time the offline plan of stacks in one process, imports included."""
+    started = time.perf_counter()
+    from . import offline
+
+    names = stacks or offline.stack_names()
+    per_stack = {}
+    for name in names:
+        t0 = time.perf_counter()
+        result = offline.plan(name)
+        per_stack[name] = {"seconds": round(time.perf_counter() - t0, 3), "resources": len(result.resources)}
+    figures = {"stacks": per_stack, "total_seconds": round(time.perf_counter() - started, 3), "target_seconds": 15}
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table(title="offline plan", title_justify="left")
+    for col in ("stack", "resources", "seconds"):
+        table.add_column(col, justify="right" if col != "stack" else "left")
+    for name, f in per_stack.items():
+        table.add_row(name, str(f["resources"]), f"{f['seconds']:.2f}")
+    out.print(table)
+    out.print(f"total {figures['total_seconds']:.2f} s including imports (target ≤ 15 s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
