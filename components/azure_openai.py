@@ -50,7 +50,8 @@ class AzureOpenAI(pulumi.ComponentResource):
         local_auth = args.entra_principal_id is None
         account = cs.Account(
             f"{name}-account", resource_group_name=group.name, location=args.location, kind="OpenAI",
-            sku=cs.SkuArgs(name="S0"), tags=tags, opts=child(self),
+            sku=cs.SkuArgs(name="S0"), tags={**tags, "llm-blueprint-auth": "key" if local_auth else "entra"},
+            opts=child(self),
             identity=cs.IdentityArgs(type="SystemAssigned"),
             properties=cs.AccountPropertiesArgs(
                 custom_sub_domain_name=args.subdomain,

@@ -67,7 +67,7 @@ class BedrockAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BedrockAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:bedrock:BedrockAccess", name, None, opts)
-        self.prefix = name
+        self.prefix, self.tags = name, args.tags
         tags = args.tags
         arns = sorted({a for m in args.models for a in model_arns(m, args.region, args.account_id)})
         statements = [{"Sid": "InvokeConfiguredModels", "Effect": "Allow", "Action": INVOKE_ACTIONS, "Resource": arns}]
@@ -98,7 +98,7 @@ class BedrockAccess(pulumi.ComponentResource):
         aws.vpc.SecurityGroupIngressRule(f"{self.prefix}-from-{client}", security_group_id=self.endpoint_sg.id,
                                          referenced_security_group_id=security_group_id, ip_protocol="tcp",
                                          from_port=443, to_port=443, description=f"HTTPS from {client}",
-                                         opts=child(self))
+                                         tags=self.tags, opts=child(self))
 
     def _invocation_logging(self, name: str, args: BedrockAccessArgs) -> None:
         group = aws.cloudwatch.LogGroup(f"{name}-invocations", name=f"/aws/bedrock/invocations/{args.stack}",
@@ -116,7 +116,7 @@ class BedrockAccess(pulumi.ComponentResource):
             "Resource": [pulumi.Output.concat(group.arn, ":log-stream:*")],
         }]))
         aws.bedrockmodel.InvocationLoggingConfiguration(
-            f"{name}-invocation-logging", opts=child(self, depends_on=[group]),
+            f"{name}-invocation-logging", region=args.region, opts=child(self, depends_on=[group]),
             logging_config=aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigArgs(
                 text_data_delivery_enabled=True, embedding_data_delivery_enabled=False,
                 image_data_delivery_enabled=False, video_data_delivery_enabled=False,

@@ -122,17 +122,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     if bedrock is not None:
         bedrock.allow_from("router", router.security_group_id)
 
-    slo, alarms = cfg.slo, cfg.alarms
     alerts = SloAlarms(f"{name}-slo", SloAlarmsArgs(
-        service=f"llm-router-{stack}", tags=tags, availability_objective=slo.availability.objective,
-        latency_p50_s=slo.latency.p50.objective, latency_p95_s=slo.latency.p95.objective,
-        faithfulness_objective=slo.faithfulness.objective,
-        page=_destination(alarms.page), ticket=_destination(alarms.ticket)))
+        service=f"llm-router-{stack}", slo=cfg.slo, tags=tags, api_id=router.api_id, region=cfg.region,
+        page=_destination(cfg.alarms.page), ticket=_destination(cfg.alarms.ticket),
+        cache_cluster_ids=cache.member_cluster_ids if cache is not None else [],
+        vllm=bool(cfg.tiers_on("vllm-eks"))))
 
     outputs.update(
         routerUrl=router.url,
         openaiBaseUrl=router.url.apply(lambda u: u.rstrip("/") + "/v1"),
         apiKeysSecretArn=router.api_keys_secret_arn,
+        dashboardUrl=f"https://{cfg.region}.console.aws.amazon.com/cloudwatch/home?region={cfg.region}"
+                     f"#dashboards:name={name}-slo",
         pageTopicArn=alerts.page_topic_arn,
         ticketTopicArn=alerts.ticket_topic_arn,
     )

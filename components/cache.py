@@ -42,7 +42,7 @@ class SemanticCache(pulumi.ComponentResource):
     def __init__(self, name: str, args: SemanticCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:cache:SemanticCache", name, None, opts)
         tags = args.tags
-        self.prefix = name
+        self.prefix, self.tags = name, args.tags
         self.key = aws.kms.Key(f"{name}-key", description=f"{name}: ElastiCache at-rest and auth-token secret",
                                enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
         self.sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id,
@@ -61,8 +61,9 @@ class SemanticCache(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-auth", secret_id=self.secret.id, secret_string=token.result,
                                          opts=child(self))
         nodes = max(args.nodes, 2) if args.multi_az else args.nodes
+        # A fixed id makes the member clusters (<id>-001, …) known at plan time for alarms.
         self.group = aws.elasticache.ReplicationGroup(
-            f"{name}-valkey",
+            f"{name}-valkey", replication_group_id=name[:40],
             description="llm-blueprint exact + semantic cache",
             engine="valkey", engine_version=args.engine_version, node_type=args.node_type,
             num_cache_clusters=nodes, port=PORT,
@@ -76,6 +77,7 @@ class SemanticCache(pulumi.ComponentResource):
             tags=tags, opts=child(self))
         self.endpoint = self.group.primary_endpoint_address
         self.port = PORT
+        self.member_cluster_ids = [f"{name[:40]}-{i:03d}" for i in range(1, nodes + 1)]
         self.secret_arn = self.secret.arn
         self.security_group_id = self.sg.id
         self.register_outputs({"endpoint": self.endpoint, "port": PORT, "secretArn": self.secret_arn,
@@ -86,4 +88,4 @@ class SemanticCache(pulumi.ComponentResource):
         aws.vpc.SecurityGroupIngressRule(f"{self.prefix}-from-{client}", security_group_id=self.sg.id,
                                          referenced_security_group_id=security_group_id, ip_protocol="tcp",
                                          from_port=PORT, to_port=PORT, description=f"Valkey from {client}",
-                                         opts=child(self))
+                                         tags=self.tags, opts=child(self))

@@ -1,16 +1,47 @@
-"""SLO alerting: where pages and tickets go, and the alarms that send them."""
+"""SLO alerting the way SRE teams do it: multi-window, multi-burn-rate.
+
+Availability is measured where clients see it (API Gateway `5xx` / `Count`);
+error rate is measured at the router (`UpstreamErrors` / `Requests`), so a
+backend failing behind a healthy fallback still burns its budget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 
-from .common import child
+from llm_router import metric_names as m
 
-NAMESPACE = "LlmBlueprint"
+from .common import child
+from .schema import SloConfig
+
+# Google SRE workbook, ch. 5: (name, long window s, short window s, burn rate, severity)
+BURN_WINDOWS = (
+    ("1h", 3600, 300, 14.4, "page"),
+    ("6h", 6 * 3600, 1800, 6.0, "page"),
+    ("3d", 3 * 86400, 6 * 3600, 1.0, "ticket"),
+)
+DAY, WEEK = 86400, 7 * 86400
+
+
+def check_alarm_limits(period: int, evaluation_periods: int) -> None:
+    """CloudWatch's rules for an alarm's period and total evaluation span."""
+    if period not in (10, 20, 30) and period % 60:
+        raise ValueError(f"alarm period {period} s: must be 10, 20, 30 or a multiple of 60")
+    span = period * evaluation_periods
+    limit = DAY if period < 3600 else WEEK
+    if span > limit:
+        raise ValueError(f"alarm spans {span} s (period {period} × {evaluation_periods}); limit {limit} s")
+
+
+def burn_threshold(burn: float, objective_pct: float, higher_is_better: bool) -> float:
+    """Error-ratio threshold for a burn rate: burn × allowed error ratio."""
+    budget = (100.0 - objective_pct) / 100.0 if higher_is_better else objective_pct / 100.0
+    return burn * budget
 
 
 @dataclass
@@ -23,13 +54,23 @@ class DestinationSpec:
 @dataclass
 class SloAlarmsArgs:
     service: str
+    slo: SloConfig
     tags: dict[str, str]
-    availability_objective: float
-    latency_p50_s: float
-    latency_p95_s: float
-    faithfulness_objective: float
+    api_id: pulumi.Input[str]
     page: DestinationSpec
     ticket: DestinationSpec
+    region: str = "us-east-1"
+    stage: str = "$default"
+    #: ElastiCache member cluster ids (for memory / eviction alarms).
+    cache_cluster_ids: list[str] = field(default_factory=list)
+    vllm: bool = False
+    #: How often the evaluation job publishes Faithfulness.
+    quality_cadence_s: int = 3600
+    budget_cap_share: float = 0.10
+    cache_hit_floor: float = 0.05
+    cache_fail_open_per_5m: int = 10
+    upstream_throttled_per_5m: int = 20
+    vllm_queue_depth: int = 20
 
 
 class SloAlarms(pulumi.ComponentResource):
@@ -41,20 +82,198 @@ class SloAlarms(pulumi.ComponentResource):
         self.prefix, self.args = name, args
         self.page_topic_arn = self._topic("page", args.page)
         self.ticket_topic_arn = self._topic("ticket", args.ticket)
-        dims = {"service": args.service}
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-latency-p95", alarm_description=f"P95 end-to-end latency above {args.latency_p95_s} s",
-            namespace=NAMESPACE, metric_name="Latency", dimensions=dims, extended_statistic="p95",
-            period=300, evaluation_periods=3, datapoints_to_alarm=3, threshold=args.latency_p95_s * 1000,
-            comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", unit="Milliseconds",
-            alarm_actions=[self.page_topic_arn], ok_actions=[self.page_topic_arn], tags=args.tags, opts=child(self))
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-faithfulness", alarm_description=f"Faithfulness below {args.faithfulness_objective}",
-            namespace=NAMESPACE, metric_name="Faithfulness", dimensions=dims, statistic="Average",
-            period=3600, evaluation_periods=3, threshold=args.faithfulness_objective,
-            comparison_operator="LessThanThreshold", treat_missing_data="breaching",
-            alarm_actions=[self.ticket_topic_arn], tags=args.tags, opts=child(self))
+        self.topics = {"page": self.page_topic_arn, "ticket": self.ticket_topic_arn}
+        slo = args.slo
+        self.router_dims = {m.DIMENSION: args.service}
+        self.api_dims = {"ApiId": args.api_id, "Stage": args.stage}
+        self.composites: list[aws.cloudwatch.CompositeAlarm] = []
+
+        self._burn_rate("availability", slo.availability.objective, slo.availability.sla, True,
+                        ("AWS/ApiGateway", "5xx", self.api_dims), ("AWS/ApiGateway", "Count", self.api_dims))
+        self._burn_rate("error-rate", slo.error_rate.objective, slo.error_rate.sla, False,
+                        (m.NAMESPACE, m.UPSTREAM_ERRORS, self.router_dims), (m.NAMESPACE, m.REQUESTS, self.router_dims))
+        self._latency("latency-p95", "p95", slo.latency.p95, "page", periods=3)
+        self._latency("latency-p50", "p50", slo.latency.p50, "ticket", periods=6)
+        self._quality()
+        self._supporting()
+        self._dashboard()
         self.register_outputs({"pageTopicArn": self.page_topic_arn, "ticketTopicArn": self.ticket_topic_arn})
+
+    # ------------------------------------------------------------- helpers
+    def _tags(self, kind: str, objective: float, sla: float, higher: bool) -> dict[str, str]:
+        return {**self.args.tags, "slo": kind, "slo-objective": f"{objective:g}", "slo-sla": f"{sla:g}",
+                "slo-direction": "higher" if higher else "lower"}
+
+    def _alarm(self, suffix: str, **kwargs) -> aws.cloudwatch.MetricAlarm:
+        queries = kwargs.get("metric_queries")
+        period = max(q.metric.period for q in queries if q.metric is not None) if queries else kwargs["period"]
+        check_alarm_limits(int(period), int(kwargs.get("evaluation_periods", 1)))
+        kwargs.setdefault("tags", self.args.tags)
+        # Fixed names: composite rules and runbooks can name them at plan time.
+        return aws.cloudwatch.MetricAlarm(f"{self.prefix}-{suffix}", name=f"{self.prefix}-{suffix}",
+                                          opts=child(self), **kwargs)
+
+    def _ratio_alarm(self, suffix: str, bad, total, window: int, threshold: float, description: str,
+                     tags: dict[str, str], min_requests: int) -> aws.cloudwatch.MetricAlarm:
+        """Error ratio over one window, guarded so a handful of requests never pages."""
+        def q(id_, spec):
+            ns, metric, dims = spec
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=id_, return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=ns, metric_name=metric, dimensions=dims, period=window, stat="Sum"))
+        return self._alarm(
+            suffix, alarm_description=description, comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=round(threshold, 6), evaluation_periods=1, datapoints_to_alarm=1,
+            treat_missing_data="notBreaching", tags=tags,
+            metric_queries=[q("bad", bad), q("total", total), aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="ratio", return_data=True, label="error ratio",
+                expression=f"IF(total >= {min_requests}, bad / total, 0)")])
+
+    # -------------------------------------------------------------- alarms
+    def _burn_rate(self, kind: str, objective: float, sla: float, higher: bool, bad, total) -> None:
+        tags = self._tags(kind, objective, sla, higher)
+        guard = self.args.slo.min_requests_per_window
+        for label, long_s, short_s, burn, severity in BURN_WINDOWS:
+            threshold = burn_threshold(burn, objective, higher)
+            children: list[str] = []
+            for window in (long_s, short_s):
+                w = _window_name(window)
+                # The short window needs proportionally fewer requests before it may fire.
+                min_req = max(1, round(guard * window / long_s)) if window == short_s else guard
+                suffix = f"{kind}-burn-{label}-{w}"
+                self._ratio_alarm(
+                    suffix, bad, total, window, threshold,
+                    f"{kind}: error ratio ≥ {threshold:.4%} over {w} (burn {burn:g}× of a {objective:g} SLO)",
+                    {**tags, "burn-window": w}, min_req)
+                children.append(f"{self.prefix}-{suffix}")
+            topic = self.topics[severity]
+            composite = f"{self.prefix}-{kind}-burn-{label}"
+            self.composites.append(aws.cloudwatch.CompositeAlarm(
+                composite, alarm_name=composite, alarm_rule=" AND ".join(f'ALARM("{c}")' for c in children), actions_enabled=True,
+                alarm_description=f"{severity.upper()}: {kind} SLO {objective:g} burning {burn:g}× over {label}",
+                alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": severity}, opts=child(self)))
+
+    def _latency(self, kind: str, stat: str, target, severity: str, periods: int) -> None:
+        topic = self.topics[severity]
+        self._alarm(
+            kind, alarm_description=f"{severity.upper()}: {stat} latency above {target.objective:g} s for {periods * 5} min",
+            namespace="AWS/ApiGateway", metric_name="Latency", dimensions=self.api_dims, extended_statistic=stat,
+            period=300, evaluation_periods=periods, datapoints_to_alarm=periods,
+            threshold=target.objective * 1000, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[topic], ok_actions=[topic],
+            tags=self._tags(kind, target.objective, target.sla, False))
+
+    def _quality(self) -> None:
+        f = self.args.slo.faithfulness
+        cadence = self.args.quality_cadence_s
+        tags = self._tags("faithfulness", f.objective, f.sla, True)
+        topic = self.topics["ticket"]
+        self._alarm("faithfulness", alarm_description=f"TICKET: faithfulness below {f.objective:g}",
+                    namespace=m.NAMESPACE, metric_name=m.FAITHFULNESS, dimensions=self.router_dims,
+                    statistic="Average", period=cadence, evaluation_periods=1, threshold=f.objective,
+                    comparison_operator="LessThanThreshold", treat_missing_data="notBreaching",
+                    alarm_actions=[topic], ok_actions=[topic], tags=tags)
+        # No evaluation results for two cadences: the quality SLO is blind.
+        self._alarm("faithfulness-missing", alarm_description="TICKET: no Faithfulness results from the evaluation job",
+                    namespace=m.NAMESPACE, metric_name=m.FAITHFULNESS, dimensions=self.router_dims,
+                    statistic="SampleCount", period=cadence, evaluation_periods=2, datapoints_to_alarm=2,
+                    threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="breaching",
+                    alarm_actions=[topic], tags=tags)
+
+    def _supporting(self) -> None:
+        a, topic = self.args, self.topics["ticket"]
+        dims = self.router_dims
+
+        def metric(id_, name, stat="Sum", period=300, ns=m.NAMESPACE, dimensions=None):
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(id=id_, return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=ns, metric_name=name, dimensions=dimensions or dims, period=period, stat=stat))
+
+        guard = a.slo.min_requests_per_window
+        self._alarm("budget-caps", alarm_description=f"TICKET: over {a.budget_cap_share:.0%} of requests hit a token cap",
+                    metric_queries=[metric("capped", m.BUDGET_CAPPED), metric("total", m.REQUESTS),
+                                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                                        id="share", return_data=True,
+                                        expression=f"IF(total >= {guard}, capped / total, 0)")],
+                    comparison_operator="GreaterThanThreshold", threshold=a.budget_cap_share, evaluation_periods=3,
+                    datapoints_to_alarm=3, treat_missing_data="notBreaching", alarm_actions=[topic])
+        self._alarm("cache-hit-collapse", alarm_description=f"TICKET: cache hit rate below {a.cache_hit_floor:.0%}",
+                    metric_queries=[metric("hits", m.CACHE_HITS, period=3600), metric("misses", m.CACHE_MISSES, period=3600),
+                                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                                        id="rate", return_data=True,
+                                        expression=f"IF(hits + misses >= {guard * 5}, hits / (hits + misses), 1)")],
+                    comparison_operator="LessThanThreshold", threshold=a.cache_hit_floor, evaluation_periods=3,
+                    datapoints_to_alarm=3, treat_missing_data="notBreaching", alarm_actions=[topic])
+        self._alarm("cache-fail-open", alarm_description="TICKET: cache unreachable or slow; requests served uncached",
+                    namespace=m.NAMESPACE, metric_name=m.CACHE_FAIL_OPEN, dimensions=dims, statistic="Sum",
+                    period=300, evaluation_periods=2, datapoints_to_alarm=2, threshold=a.cache_fail_open_per_5m,
+                    comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=[topic])
+        self._alarm("upstream-throttled", alarm_description="TICKET: model backends are throttling the router",
+                    namespace=m.NAMESPACE, metric_name=m.UPSTREAM_THROTTLED, dimensions=dims, statistic="Sum",
+                    period=300, evaluation_periods=3, datapoints_to_alarm=2, threshold=a.upstream_throttled_per_5m,
+                    comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=[topic])
+        if a.vllm:
+            self._alarm("vllm-queue", alarm_description=f"TICKET: vLLM queue above {a.vllm_queue_depth} for 10 min",
+                        namespace=m.NAMESPACE, metric_name=m.VLLM_QUEUE, dimensions=dims, statistic="Maximum",
+                        period=60, evaluation_periods=10, datapoints_to_alarm=8, threshold=a.vllm_queue_depth,
+                        comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                        alarm_actions=[topic])
+        for i, cluster_id in enumerate(a.cache_cluster_ids):
+            node = {"CacheClusterId": cluster_id}
+            self._alarm(f"cache-memory-{i}", alarm_description=f"TICKET: {cluster_id} memory above 80%",
+                        namespace="AWS/ElastiCache", metric_name="DatabaseMemoryUsagePercentage", dimensions=node,
+                        statistic="Maximum", period=300, evaluation_periods=3, threshold=80,
+                        comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                        alarm_actions=[topic])
+            self._alarm(f"cache-evictions-{i}", alarm_description=f"TICKET: {cluster_id} evicting keys",
+                        namespace="AWS/ElastiCache", metric_name="Evictions", dimensions=node, statistic="Sum",
+                        period=300, evaluation_periods=3, datapoints_to_alarm=3, threshold=100,
+                        comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                        alarm_actions=[topic])
+
+    def _dashboard(self) -> None:
+        a, slo = self.args, self.args.slo
+        window = slo.window_days * 86400
+        budget = (100 - slo.availability.objective) / 100
+
+        def body(api_id: str) -> str:
+            api = ["ApiId", api_id, "Stage", a.stage]
+            svc = [m.DIMENSION, a.service]
+            widgets = [
+                _widget("Availability (SLO attainment, window)", [
+                    {"expression": "100 * (1 - e / MAX([c, 1]))", "label": "availability %", "id": "a"},
+                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": window}],
+                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": window}],
+                ], a.region, annotations=[{"label": "SLO", "value": slo.availability.objective},
+                                          {"label": "SLA", "value": slo.availability.sla}]),
+                _widget("Error budget remaining %", [
+                    {"expression": f"100 * (1 - (e / MAX([c, 1])) / {budget})", "label": "budget left %", "id": "b"},
+                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": window}],
+                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": window}],
+                ], a.region),
+                _widget("Burn rate (1 h)", [
+                    {"expression": f"(e / MAX([c, 1])) / {budget}", "label": "burn", "id": "r"},
+                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": 3600}],
+                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": 3600}],
+                ], a.region, annotations=[{"label": "page 1h", "value": 14.4}, {"label": "page 6h", "value": 6}]),
+                _widget("Latency (ms)", [["AWS/ApiGateway", "Latency", *api, {"stat": s, "label": s}]
+                                         for s in ("p50", "p95", "p99")], a.region,
+                        annotations=[{"label": "P95 SLO", "value": slo.latency.p95.objective * 1000}]),
+                _widget("Cache hit rate", [
+                    {"expression": "h / MAX([h + x, 1])", "label": "hit rate", "id": "hr"},
+                    [m.NAMESPACE, m.CACHE_HITS, *svc, {"id": "h", "stat": "Sum", "visible": False}],
+                    [m.NAMESPACE, m.CACHE_MISSES, *svc, {"id": "x", "stat": "Sum", "visible": False}],
+                ], a.region),
+                _widget("Tier mix (requests)", [[m.NAMESPACE, m.REQUESTS, *svc, {"stat": "Sum"}]], a.region),
+                _widget("Estimated cost (USD)", [[m.NAMESPACE, "EstimatedCostUsd", *svc, {"stat": "Sum"}]], a.region),
+                _widget("Faithfulness", [[m.NAMESPACE, m.FAITHFULNESS, *svc, {"stat": "Average"}]], a.region,
+                        annotations=[{"label": "SLO", "value": slo.faithfulness.objective}]),
+            ]
+            return json.dumps({"widgets": widgets})
+
+        aws.cloudwatch.Dashboard(f"{self.prefix}-dashboard", dashboard_name=f"{self.prefix}",
+                                 dashboard_body=pulumi.Output.from_input(a.api_id).apply(body), opts=child(self))
 
     def _topic(self, kind: str, dest: DestinationSpec) -> pulumi.Output[str]:
         if dest.topic_arn:
@@ -69,3 +288,18 @@ class SloAlarms(pulumi.ComponentResource):
                                       endpoint=pulumi.Output.secret(dest.https_endpoint),
                                       endpoint_auto_confirms=True, opts=child(self))
         return topic.arn
+
+
+def _window_name(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def _widget(title: str, metrics: list, region: str, annotations: Optional[list] = None) -> dict:
+    props = {"title": title, "metrics": metrics, "region": region, "view": "timeSeries", "stacked": False}
+    if annotations:
+        props["annotations"] = {"horizontal": annotations}
+    return {"type": "metric", "width": 12, "height": 6, "properties": props}

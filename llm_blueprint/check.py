@@ -1,0 +1,55 @@
+"""Offline policy check: plan each stack under the mock engine, apply every rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from policies import rules as _rules  # noqa: F401  (registers the rules)
+from policies.registry import Resource, Violation, evaluate
+from policies.rules import bedrock_logging_owners
+
+from . import offline
+
+
+@dataclass
+class CheckResult:
+    stacks: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "mandatory"]
+
+    def as_json(self) -> dict:
+        return {"stacks": self.stacks, "violations": [v.as_json() for v in self.violations],
+                "mandatory": len(self.mandatory), "advisory": len(self.violations) - len(self.mandatory)}
+
+
+def resources_of(plan: offline.Plan) -> list[Resource]:
+    return [Resource(r.type, r.name, r.inputs, r.urn) for r in plan.resources if r.custom]
+
+
+def check(stacks: list[str]) -> CheckResult:
+    """Raises ConfigError / StackFileError for a stack that cannot be planned."""
+    result = CheckResult()
+    owners: dict[str, list[tuple[str, Resource]]] = {}
+    for name in stacks:
+        source = offline.read_stack(name)
+        plan = offline.run_program(source)
+        resources = resources_of(plan)
+        result.stacks.append(plan.stack)
+        result.violations += evaluate(plan.stack, resources)
+        region = source.config.get("aws:region", "")
+        for reg, found in bedrock_logging_owners(resources, region).items():
+            owners.setdefault(reg, []).extend((plan.stack, r) for r in found)
+    # One account+region has one invocation-logging setting: across stacks too.
+    # Offline, the stacks checked together are taken to share one account.
+    for region, found in owners.items():
+        stacks_here = sorted({s for s, _ in found})
+        if len(stacks_here) > 1:
+            for stack, r in found:
+                result.violations.append(Violation(
+                    stack, r.name, r.type, "bedrock-single-logging-owner", "mandatory",
+                    f"stacks {', '.join(stacks_here)} all own Bedrock invocation logging in {region}",
+                    "set serving.bedrock.invocationLoggingOwner in exactly one stack per account+region"))
+    return result

@@ -1,0 +1,19 @@
+"""CloudWatch metric names the router emits (EMF) and the SLO alarms read.
+
+One list, so the data plane and the alarms can never drift apart.
+"""
+
+NAMESPACE = "LlmBlueprint"
+DIMENSION = "service"
+
+REQUESTS = "Requests"
+UPSTREAM_ERRORS = "UpstreamErrors"
+UPSTREAM_THROTTLED = "UpstreamThrottled"
+BUDGET_CAPPED = "BudgetCapped"
+CACHE_HITS = "CacheHits"
+CACHE_MISSES = "CacheMisses"
+CACHE_FAIL_OPEN = "CacheFailOpen"
+FALLBACKS = "Fallbacks"
+LATENCY_MS = "LatencyMs"
+FAITHFULNESS = "Faithfulness"
+VLLM_QUEUE = "VllmRequestsWaiting"

@@ -1,0 +1,408 @@
+"""The rules. Each is a pure function of one resource (or a stack's resources)
+that yields a message per violation."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections import defaultdict
+from typing import Any, Iterator, Optional
+
+from .registry import Resource, is_unknown, resource_rule, stack_rule
+
+GPU_FAMILIES = ("g5", "g6", "g6e", "p4d", "p5")
+NVIDIA_AMIS = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
+GPU_TAINT_KEY = "nvidia.com/gpu"
+REQUIRED_TAGS = ("owner", "cost-center", "environment")
+REQUIRED_EKS_LOGS = ("api", "audit", "authenticator")
+SLO_KINDS = ("availability", "error-rate", "latency-p50", "latency-p95", "faithfulness")
+WORLD = ("0.0.0.0/0", "::/0")
+
+REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+LAMBDA = "aws:lambda/function:Function"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+STAGE = "aws:apigatewayv2/stage:Stage"
+ROUTE = "aws:apigatewayv2/route:Route"
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+SG_INGRESS = ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/securityGroupRule:SecurityGroupRule")
+IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy", "aws:iam/userPolicy:UserPolicy",
+                "aws:iam/groupPolicy:GroupPolicy", "aws:iam/role:Role")
+BEDROCK_LOGGING = "aws:bedrockmodel/invocationLoggingConfiguration:InvocationLoggingConfiguration"
+AZURE_ACCOUNT = "azure-native:cognitiveservices:Account"
+ALARMS = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
+K8S_WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
+K8S_AUTOSCALERS = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject")
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or is_unknown(v)
+
+
+def _num(v: Any) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+# ----------------------------------------------------------------- ElastiCache
+@resource_rule("elasticache-encryption", types=[REPLICATION_GROUP],
+               description="ElastiCache encrypts in transit (TLS required) and at rest with a KMS key.",
+               fix="set transitEncryptionEnabled, transitEncryptionMode=required, atRestEncryptionEnabled and kmsKeyId")
+def elasticache_encryption(r: Resource) -> Iterator[str]:
+    if not _truthy(r.get("transitEncryptionEnabled")):
+        yield "transit encryption is off"
+    elif r.get("transitEncryptionMode") == "preferred":
+        yield "transit encryption mode is 'preferred' (plaintext still accepted)"
+    if not _truthy(r.get("atRestEncryptionEnabled")):
+        yield "at-rest encryption is off"
+    elif not r.get("kmsKeyId"):
+        yield "at-rest encryption uses the default key, not a customer KMS key"
+
+
+@resource_rule("elasticache-auth", types=[REPLICATION_GROUP],
+               description="ElastiCache requires authentication (auth token or RBAC user group).",
+               fix="set authToken (kept in Secrets Manager) or userGroupIds")
+def elasticache_auth(r: Resource) -> Iterator[str]:
+    if not r.get("authToken") and not r.get("userGroupIds"):
+        yield "no auth token and no RBAC user group: any client in the network can connect"
+
+
+@resource_rule("elasticache-private", types=[REPLICATION_GROUP],
+               description="ElastiCache sits in private subnets behind a security group.",
+               fix="set subnetGroupName (private subnets) and securityGroupIds")
+def elasticache_private(r: Resource) -> Iterator[str]:
+    if not r.get("subnetGroupName"):
+        yield "no subnet group: the cache lands in the default VPC"
+    if not r.get("securityGroupIds"):
+        yield "no security group: the default group applies"
+
+
+@resource_rule("elasticache-prod-resilience", types=[REPLICATION_GROUP],
+               description="prod caches are Multi-AZ with automatic failover and at least 2 nodes.",
+               fix="set multiAzEnabled, automaticFailoverEnabled and numCacheClusters ≥ 2 (cache.multiAz / cache.nodes)")
+def elasticache_prod(r: Resource) -> Iterator[str]:
+    if r.environment != "prod":
+        return
+    if not _truthy(r.get("multiAzEnabled")):
+        yield "prod cache is not Multi-AZ"
+    if not _truthy(r.get("automaticFailoverEnabled")):
+        yield "prod cache has no automatic failover"
+    nodes = _num(r.get("numCacheClusters"))
+    if nodes is not None and nodes < 2:
+        yield f"prod cache has {nodes:g} node(s); needs ≥ 2"
+
+
+# -------------------------------------------------------------------- network
+def _world_ingress(rule: dict[str, Any]) -> bool:
+    cidrs = _as_list(rule.get("cidrBlocks")) + _as_list(rule.get("ipv6CidrBlocks")) + \
+        _as_list(rule.get("cidrIpv4")) + _as_list(rule.get("cidrIpv6"))
+    return any(c in WORLD for c in cidrs)
+
+
+@resource_rule("security-group-no-world-ingress", types=[SG, *SG_INGRESS],
+               description="Nothing in this blueprint accepts traffic from the internet directly.",
+               fix="admit a security group (referencedSecurityGroupId) or the VPC CIDR instead of 0.0.0.0/0")
+def no_world_ingress(r: Resource) -> Iterator[str]:
+    if r.type == SG:
+        rules = [i for i in _as_list(r.get("ingress")) if isinstance(i, dict)]
+    elif r.type == "aws:ec2/securityGroupRule:SecurityGroupRule" and r.get("type") != "ingress":
+        rules = []
+    else:
+        rules = [r.props]
+    for rule in rules:
+        if _world_ingress(rule):
+            yield f"ingress from the internet on ports {rule.get('fromPort')}–{rule.get('toPort')}"
+
+
+# --------------------------------------------------------------------- Lambda
+@resource_rule("lambda-tracing", types=[LAMBDA], description="Lambda functions trace with X-Ray.",
+               fix="set tracingConfig.mode = Active")
+def lambda_tracing(r: Resource) -> Iterator[str]:
+    if r.get("tracingConfig", "mode") not in ("Active",) and not is_unknown(r.get("tracingConfig", "mode")):
+        yield "X-Ray tracing is not Active"
+
+
+@resource_rule("lambda-log-retention", types=[LAMBDA, LOG_GROUP],
+               description="Logs expire: every log group has a retention, every function logs to its own group.",
+               fix="set retentionInDays on the log group and loggingConfig.logGroup on the function")
+def log_retention(r: Resource) -> Iterator[str]:
+    if r.type == LOG_GROUP:
+        if not r.get("retentionInDays"):
+            yield "log group keeps logs forever (no retentionInDays)"
+    elif not r.get("loggingConfig", "logGroup"):
+        yield "function logs to the default group, which has no retention"
+
+
+@resource_rule("lambda-in-vpc-for-cache", types=[LAMBDA],
+               description="A function that talks to the cache runs in the VPC.",
+               fix="set vpcConfig.subnetIds (private) and vpcConfig.securityGroupIds")
+def lambda_vpc(r: Resource) -> Iterator[str]:
+    env = r.get("environment", "variables", default={})
+    if isinstance(env, dict) and "CACHE_ENDPOINT" in env:
+        if not r.get("vpcConfig", "subnetIds") or not r.get("vpcConfig", "securityGroupIds"):
+            yield "talks to the cache but is not attached to the VPC"
+
+
+@resource_rule("lambda-reserved-concurrency", types=[LAMBDA],
+               description="Functions reserve concurrency so one cannot starve the account.",
+               fix="set reservedConcurrentExecutions ≥ 1 (router.reservedConcurrency)")
+def lambda_concurrency(r: Resource) -> Iterator[str]:
+    n = r.get("reservedConcurrentExecutions")
+    if n is None or (_num(n) is not None and _num(n) < 1):
+        yield "no reserved concurrency"
+
+
+# ---------------------------------------------------------------- API Gateway
+@resource_rule("apigw-access-logging", types=[STAGE], description="API stages write access logs.",
+               fix="set accessLogSettings.destinationArn and accessLogSettings.format")
+def apigw_logging(r: Resource) -> Iterator[str]:
+    if not r.get("accessLogSettings", "destinationArn") or not r.get("accessLogSettings", "format"):
+        yield "stage has no access logging"
+
+
+@resource_rule("apigw-throttling", types=[STAGE], description="API stages throttle requests.",
+               fix="set defaultRouteSettings.throttlingRateLimit and throttlingBurstLimit (router.throttling)")
+def apigw_throttling(r: Resource) -> Iterator[str]:
+    rate, burst = r.get("defaultRouteSettings", "throttlingRateLimit"), r.get("defaultRouteSettings", "throttlingBurstLimit")
+    if not rate or not burst:
+        yield "stage has no default throttling"
+
+
+@resource_rule("apigw-route-authorization", types=[ROUTE], description="Every route requires authorisation.",
+               fix="set authorizationType (CUSTOM, JWT or AWS_IAM) and an authorizer")
+def apigw_auth(r: Resource) -> Iterator[str]:
+    if r.get("authorizationType", default="NONE") == "NONE":
+        yield f"route {r.get('routeKey')} is open to anyone"
+
+
+# ------------------------------------------------------------------------ EKS
+@resource_rule("eks-private-endpoint", types=[EKS_CLUSTER],
+               description="The EKS API endpoint is private, or public only to listed CIDRs.",
+               fix="set vpcConfig.endpointPublicAccess=false, or publicAccessCidrs without 0.0.0.0/0 (serving.eks.publicAccessCidrs)")
+def eks_endpoint(r: Resource) -> Iterator[str]:
+    public = r.get("vpcConfig", "endpointPublicAccess", default=True)  # AWS default: public
+    cidrs = _as_list(r.get("vpcConfig", "publicAccessCidrs"))
+    if public is True and (not cidrs or any(c in WORLD for c in cidrs)):
+        yield "API endpoint is open to the internet"
+
+
+@resource_rule("eks-secrets-encryption", types=[EKS_CLUSTER], description="Kubernetes secrets are envelope-encrypted with KMS.",
+               fix="set encryptionConfig with resources=[secrets] and a KMS key")
+def eks_secrets(r: Resource) -> Iterator[str]:
+    if "secrets" not in _as_list(r.get("encryptionConfig", "resources")) or not r.get("encryptionConfig", "provider", "keyArn"):
+        yield "secrets are not encrypted with a KMS key"
+
+
+@resource_rule("eks-control-plane-logging", types=[EKS_CLUSTER], description="Control-plane logs (api, audit, authenticator) are on.",
+               fix="set enabledClusterLogTypes to include api, audit and authenticator")
+def eks_logging(r: Resource) -> Iterator[str]:
+    missing = [t for t in REQUIRED_EKS_LOGS if t not in _as_list(r.get("enabledClusterLogTypes"))]
+    if missing:
+        yield f"control-plane log types missing: {', '.join(missing)}"
+
+
+def _is_gpu_group(r: Resource) -> bool:
+    families = [str(t).split(".")[0] for t in _as_list(r.get("instanceTypes"))]
+    return (any(t.get("key") == GPU_TAINT_KEY for t in _as_list(r.get("taints")) if isinstance(t, dict))
+            or "NVIDIA" in str(r.get("amiType", default="")) or any(f[:1] in ("g", "p") for f in families))
+
+
+@resource_rule("eks-gpu-node-group", types=[NODE_GROUP],
+               description="GPU node groups use an NVIDIA AMI, allowlisted instance types and the nvidia.com/gpu taint.",
+               fix=f"use amiType {' or '.join(NVIDIA_AMIS)}, instance families {', '.join(GPU_FAMILIES)}, taint nvidia.com/gpu=true:NoSchedule")
+def eks_gpu_group(r: Resource) -> Iterator[str]:
+    if not _is_gpu_group(r):
+        return
+    if r.get("amiType") not in NVIDIA_AMIS:
+        yield f"GPU nodes on AMI type {r.get('amiType')!r}, not an NVIDIA AMI"
+    bad = [t for t in _as_list(r.get("instanceTypes")) if str(t).split(".")[0] not in GPU_FAMILIES]
+    if bad:
+        yield f"instance types outside the GPU allowlist: {', '.join(map(str, bad))}"
+    if not any(t.get("key") == GPU_TAINT_KEY and t.get("effect") == "NO_SCHEDULE"
+               for t in _as_list(r.get("taints")) if isinstance(t, dict)):
+        yield "GPU nodes lack the nvidia.com/gpu NoSchedule taint: other pods will take the GPUs"
+    if r.environment == "prod":
+        low = _num(r.get("scalingConfig", "minSize"))
+        if low is not None and low < 2:
+            yield f"prod GPU node group scales down to {low:g}; keep ≥ 2 warm"
+
+
+def _pod_spec(r: Resource) -> dict[str, Any]:
+    spec = r.get("spec", "template", "spec", default={})
+    return spec if isinstance(spec, dict) else {}
+
+
+def _requests_gpu(pod: dict[str, Any]) -> bool:
+    for c in _as_list(pod.get("containers")):
+        res = c.get("resources") or {}
+        if any(GPU_TAINT_KEY in (res.get(k) or {}) for k in ("limits", "requests")):
+            return True
+    return False
+
+
+def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    effect = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}.get(
+        taint.get("effect", ""), taint.get("effect"))
+    for t in tolerations:
+        if t.get("effect") not in (None, "", effect):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and str(t.get("value", "")) == str(taint.get("value", "")):
+            return True
+    return False
+
+
+@stack_rule("gpu-pods-schedule-on-gpu-nodes",
+            description="Pods that request GPUs tolerate the GPU taint and select labels a GPU node group carries.",
+            fix="add a toleration for nvidia.com/gpu=true:NoSchedule and a nodeSelector from the GPU node group's labels")
+def gpu_pods_schedule(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    groups = [r for r in resources if r.type == NODE_GROUP and _is_gpu_group(r)]
+    for r in resources:
+        if r.type not in K8S_WORKLOADS or not _requests_gpu(pod := _pod_spec(r)):
+            continue
+        if not groups:
+            yield r, "requests GPUs but the stack has no GPU node group"
+            continue
+        tolerations = [t for t in _as_list(pod.get("tolerations")) if isinstance(t, dict)]
+        selector = pod.get("nodeSelector") or {}
+        fits = [g for g in groups
+                if all(_tolerates(tolerations, t) for t in _as_list(g.get("taints")) if isinstance(t, dict))
+                and all((g.get("labels") or {}).get(k) == v for k, v in selector.items())]
+        if not fits:
+            yield r, "requests GPUs but no GPU node group matches its tolerations and nodeSelector: pods would stay Pending"
+
+
+@resource_rule("prod-warm-replicas", types=[*K8S_WORKLOADS, *K8S_AUTOSCALERS],
+               description="prod model servers keep ≥ 2 warm replicas and never autoscale below 2.",
+               fix="set replicas / minReplicas / minReplicaCount ≥ 2 (serving.tiers[].vllm.replicas.min)")
+def prod_warm(r: Resource) -> Iterator[str]:
+    if r.environment != "prod" and r.get("metadata", "labels", "environment") != "prod":
+        return
+    if r.type in K8S_WORKLOADS:
+        if not _requests_gpu(_pod_spec(r)):
+            return
+        value = _num(r.get("spec", "replicas"))
+    else:
+        value = _num(r.get("spec", "minReplicas") if "HorizontalPodAutoscaler" in r.type else r.get("spec", "minReplicaCount"))
+    if value is not None and value < 2:
+        yield f"prod floor is {value:g} replica(s); needs ≥ 2"
+
+
+# ------------------------------------------------------------------------ IAM
+def _statements(r: Resource) -> Iterator[dict[str, Any]]:
+    docs = [p.get("policy") for p in _as_list(r.get("inlinePolicies")) if isinstance(p, dict)] \
+        if r.type == "aws:iam/role:Role" else [r.get("policy")]
+    for doc in docs:
+        if isinstance(doc, str) and not is_unknown(doc):
+            try:
+                doc = json.loads(doc)
+            except ValueError:
+                continue
+        if isinstance(doc, dict):
+            for s in _as_list(doc.get("Statement")):
+                if isinstance(s, dict) and s.get("Effect") == "Allow":
+                    yield s
+
+
+@resource_rule("iam-no-wildcards", types=IAM_POLICIES,
+               description="No `*:*`; Bedrock permissions name exact actions and exact model ARNs.",
+               fix="list the actions (bedrock:InvokeModel, …) and the model / inference-profile ARNs")
+def iam_wildcards(r: Resource) -> Iterator[str]:
+    for s in _statements(r):
+        actions = [str(a) for a in _as_list(s.get("Action"))]
+        resources = [str(x) for x in _as_list(s.get("Resource"))]
+        if "*" in actions and "*" in resources:
+            yield "allows every action on every resource (*:*)"
+            continue
+        if "*" in actions or any(a.lower().startswith("bedrock:") and "*" in a for a in actions):
+            yield f"wildcard action {', '.join(a for a in actions if '*' in a)}"
+        if any(a.lower().startswith("bedrock:") for a in actions) and any("*" in x for x in resources):
+            yield f"Bedrock access to wildcard resources {', '.join(x for x in resources if '*' in x)}"
+
+
+# -------------------------------------------------------------------- Bedrock
+def bedrock_logging_owners(resources: list[Resource], default_region: str = "") -> dict[str, list[Resource]]:
+    by_region: dict[str, list[Resource]] = defaultdict(list)
+    for r in resources:
+        if r.type == BEDROCK_LOGGING:
+            by_region[str(r.get("region", default=default_region))].append(r)
+    return by_region
+
+
+@stack_rule("bedrock-single-logging-owner",
+            description="Bedrock invocation logging has one owner per account+region (it is one setting there).",
+            fix="set serving.bedrock.invocationLoggingOwner in exactly one stack per account+region")
+def bedrock_logging(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    for region, owners in bedrock_logging_owners(resources).items():
+        for r in owners[1:]:
+            yield r, f"second invocation-logging owner in {region or 'this region'}: they overwrite each other"
+
+
+# ---------------------------------------------------------------------- Azure
+@resource_rule("azure-openai-private", types=[AZURE_ACCOUNT],
+               description="prod Azure OpenAI accounts disable public network access; Entra accounts disable keys.",
+               fix="serving.azureOpenai.private: true; set entraPrincipalId to turn key auth off")
+def azure_private(r: Resource) -> Iterator[str]:
+    props = r.get("properties", default={})
+    if r.environment == "prod" and props.get("publicNetworkAccess") != "Disabled":
+        yield "prod account is reachable over the public network"
+    if r.tags.get("llm-blueprint-auth") == "entra" and props.get("disableLocalAuth") is not True:
+        yield "Entra ID is configured but key (local) auth is still on"
+
+
+# ------------------------------------------------------------------------ SLO
+@resource_rule("slo-stricter-than-sla", types=ALARMS, description="Alarmed SLO objectives are stricter than their SLAs.",
+               fix="tighten the objective in the stack's slo block")
+def slo_vs_sla(r: Resource) -> Iterator[str]:
+    tags = r.tags
+    objective, sla = tags.get("slo-objective"), tags.get("slo-sla")
+    if objective is None or sla is None:
+        return
+    higher = tags.get("slo-direction", "higher") == "higher"
+    o, s = float(objective), float(sla)
+    if (higher and o <= s) or (not higher and o >= s):
+        yield f"SLO {tags.get('slo')} objective {o:g} is not stricter than its SLA {s:g}"
+
+
+@stack_rule("slo-alarms-have-actions", description="Every SLO has at least one alarm that notifies someone.",
+            fix="keep the SloAlarms component and set alarms.page / alarms.ticket destinations")
+def slo_alarms(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    covered = {r.tags.get("slo") for r in resources if r.type in ALARMS and _as_list(r.get("alarmActions"))}
+    for kind in SLO_KINDS:
+        if kind not in covered:
+            yield None, f"SLO '{kind}' has no alarm with an action"
+
+
+# ----------------------------------------------------------------------- tags
+@functools.cache
+def taggable(type_: str) -> bool:
+    """Whether a pulumi_aws resource type accepts `tags` (read from the SDK itself)."""
+    parts = type_.split(":")
+    if len(parts) != 3 or parts[0] != "aws":
+        return False
+    module = parts[1].split("/")[0]
+    try:
+        mod = importlib.import_module(f"pulumi_aws.{module}_" if module in ("lambda",) else f"pulumi_aws.{module}")
+    except ImportError:
+        return False
+    args = getattr(mod, f"{parts[2]}Args", None)
+    return args is not None and hasattr(args, "tags")
+
+
+@resource_rule("required-tags", description="Every taggable AWS resource carries owner, cost-center and environment.",
+               fix="set tags.owner and tags.cost-center in the stack config; components add environment",
+               advisory_in=("dev",))
+def required_tags(r: Resource) -> Iterator[str]:
+    if not taggable(r.type):
+        return
+    missing = [t for t in REQUIRED_TAGS if not r.tags.get(t)]
+    if missing:
+        yield f"missing tags: {', '.join(missing)}"
