@@ -1,0 +1,96 @@
+"""SLO alarms: thresholds from targets, burn-rate pairs, routing, CloudWatch limits."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components.slo import BURN_WINDOWS, burn_threshold, check_alarm_limits
+from tests.conftest import example_plan
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+COMPOSITE = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
+
+
+def test_thresholds_are_burn_times_error_budget():
+    assert burn_threshold(14.4, 99.5, True) == pytest.approx(0.072)  # 7.2 % errors over 1 h pages
+    assert burn_threshold(6, 99.9, True) == pytest.approx(0.006)
+    assert burn_threshold(1, 99.9, True) == pytest.approx(0.001)
+    assert burn_threshold(14.4, 0.1, False) == pytest.approx(0.0144)  # error-rate SLO of 0.1 %
+
+
+@pytest.mark.parametrize("period,evals", [(10, 1), (300, 12), (3600, 168), (259200, 1), (21600, 28)])
+def test_alarm_limits_accept(period, evals):
+    check_alarm_limits(period, evals)
+
+
+@pytest.mark.parametrize("period,evals", [(45, 1), (90, 2), (300, 289), (3600, 169), (259200, 3)])
+def test_alarm_limits_reject(period, evals):
+    with pytest.raises(ValueError):
+        check_alarm_limits(period, evals)
+
+
+def _alarms(stack):
+    plan = example_plan(stack)
+    return {r.name: r.inputs for r in plan.of_type(ALARM)}, {r.name: r.inputs for r in plan.of_type(COMPOSITE)}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_every_alarm_respects_cloudwatch_limits(stack):
+    alarms, _ = _alarms(stack)
+    for name, a in alarms.items():
+        periods = [q["metric"]["period"] for q in a.get("metricQueries", []) if q.get("metric")] or [a["period"]]
+        check_alarm_limits(int(max(periods)), int(a["evaluationPeriods"]))
+
+
+def test_prod_burn_rate_pairs_reference_the_right_children_and_route_by_severity():
+    alarms, composites = _alarms("prod")
+    plan = example_plan("prod")
+    for kind, objective in (("availability", 99.9), ("error-rate", 0.1)):
+        for label, long_s, short_s, burn, severity in BURN_WINDOWS:
+            name = f"llm-prod-slo-{kind}-burn-{label}"
+            c = composites[name]
+            children = re.findall(r'ALARM\("([^"]+)"\)', c["alarmRule"])
+            assert len(children) == 2 and " AND " in c["alarmRule"]
+            windows = sorted(max(q["metric"]["period"] for q in alarms[ch]["metricQueries"] if q.get("metric"))
+                             for ch in children)
+            assert windows == sorted([long_s, short_s])
+            expected = burn * ((100 - objective) / 100 if kind == "availability" else objective / 100)
+            for ch in children:
+                assert alarms[ch]["threshold"] == pytest.approx(expected)
+                assert not alarms[ch].get("alarmActions")  # only the composite notifies
+            assert c["alarmActions"] and c["tags"]["severity"] == severity
+    # Topic ARNs are unknown before deployment; the dependency names the topic.
+    topic_of = {r.urn: r.name for r in plan.of_type("aws:sns/topic:Topic")}
+    deps = {r.name: {topic_of[d] for d in r.dependencies if d in topic_of} for r in plan.of_type(COMPOSITE)}
+    assert deps["llm-prod-slo-availability-burn-1h"] == {"llm-prod-slo-page"}
+    assert deps["llm-prod-slo-error-rate-burn-6h"] == {"llm-prod-slo-page"}
+    assert deps["llm-prod-slo-availability-burn-3d"] == {"llm-prod-slo-ticket"}
+
+
+def test_low_traffic_guard_keeps_single_failures_from_paging():
+    alarms, _ = _alarms("prod")
+    long_q = alarms["llm-prod-slo-availability-burn-1h-1h"]["metricQueries"]
+    short_q = alarms["llm-prod-slo-availability-burn-1h-5m"]["metricQueries"]
+    expr = lambda qs: next(q["expression"] for q in qs if q.get("expression"))  # noqa: E731
+    assert expr(long_q) == "IF(total >= 20, bad / total, 0)"
+    assert expr(short_q) == "IF(total >= 2, bad / total, 0)"  # scaled to the 5-minute window
+
+
+def test_latency_quality_and_supporting_alarms_exist_with_actions():
+    alarms, _ = _alarms("prod")
+    p95 = alarms["llm-prod-slo-latency-p95"]
+    assert p95["extendedStatistic"] == "p95" and p95["threshold"] == 6000 and p95["alarmActions"]
+    assert alarms["llm-prod-slo-latency-p50"]["threshold"] == 1500
+    missing = alarms["llm-prod-slo-faithfulness-missing"]
+    assert missing["treatMissingData"] == "breaching" and missing["statistic"] == "SampleCount"
+    for name in ("budget-caps", "cache-hit-collapse", "cache-fail-open", "upstream-throttled", "vllm-queue",
+                 "cache-memory-0", "cache-memory-1", "cache-evictions-0"):
+        assert alarms[f"llm-prod-slo-{name}"]["alarmActions"], name
+    assert "llm-dev-slo-vllm-queue" not in _alarms("dev")[0]  # dev has no self-hosted tier
+
+
+def test_dashboard_is_planned():
+    [dash] = example_plan("prod").of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert dash.inputs["dashboardName"] == "llm-prod-slo"
