@@ -15,8 +15,9 @@ from rich.tree import Tree
 
 app = typer.Typer(help="Plan, check and operate llm-blueprint stacks offline.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-out = Console()
-err = Console(stderr=True)
+# Wide enough for CI logs when not writing to a terminal.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_CONFIG = 2
 
