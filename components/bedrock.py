@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from .common import child, policy_json
+from .common import admit, child, policy_json
 from .network import Network
 
 #: Regions a geo-prefixed (cross-region) inference profile may route to.
@@ -95,10 +95,8 @@ class BedrockAccess(pulumi.ComponentResource):
     def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
         if self.endpoint_sg is None:
             return
-        aws.vpc.SecurityGroupIngressRule(f"{self.prefix}-from-{client}", security_group_id=self.endpoint_sg.id,
-                                         referenced_security_group_id=security_group_id, ip_protocol="tcp",
-                                         from_port=443, to_port=443, description=f"HTTPS from {client}",
-                                         tags=self.tags, opts=child(self))
+        admit(self, f"{self.prefix}-from-{client}", self.endpoint_sg.id, security_group_id, 443,
+              f"HTTPS from {client}", self.tags)
 
     def _invocation_logging(self, name: str, args: BedrockAccessArgs) -> None:
         group = aws.cloudwatch.LogGroup(f"{name}-invocations", name=f"/aws/bedrock/invocations/{args.stack}",

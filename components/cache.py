@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from .common import child
+from .common import admit, child
 
 PORT = 6379
 
@@ -85,7 +85,5 @@ class SemanticCache(pulumi.ComponentResource):
 
     def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
         """Admit one client security group on the Valkey port."""
-        aws.vpc.SecurityGroupIngressRule(f"{self.prefix}-from-{client}", security_group_id=self.sg.id,
-                                         referenced_security_group_id=security_group_id, ip_protocol="tcp",
-                                         from_port=PORT, to_port=PORT, description=f"Valkey from {client}",
-                                         tags=self.tags, opts=child(self))
+        admit(self, f"{self.prefix}-from-{client}", self.sg.id, security_group_id, PORT, f"Valkey from {client}",
+              self.tags)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 
 def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -23,3 +24,13 @@ def assume_role_policy(service: str) -> str:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     })
+
+
+def admit(parent: pulumi.Resource, name: str, security_group_id: pulumi.Input[str],
+          source_security_group_id: pulumi.Input[str], port: int, description: str,
+          tags: dict[str, str]) -> aws.vpc.SecurityGroupIngressRule:
+    """Open one TCP port of a security group to one client security group."""
+    return aws.vpc.SecurityGroupIngressRule(name, security_group_id=security_group_id,
+                                            referenced_security_group_id=source_security_group_id,
+                                            ip_protocol="tcp", from_port=port, to_port=port,
+                                            description=description, tags=tags, opts=child(parent))
