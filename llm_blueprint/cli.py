@@ -39,6 +39,21 @@ def load_plan(stack: str):
         _fail_config(str(e))
 
 
+def load_config(stack: str):
+    """Validate a stack file without planning; config problems exit 2."""
+    from components.rules import ConfigError, validate as validate_raw
+    from components.stack_config import raw_config
+
+    from . import offline
+
+    try:
+        source = offline.read_stack(stack)
+        raw, secret = raw_config(source.config, source.secret_keys, offline.PROJECT)
+        return source, validate_raw(raw, secret, str(source.path))
+    except (ConfigError, offline.StackFileError) as e:
+        _fail_config(str(e))
+
+
 def _short_type(t: str) -> str:
     return t.split(":")[-1] if t.count(":") >= 2 else t
 
@@ -95,21 +110,14 @@ def validate(
     stacks: list[str] = typer.Argument(None, help="Stacks to validate (default: every stack in stacks/)."),
 ) -> None:
     """Validate stack configs against the schema without planning."""
-    from components.rules import ConfigError
-    from components.rules import validate as validate_raw
-    from components.stack_config import raw_config
-
     from . import offline
 
     failed = False
     for name in stacks or offline.stack_names():
         try:
-            source = offline.read_stack(name)
-            raw, secret = raw_config(source.config, source.secret_keys, offline.PROJECT)
-            validate_raw(raw, secret, str(source.path))
+            source, _ = load_config(name)
             out.print(f"[green]ok[/] {source.path}")
-        except (ConfigError, offline.StackFileError) as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        except typer.Exit:
             failed = True
     if failed:
         raise typer.Exit(EXIT_CONFIG)
@@ -149,6 +157,46 @@ def check(
                   f"violation(s) in {elapsed:.2f} s")
     if result.mandatory:
         raise typer.Exit(1)
+
+
+slo_app = typer.Typer(help="Service-level objectives of a deployed stack.", no_args_is_help=True)
+app.add_typer(slo_app, name="slo")
+
+
+@slo_app.command("report")
+def slo_report(
+    stack: str = typer.Argument(..., help="Stack name or stack file."),
+    api_id: Optional[str] = typer.Option(None, help="HTTP API id (default: found by the stack's tags)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Attainment over the SLO window, error budget left and burn rates, read from CloudWatch."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .slo_report import ReportError, find_api_id, report
+
+    source, cfg = load_config(stack)
+    try:
+        api = api_id or find_api_id(boto3.client("apigatewayv2", region_name=cfg.region), source.name)
+        result = report(cfg, source.name, boto3.client("cloudwatch", region_name=cfg.region), api)
+    except (ReportError, BotoCoreError, ClientError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"SLOs of {result['stack']} over {result['window_days']} days (API {result['api_id']})",
+                  title_justify="left")
+    for col in ("SLO", "objective", "SLA", "attainment", "budget left", "burn 5m/1h/6h/3d", "met"):
+        table.add_column(col)
+    for s in result["slos"]:
+        burn = s.get("burn_rates") or {}
+        burns = "/".join("–" if burn.get(k) is None else f"{burn[k]:g}" for k in ("5m", "1h", "6h", "3d")) if burn else ""
+        budget = s.get("error_budget_remaining")
+        table.add_row(s["slo"], f"{s['objective']:g}", f"{s['sla']:g}",
+                      "no data" if s["attainment"] is None else f"{s['attainment']:g}%",
+                      "" if budget is None else f"{budget:.1%}", burns, "[green]yes[/]" if s["met"] else "[red]no[/]")
+    out.print(table)
 
 
 bench_app = typer.Typer(help="Benchmarks that print their figures (JSON with --json).", no_args_is_help=True)

@@ -1,0 +1,142 @@
+"""`slo report` against moto (counts, averages) and a botocore Stubber (percentiles moto lacks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+from typer.testing import CliRunner
+
+from components import rules
+from components.stack_config import raw_config
+from llm_blueprint import offline
+from llm_blueprint.cli import app
+from llm_blueprint.slo_report import ReportError, find_api_id, report
+
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def cfg(stack="prod"):
+    src = offline.read_stack(stack)
+    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
+
+
+def put(cw, ns, name, dims, value, when):
+    cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": name, "Value": value, "Timestamp": when,
+                                                  "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]}])
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                 "AWS_DEFAULT_REGION": "us-west-2"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        yield
+
+
+def seed(cw, api_id, now=NOW):
+    """10 days of traffic: 1,000 requests/hour; 2 errors/hour, plus 40 errors in the last hour."""
+    api = {"ApiId": api_id, "Stage": "$default"}
+    svc = {"service": "llm-router-prod"}
+    for h in range(240):
+        when = now - dt.timedelta(hours=h, minutes=30)
+        put(cw, "AWS/ApiGateway", "Count", api, 1000, when)
+        put(cw, "AWS/ApiGateway", "5xx", api, 2 + (40 if h == 0 else 0), when)
+        put(cw, "LlmBlueprint", "Requests", svc, 1000, when)
+        put(cw, "LlmBlueprint", "UpstreamErrors", svc, 0.5, when)
+        put(cw, "LlmBlueprint", "Faithfulness", svc, 0.95 if h % 10 else 0.7, when)
+
+
+def test_report_numbers_on_known_data(aws_env):
+    cw = boto3.client("cloudwatch", region_name="us-west-2")
+    seed(cw, "api123")
+    # moto stores and sums the counts; it cannot compute percentiles (see the Stubber test).
+    result = report(cfg(), "prod", _without_percentiles(cw), "api123", now=NOW)
+    by = {s["slo"]: s for s in result["slos"]}
+    a = by["availability"]
+    total, bad = 240 * 1000, 240 * 2 + 40
+    assert a["requests"] == total and a["bad"] == bad
+    assert a["attainment"] == pytest.approx(100 * (1 - bad / total), abs=1e-4)
+    allowed = 0.001  # 99.9 % objective
+    assert a["error_budget_remaining"] == pytest.approx(1 - (bad / total) / allowed, abs=1e-4)
+    assert a["burn_rates"]["1h"] == pytest.approx((42 / 1000) / allowed, rel=1e-3)  # 42× burn
+    assert a["burn_rates"]["3d"] == pytest.approx(((72 * 2 + 40) / 72000) / allowed, rel=1e-3)
+    assert a["met"] is False  # 99.78 % < 99.9 %
+    e = by["error-rate"]
+    assert e["attainment"] == pytest.approx(0.05, abs=1e-6) and e["met"] is True  # 0.05 % < 0.1 %
+    assert e["error_budget_remaining"] == pytest.approx(0.5, abs=1e-6)
+    f = by["faithfulness"]
+    assert f["hours_with_data"] == 240 and f["attainment"] == pytest.approx(90.0) and f["latest"] == 0.7
+    assert f["met"] is False
+
+
+class _without_percentiles:
+    """Delegates to moto, answering percentile queries with fixed values moto cannot compute."""
+
+    def __init__(self, cw):
+        self.cw = cw
+
+    def get_metric_data(self, **kw):
+        if any(q["MetricStat"]["Stat"].startswith("p") for q in kw["MetricDataQueries"]):
+            ts = [NOW - dt.timedelta(hours=h) for h in (3, 2, 1)]
+            return {"MetricDataResults": [{"Id": q["Id"], "Timestamps": ts, "Values": [4000.0, 7000.0, 5000.0]}
+                                          for q in kw["MetricDataQueries"]]}
+        return self.cw.get_metric_data(**kw)
+
+
+def test_latency_attainment_from_percentiles_with_stubber():
+    cw = boto3.client("cloudwatch", region_name="us-west-2", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(cw)
+    ts = [NOW - dt.timedelta(hours=h) for h in (3, 2, 1)]
+    empty = {"MetricDataResults": [{"Id": "bad", "Timestamps": [], "Values": [], "StatusCode": "Complete"},
+                                   {"Id": "total", "Timestamps": [], "Values": [], "StatusCode": "Complete"}]}
+    for _ in range(4):  # availability + error-rate: hourly and 5-minute reads
+        stub.add_response("get_metric_data", empty, {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY,
+                                                     "ScanBy": "TimestampAscending"})
+    for values in ([4000.0, 7000.0, 5000.0], [1000.0, 2000.0, 1400.0]):  # p95, then p50 (ms)
+        stub.add_response("get_metric_data",
+                          {"MetricDataResults": [{"Id": "v", "Timestamps": ts, "Values": values, "StatusCode": "Complete"}]},
+                          {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": "TimestampAscending"})
+    stub.add_response("get_metric_data", {"MetricDataResults": [{"Id": "v", "Timestamps": [], "Values": []}]},
+                      {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": "TimestampAscending"})
+    with stub:
+        result = report(cfg(), "prod", cw, "api123", now=NOW)
+    by = {s["slo"]: s for s in result["slos"]}
+    p95, p50 = by["latency-p95"], by["latency-p50"]  # objectives 6 s and 1.5 s
+    assert p95["attainment"] == pytest.approx(200 / 3, abs=1e-3) and p95["latest"] == 5.0 and p95["met"] is True
+    assert p50["attainment"] == pytest.approx(200 / 3, abs=1e-3) and p50["latest"] == 1.4
+    assert by["availability"]["requests"] == 0 and by["availability"]["burn_rates"]["1h"] is None
+    assert by["faithfulness"]["attainment"] is None and by["faithfulness"]["met"] is False
+
+
+def test_api_is_found_by_stack_tags(aws_env):
+    apigw = boto3.client("apigatewayv2", region_name="us-west-2")
+    apigw.create_api(Name="other", ProtocolType="HTTP", Tags={"stack": "dev", "managed-by": "llm-blueprint"})
+    api = apigw.create_api(Name="mine", ProtocolType="HTTP", Tags={"stack": "prod", "managed-by": "llm-blueprint"})
+    assert find_api_id(apigw, "prod") == api["ApiId"]
+    with pytest.raises(ReportError, match="stack=staging"):
+        find_api_id(apigw, "staging")
+
+
+def test_cli_report_json_and_missing_stack_error(aws_env):
+    apigw = boto3.client("apigatewayv2", region_name="us-east-1")
+    api = apigw.create_api(Name="dev", ProtocolType="HTTP", Tags={"stack": "dev", "managed-by": "llm-blueprint"})
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    now = dt.datetime.now(dt.timezone.utc)
+    put(cw, "AWS/ApiGateway", "Count", {"ApiId": api["ApiId"], "Stage": "$default"}, 500, now - dt.timedelta(minutes=20))
+    runner = CliRunner()
+    result = runner.invoke(app, ["slo", "report", "dev", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["api_id"] == api["ApiId"]
+    avail = next(s for s in data["slos"] if s["slo"] == "availability")
+    assert avail["requests"] == 500 and avail["attainment"] == 100.0 and avail["error_budget_remaining"] == 1.0
+    human = runner.invoke(app, ["slo", "report", "dev"])
+    assert human.exit_code == 0 and "availability" in human.stdout
+    missing = runner.invoke(app, ["slo", "report", "staging"])
+    assert missing.exit_code == 1 and "stack=staging" in missing.stderr
