@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 from pulumi_azure_native import cognitiveservices as cs
-from pulumi_azure_native import resources
+from pulumi_azure_native import network, privatedns, resources
 
 from .common import child
 
@@ -37,6 +37,8 @@ class AzureOpenAIArgs:
     allowed_ips: list[pulumi.Input[str]] = field(default_factory=list)
     #: KMS key for the Secrets Manager copy of the credential.
     kms_key_arn: Optional[pulumi.Input[str]] = None
+    #: Address space of the VNet holding the private endpoint (private only).
+    vnet_cidr: str = "10.90.0.0/24"
 
 
 class AzureOpenAI(pulumi.ComponentResource):
@@ -75,6 +77,9 @@ class AzureOpenAI(pulumi.ComponentResource):
                 opts=child(self, depends_on=[previous] if previous else None))
             self.deployments[spec.tier] = previous
 
+        if args.private:
+            self._private_endpoint(name, args, group, account)
+
         self.endpoint = pulumi.Output.concat("https://", args.subdomain, ".openai.azure.com/")
         # The router's credential reaches it through Secrets Manager only.
         self.secret = aws.secretsmanager.Secret(f"{name}-credential", description="Azure OpenAI credential for the router",
@@ -91,3 +96,32 @@ class AzureOpenAI(pulumi.ComponentResource):
         self.secret_arn = self.secret.arn
         self.register_outputs({"endpoint": self.endpoint, "secretArn": self.secret_arn,
                                "deployments": list(self.deployments)})
+
+    def _private_endpoint(self, name: str, args: AzureOpenAIArgs, group: resources.ResourceGroup,
+                          account: cs.Account) -> None:
+        """VNet + private endpoint + private DNS, so the account answers only on a private IP.
+
+        The router runs in AWS: it reaches this VNet only over a site-to-site VPN
+        or interconnect, which this blueprint does not create."""
+        tags = args.tags
+        vnet = network.VirtualNetwork(f"{name}-vnet", resource_group_name=group.name, location=args.location,
+                                      address_space=network.AddressSpaceArgs(address_prefixes=[args.vnet_cidr]),
+                                      tags=tags, opts=child(self))
+        subnet = network.Subnet(f"{name}-endpoints", resource_group_name=group.name, virtual_network_name=vnet.name,
+                                address_prefix=args.vnet_cidr, private_endpoint_network_policies="Disabled",
+                                opts=child(self))
+        endpoint = network.PrivateEndpoint(
+            f"{name}-endpoint", resource_group_name=group.name, location=args.location, tags=tags,
+            subnet=network.SubnetArgs(id=subnet.id), opts=child(self),
+            private_link_service_connections=[network.PrivateLinkServiceConnectionArgs(
+                name="openai", private_link_service_id=account.id, group_ids=["account"])])
+        zone = privatedns.PrivateZone(f"{name}-dns", resource_group_name=group.name, location="global",
+                                      private_zone_name="privatelink.openai.azure.com", tags=tags, opts=child(self))
+        privatedns.VirtualNetworkLink(f"{name}-dns-link", resource_group_name=group.name, location="global",
+                                      private_zone_name=zone.name, registration_enabled=False,
+                                      virtual_network=privatedns.SubResourceArgs(id=vnet.id), tags=tags,
+                                      opts=child(self))
+        network.PrivateDnsZoneGroup(f"{name}-dns-group", resource_group_name=group.name,
+                                    private_endpoint_name=endpoint.name, opts=child(self),
+                                    private_dns_zone_configs=[network.PrivateDnsZoneConfigArgs(
+                                        name="openai", private_dns_zone_id=zone.id)])

@@ -43,6 +43,24 @@ def model_arns(model: str, region: str, account: str) -> list[str]:
     return [f"arn:aws:bedrock:{region}::foundation-model/{model}"]
 
 
+def foundation_model_id(model: str) -> str:
+    """`us.anthropic.x` → `anthropic.x`: the model a profile id routes to."""
+    geo, _, rest = model.partition(".")
+    return rest if geo in PROFILE_REGIONS or geo == "global" else model
+
+
+COMMITMENTS = {"1month": "OneMonth", "6months": "SixMonths"}
+
+
+@dataclass
+class ProvisionedThroughput:
+    tier: str
+    model: str
+    model_units: int
+    #: none (no-commitment hourly), 1month or 6months.
+    commitment: str = "none"
+
+
 @dataclass
 class BedrockAccessArgs:
     region: str
@@ -56,14 +74,17 @@ class BedrockAccessArgs:
     #: Model invocation logging is one setting per account+region.
     invocation_logging_owner: bool = False
     invocation_log_retention_days: int = 90
+    #: Also deliver invocation logs to an encrypted, private S3 bucket.
+    invocation_log_bucket: bool = False
     private_endpoint: bool = True
+    provisioned: list[ProvisionedThroughput] = field(default_factory=list)
     stack: str = field(default_factory=pulumi.get_stack)
 
 
 class BedrockAccess(pulumi.ComponentResource):
     """What the router needs to call Bedrock, and nothing more."""
 
-    policy_json: pulumi.Output[str]
+    policies: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: BedrockAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:bedrock:BedrockAccess", name, None, opts)
@@ -77,8 +98,23 @@ class BedrockAccess(pulumi.ComponentResource):
         if args.guardrail_id:
             statements.append({"Sid": "ApplyGuardrail", "Effect": "Allow", "Action": ["bedrock:ApplyGuardrail"],
                                "Resource": [f"arn:aws:bedrock:{args.region}:{args.account_id}:guardrail/{args.guardrail_id}"]})
+        # Provisioned throughput: the router invokes the provisioned model's ARN for that tier.
+        self.provisioned_arns: dict[str, pulumi.Output[str]] = {}
+        for p in args.provisioned:
+            pt = aws.bedrock.ProvisionedModelThroughput(
+                f"{name}-{p.tier}-provisioned", provisioned_model_name=f"{args.stack}-{p.tier}",
+                model_arn=f"arn:aws:bedrock:{args.region}::foundation-model/{foundation_model_id(p.model)}",
+                model_units=p.model_units, commitment_duration=COMMITMENTS.get(p.commitment), tags=tags,
+                opts=child(self, protect=p.commitment != "none"))
+            self.provisioned_arns[p.tier] = pt.provisioned_model_arn
         self.model_arns = arns
-        self.policy_json = policy_json(statements)
+        # Kept apart: provisioned ARNs exist only after deployment, and would
+        # make the whole reviewed policy unknown in a plan.
+        self.policies = {"bedrock": policy_json(statements)}
+        if self.provisioned_arns:
+            self.policies["bedrock-provisioned"] = policy_json([{
+                "Sid": "InvokeProvisionedThroughput", "Effect": "Allow", "Action": INVOKE_ACTIONS,
+                "Resource": list(self.provisioned_arns.values())}])
 
         self.endpoint_sg = None
         if args.private_endpoint and args.network is not None:
@@ -86,11 +122,13 @@ class BedrockAccess(pulumi.ComponentResource):
                                                      description="bedrock-runtime endpoint: admits the router only",
                                                      tags=tags, opts=child(self))
             self.endpoint = args.network.interface_endpoint("bedrock-runtime", [self.endpoint_sg.id], parent=self)
+        self.endpoint_id = self.endpoint.id if self.endpoint_sg is not None else None
 
         if args.invocation_logging_owner:
             self._invocation_logging(name, args)
 
-        self.register_outputs({"modelArns": arns})
+        self.register_outputs({"modelArns": arns, "endpointId": self.endpoint_id,
+                               "provisionedModelArns": self.provisioned_arns})
 
     def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
         if self.endpoint_sg is None:
@@ -113,11 +151,41 @@ class BedrockAccess(pulumi.ComponentResource):
             "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [pulumi.Output.concat(group.arn, ":log-stream:*")],
         }]))
+        s3_config, depends = None, [group]
+        if args.invocation_log_bucket:
+            bucket = self._log_bucket(name, args)
+            s3_config = aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigS3ConfigArgs(
+                bucket_name=bucket.bucket, key_prefix="invocations")
+            depends.append(bucket)
         aws.bedrockmodel.InvocationLoggingConfiguration(
-            f"{name}-invocation-logging", region=args.region, opts=child(self, depends_on=[group]),
+            f"{name}-invocation-logging", region=args.region, opts=child(self, depends_on=depends),
             logging_config=aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigArgs(
                 text_data_delivery_enabled=True, embedding_data_delivery_enabled=False,
                 image_data_delivery_enabled=False, video_data_delivery_enabled=False,
                 cloudwatch_config=aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigCloudwatchConfigArgs(
-                    log_group_name=group.name, role_arn=role.arn)))
+                    log_group_name=group.name, role_arn=role.arn),
+                s3_config=s3_config))
+
+    def _log_bucket(self, name: str, args: BedrockAccessArgs) -> aws.s3.Bucket:
+        """Private, encrypted, TLS-only bucket that Bedrock in this account may write to."""
+        bucket = aws.s3.Bucket(f"{name}-invocation-logs", force_destroy=False, tags=args.tags, opts=child(self))
+        aws.s3.BucketPublicAccessBlock(f"{name}-invocation-logs", bucket=bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child(self))
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-invocation-logs", bucket=bucket.id, opts=child(self),
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="aws:kms"),
+                bucket_key_enabled=True)])
+        aws.s3.BucketPolicy(f"{name}-invocation-logs", bucket=bucket.id, opts=child(self), policy=policy_json([
+            {"Sid": "BedrockWrites", "Effect": "Allow", "Principal": {"Service": "bedrock.amazonaws.com"},
+             "Action": ["s3:PutObject"], "Resource": [pulumi.Output.concat(bucket.arn, "/invocations/*")],
+             "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id},
+                           "ArnLike": {"aws:SourceArn": f"arn:aws:bedrock:{args.region}:{args.account_id}:*"}}},
+            {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ]))
+        return bucket
 

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs
+from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
 from .cache import SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
 from .router import Router, RouterArgs
@@ -79,9 +79,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             embedding_model=TITAN_EMBED_V2 if titan else None, guardrail_id=b.guardrail_id,
             guardrail_version=b.guardrail_version, invocation_logging_owner=b.invocation_logging_owner,
             invocation_log_retention_days=b.invocation_log_retention_days,
-            private_endpoint=b.private_endpoint and bool(bedrock_models or titan), stack=stack))
-        policies["bedrock"] = bedrock.policy_json
+            invocation_log_bucket=b.invocation_log_bucket,
+            private_endpoint=b.private_endpoint and bool(bedrock_models or titan), stack=stack,
+            provisioned=[ProvisionedThroughput(t.name, t.model, t.bedrock.provisioned_model_units, t.bedrock.commitment)
+                         for t in cfg.tiers_on("bedrock") if t.bedrock and t.bedrock.provisioned_model_units]))
+        policies.update(bedrock.policies)
         outputs["bedrockModelArns"] = bedrock.model_arns
+        if bedrock.endpoint_id is not None:
+            outputs["bedrockEndpointId"] = bedrock.endpoint_id
+        if bedrock.provisioned_arns:
+            env["BEDROCK_PROVISIONED_ARNS"] = pulumi.Output.json_dumps(bedrock.provisioned_arns)
 
     azure_tiers = cfg.tiers_on("azure-openai")
     if azure_tiers and cfg.serving.azure_openai is not None:
@@ -90,7 +97,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         az = cfg.serving.azure_openai
         azure = AzureOpenAI(f"{name}-azure", AzureOpenAIArgs(
             location=az.location, subdomain=az.subdomain, tags=tags, private=bool(az.private),
-            entra_principal_id=az.entra_principal_id,
+            entra_principal_id=az.entra_principal_id, allowed_ips=network.nat_public_ips, vnet_cidr=az.vnet_cidr,
             deployments=[AzureDeploymentSpec(tier=t.name, model=t.model, model_version=t.azure.model_version,
                                              sku=t.azure.sku, capacity=t.azure.capacity, rai_policy=t.azure.rai_policy)
                          for t in azure_tiers if t.azure is not None]))

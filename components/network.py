@@ -55,6 +55,8 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = [s.id for s in self.private_subnets]
 
         nat_ids: list[pulumi.Output[str]] = []
+        #: Egress addresses (allow-listed by outside services such as Azure OpenAI).
+        self.nat_public_ips: list[pulumi.Output[str]] = []
         if args.nat_gateways != "none":
             igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags=tags, opts=child(self))
             public_rt = aws.ec2.RouteTable(
@@ -72,6 +74,7 @@ class Network(pulumi.ComponentResource):
                 nat = aws.ec2.NatGateway(f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public.id, tags=tags,
                                          opts=child(self, depends_on=[igw]))
                 nat_ids.append(nat.id)
+                self.nat_public_ips.append(eip.public_ip)
 
         self.private_route_tables = []
         for i, subnet in enumerate(self.private_subnets):

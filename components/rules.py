@@ -316,6 +316,15 @@ def prod_private(environment: str, serving: s.ServingConfig) -> Iterator[Problem
         yield Problem("serving.eks.publicAccessCidrs", "prod API endpoints are private or CIDR-restricted", "0.0.0.0/0")
 
 
+@rule
+def azure_reachable(environment: str, serving: s.ServingConfig, network: s.NetworkConfig) -> Iterator[Problem]:
+    az = serving.azure_openai
+    private = az.private if az is not None and az.private is not None else environment == "prod"
+    if az is not None and not private and network.nat_gateways == "none":
+        yield Problem("network.natGateways", "a public Azure OpenAI account is reached through the NAT's addresses "
+                      "(its firewall admits only them)", "none", "single or per-az, or serving.azureOpenai.private: true")
+
+
 # ------------------------------------------------------------------ secrets
 def _secret_paths(model: type[BaseModel], value: Any, prefix: str) -> Iterator[str]:
     """Paths of `Secret` fields that hold a value."""
@@ -360,6 +369,24 @@ def plaintext_secrets(raw: dict, secret_keys: set[str]) -> Iterator[Problem]:
             if any(p.search(text) for p in CREDENTIAL_PATTERNS):
                 yield Problem(path, "looks like a credential in plaintext: remove it and use `pulumi config set --secret` "
                                     "or a Secrets Manager reference")
+
+
+# -------------------------------------------------------------- cross-stack
+def logging_owner_conflicts(owners: list[tuple[str, Optional[str], str]]) -> dict[str, str]:
+    """Stacks that own Bedrock invocation logging in the same account+region.
+
+    `owners` holds (stack, account id or None, region). An unknown account (no
+    `aws:allowedAccountIds`) is taken to be the same account: the setting is
+    one per account+region, and a silent overwrite is the failure to prevent.
+    """
+    conflicts: dict[str, str] = {}
+    for i, (stack, account, region) in enumerate(owners):
+        for other, other_account, other_region in owners[:i] + owners[i + 1:]:
+            same_account = account is None or other_account is None or account == other_account
+            if region == other_region and same_account:
+                where = f"account {account or other_account or '(unknown)'}, {region}"
+                conflicts[stack] = f"stacks {', '.join(sorted({stack, other}))} both own Bedrock invocation logging in {where}"
+    return conflicts
 
 
 # ---------------------------------------------------------------- defaults

@@ -138,6 +138,8 @@ class BedrockConfig(Section):
     #: one stack there may own it.
     invocation_logging_owner: bool = False
     invocation_log_retention_days: int = Field(90, ge=1)
+    #: Also deliver invocation logs to an encrypted S3 bucket (long retention).
+    invocation_log_bucket: bool = False
     guardrail_id: Optional[str] = None
     guardrail_version: Optional[str] = Field(None, pattern=r"^\d+$")
     #: Interface endpoint for bedrock-runtime so model calls need no NAT.
@@ -155,6 +157,8 @@ class AzureOpenAIConfig(Section):
     entra_principal_id: Optional[str] = None
     #: Key for an account this stack does not own. Secret-only.
     api_key: Optional[Secret] = None
+    #: Address space of the Azure VNet that holds the private endpoint.
+    vnet_cidr: str = Field("10.90.0.0/24", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-9])$")
 
 
 GPU_FAMILIES = ("g5", "g6", "g6e", "p4d", "p5")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from policies import rules as _rules  # noqa: F401  (registers the rules)
 from policies.registry import Resource, Violation, evaluate
+from components.rules import logging_owner_conflicts
 from policies.rules import bedrock_logging_owners
 
 from . import offline
@@ -32,24 +33,21 @@ def resources_of(plan: offline.Plan) -> list[Resource]:
 def check(stacks: list[str]) -> CheckResult:
     """Raises ConfigError / StackFileError for a stack that cannot be planned."""
     result = CheckResult()
-    owners: dict[str, list[tuple[str, Resource]]] = {}
+    owners: list[tuple[str, str | None, str]] = []
+    owner_resources: dict[str, list[Resource]] = {}
     for name in stacks:
         source = offline.read_stack(name)
         plan = offline.run_program(source)
         resources = resources_of(plan)
         result.stacks.append(plan.stack)
         result.violations += evaluate(plan.stack, resources)
-        region = source.config.get("aws:region", "")
-        for reg, found in bedrock_logging_owners(resources, region).items():
-            owners.setdefault(reg, []).extend((plan.stack, r) for r in found)
+        for region, found in bedrock_logging_owners(resources, source.config.get("aws:region", "")).items():
+            owners.append((plan.stack, offline.account_of(source), region))
+            owner_resources.setdefault(plan.stack, []).extend(found)
     # One account+region has one invocation-logging setting: across stacks too.
-    # Offline, the stacks checked together are taken to share one account.
-    for region, found in owners.items():
-        stacks_here = sorted({s for s, _ in found})
-        if len(stacks_here) > 1:
-            for stack, r in found:
-                result.violations.append(Violation(
-                    stack, r.name, r.type, "bedrock-single-logging-owner", "mandatory",
-                    f"stacks {', '.join(stacks_here)} all own Bedrock invocation logging in {region}",
-                    "set serving.bedrock.invocationLoggingOwner in exactly one stack per account+region"))
+    for stack, message in logging_owner_conflicts(owners).items():
+        for r in owner_resources[stack]:
+            result.violations.append(Violation(
+                stack, r.name, r.type, "bedrock-single-logging-owner", "mandatory", message,
+                "set serving.bedrock.invocationLoggingOwner in exactly one stack per account+region"))
     return result

@@ -109,16 +109,29 @@ def plan(
 def validate(
     stacks: list[str] = typer.Argument(None, help="Stacks to validate (default: every stack in stacks/)."),
 ) -> None:
-    """Validate stack configs against the schema without planning."""
+    """Validate stack configs against the schema without planning.
+
+    Also checks what one stack cannot see: Bedrock invocation logging has one
+    owner per account+region among the stacks validated together."""
+    from components.rules import logging_owner_conflicts
+
     from . import offline
 
     failed = False
+    owners = []
     for name in stacks or offline.stack_names():
         try:
-            source, _ = load_config(name)
-            out.print(f"[green]ok[/] {source.path}")
+            source, cfg = load_config(name)
         except typer.Exit:
             failed = True
+            continue
+        out.print(f"[green]ok[/] {source.path}")
+        if cfg.serving.bedrock.invocation_logging_owner:
+            owners.append((str(source.path), offline.account_of(source), cfg.region))
+    for path, message in logging_owner_conflicts(owners).items():
+        err.print(f"[bold red]error:[/] {path}: serving.bedrock.invocationLoggingOwner: {message}; "
+                  "allowed: one owner per account+region", highlight=False)
+        failed = True
     if failed:
         raise typer.Exit(EXIT_CONFIG)
 

@@ -105,6 +105,15 @@ def read_stack(stack: str) -> StackSource:
     return StackSource(name, path, config, secret_keys)
 
 
+def account_of(source: StackSource) -> Optional[str]:
+    """The AWS account a stack deploys to, when `aws:allowedAccountIds` pins one."""
+    import json
+
+    text = source.config.get("aws:allowedAccountIds")
+    ids = json.loads(text) if text and text.startswith("[") else []
+    return str(ids[0]) if len(ids) == 1 else None
+
+
 # ------------------------------------------------------------------- engine
 class OfflineMocks(pulumi.runtime.Mocks):
     """Answers the few invokes the program makes with stand-in values."""
