@@ -15,7 +15,7 @@ from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, Provision
 from .cache import SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
 from .router import Router, RouterArgs
-from .schema import StackConfig
+from .schema import StackConfig, VllmTier
 from .slo import DestinationSpec, SloAlarms, SloAlarmsArgs
 
 
@@ -105,8 +105,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         secret_arns.append(azure.secret_arn)
         outputs.update(azureOpenAIEndpoint=azure.endpoint)
 
+    queue_metrics: dict[str, str] = {}
     if cfg.tiers_on("vllm-eks") and cfg.serving.eks is not None:
         from .gpu_cluster import GpuCluster, GpuClusterArgs
+        from .model_serving import ENGINES, ModelServing, ModelServingArgs, ModelSpec, Prescale
 
         e = cfg.serving.eks
         cluster = GpuCluster(f"{name}-gpu", GpuClusterArgs(
@@ -114,8 +116,24 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             public_access_cidrs=e.public_access_cidrs, admin_role_arns=e.admin_role_arns,
             gpu_instance_types=e.gpu_instance_types, gpu_ami_type=e.gpu_ami_type, gpu_nodes_min=e.gpu_nodes_min,
             gpu_nodes_desired=e.gpu_nodes_desired or e.gpu_nodes_min, gpu_nodes_max=e.gpu_nodes_max,
-            system_instance_type=e.system_instance_type))
-        outputs.update(eksClusterName=cluster.cluster_name)
+            system_instance_type=e.system_instance_type, region=cfg.region, network=network))
+        specs = []
+        for t in cfg.tiers_on("vllm-eks"):
+            v = t.vllm or VllmTier()
+            specs.append(ModelSpec(
+                tier=t.name, model=t.model, engine=v.engine, image=v.image, gpus_per_pod=v.gpus_per_pod,
+                max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
+                quantization=v.quantization, min_replicas=v.replicas.min, max_replicas=v.replicas.max,
+                weights=v.weights, target_queue_per_replica=v.target_queue_per_replica,
+                prescale=[Prescale(w.start, w.end, w.replicas, w.timezone) for w in v.prescale]))
+            queue_metrics[t.name] = ENGINES[v.engine].queue_metric
+        serving = ModelServing(f"{name}-models", ModelServingArgs(
+            cluster=cluster, models=specs, tags=tags, region=cfg.region, environment=cfg.environment,
+            client_cidrs=network.private_cidrs, service=f"llm-router-{stack}"))
+        env["SELF_HOSTED_ENDPOINTS"] = pulumi.Output.json_dumps(serving.endpoints)
+        outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints)
+        if serving.weights_bucket is not None:
+            outputs["weightsBucket"] = serving.weights_bucket.bucket
 
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
@@ -133,7 +151,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         service=f"llm-router-{stack}", slo=cfg.slo, tags=tags, api_id=router.api_id, region=cfg.region,
         page=_destination(cfg.alarms.page), ticket=_destination(cfg.alarms.ticket),
         cache_cluster_ids=cache.member_cluster_ids if cache is not None else [],
-        vllm=bool(cfg.tiers_on("vllm-eks"))))
+        queue_metrics=queue_metrics))
 
     outputs.update(
         routerUrl=router.url,

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import json
+from typing import Optional
+
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from .common import assume_role_policy, child
+from .network import Network
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 GPU_LABELS = {"llm-blueprint/pool": "gpu", "nvidia.com/gpu.present": "true"}
+#: What a pod needs to land on the GPU node group: derived from the group's own taint and labels.
+GPU_TOLERATIONS = [{"key": GPU_TAINT["key"], "operator": "Equal", "value": GPU_TAINT["value"], "effect": "NoSchedule"}]
+GPU_NODE_SELECTOR = {"llm-blueprint/pool": GPU_LABELS["llm-blueprint/pool"]}
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
+#: Interface endpoints image and weight pulls need (S3 is a gateway endpoint).
+EKS_ENDPOINTS = ("ecr.api", "ecr.dkr")
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
@@ -30,14 +41,18 @@ class GpuClusterArgs:
     gpu_nodes_max: int = 4
     system_instance_type: str = "m6i.large"
     log_retention_days: int = 90
+    region: str = "us-east-1"
+    #: Adds the ECR endpoints to this VPC so image pulls stay private.
+    network: Optional[Network] = None
 
 
 class GpuCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
+    provider: k8s.Provider
 
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:eks:GpuCluster", name, None, opts)
-        tags = args.tags
+        tags = self.tags = args.tags
         key = aws.kms.Key(f"{name}-secrets", description=f"{name}: EKS secrets envelope encryption",
                           enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
         cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=assume_role_policy("eks.amazonaws.com"),
@@ -88,9 +103,66 @@ class GpuCluster(pulumi.ComponentResource):
                                                               max_size=args.gpu_nodes_max),
             taints=[aws.eks.NodeGroupTaintArgs(**GPU_TAINT)], labels=GPU_LABELS, tags=tags,
             opts=child(self, ignore_changes=["scalingConfig.desiredSize"]))
+        if args.network is not None:
+            for service in EKS_ENDPOINTS:
+                args.network.interface_endpoint(service, [args.network.endpoint_security_group_id], parent=self)
+        ebs_role = self.pod_role(f"{name}-ebs-csi", ["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"])
+        self.addons = {}
         for addon in ADDONS:
-            aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
-                          resolve_conflicts_on_update="OVERWRITE", tags=tags,
-                          opts=child(self, depends_on=[self.system_nodes]))
+            self.addons[addon] = aws.eks.Addon(
+                f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
+                resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child(self, depends_on=[self.system_nodes]),
+                pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
+                    role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")]
+                if addon == "aws-ebs-csi-driver" else None)
         self.cluster_name = self.cluster.name
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=_kubeconfig(self.cluster, args.region),
+                                     enable_server_side_apply=True, opts=child(self))
+        self._device_plugin(name)
         self.register_outputs({"clusterName": self.cluster_name, "endpoint": self.cluster.endpoint})
+
+    def pod_role(self, name: str, managed_policies: list[str]) -> aws.iam.Role:
+        """An IAM role that EKS Pod Identity may hand to a service account."""
+        role = aws.iam.Role(name, tags=self.tags, opts=child(self),
+                            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"]}]}))
+        for i, arn in enumerate(managed_policies):
+            aws.iam.RolePolicyAttachment(f"{name}-{i}", role=role.name, policy_arn=arn, opts=child(self))
+        return role
+
+    def k8s_opts(self, parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
+
+    def _device_plugin(self, name: str) -> None:
+        """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU nodes only."""
+        labels = {"app.kubernetes.io/name": "nvidia-device-plugin"}
+        k8s.apps.v1.DaemonSet(
+            f"{name}-nvidia-device-plugin", opts=self.k8s_opts(self, depends_on=[self.gpu_nodes]),
+            metadata={"name": "nvidia-device-plugin", "namespace": "kube-system", "labels": labels},
+            spec={"selector": {"matchLabels": labels}, "updateStrategy": {"type": "RollingUpdate"},
+                  "template": {"metadata": {"labels": labels}, "spec": {
+                      "priorityClassName": "system-node-critical",
+                      "tolerations": GPU_TOLERATIONS, "nodeSelector": GPU_NODE_SELECTOR,
+                      "containers": [{"name": "nvidia-device-plugin", "image": DEVICE_PLUGIN_IMAGE,
+                                      "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                                      "securityContext": {"allowPrivilegeEscalation": False,
+                                                          "capabilities": {"drop": ["ALL"]}},
+                                      "volumeMounts": [{"name": "device-plugin",
+                                                        "mountPath": "/var/lib/kubelet/device-plugins"}]}],
+                      "volumes": [{"name": "device-plugin",
+                                   "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}]}}})
+
+
+def _kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
+    """Kubeconfig that authenticates with `aws eks get-token` (no static credentials)."""
+    return pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+        lambda a: json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "eks",
+            "clusters": [{"name": "eks", "cluster": {"server": a[1],
+                                                     "certificate-authority-data": (a[2] or {}).get("data")}}],
+            "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+            "users": [{"name": "eks", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                "args": ["eks", "get-token", "--cluster-name", a[0], "--region", region]}}}],
+        }))

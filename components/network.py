@@ -53,6 +53,7 @@ class Network(pulumi.ComponentResource):
             for i, az in enumerate(zones)
         ]
         self.private_subnet_ids = [s.id for s in self.private_subnets]
+        self.private_cidrs = [str(blocks[i]) for i in range(len(zones))]
 
         nat_ids: list[pulumi.Output[str]] = []
         #: Egress addresses (allow-listed by outside services such as Azure OpenAI).

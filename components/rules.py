@@ -256,6 +256,12 @@ def replicas_ordered(serving: s.ServingConfig) -> Iterator[Problem]:
     for i, t in enumerate(serving.tiers):
         if t.vllm and t.vllm.replicas.max < t.vllm.replicas.min:
             yield Problem(f"serving.tiers[{i}].vllm.replicas.max", "must be ≥ replicas.min", t.vllm.replicas.max)
+        for j, w in enumerate(t.vllm.prescale if t.vllm else []):
+            if not t.vllm.replicas.min <= w.replicas <= t.vllm.replicas.max:
+                yield Problem(f"serving.tiers[{i}].vllm.prescale[{j}].replicas", "must lie within replicas.min..max",
+                              w.replicas, f"{t.vllm.replicas.min}..{t.vllm.replicas.max}")
+        if t.vllm and t.vllm.engine == "tgi" and t.vllm.weights == "s3":
+            yield Problem(f"serving.tiers[{i}].vllm.weights", "TGI cannot stream weights from S3", "s3", "pvc")
     eks = serving.eks
     if eks and not (eks.gpu_nodes_min <= (eks.gpu_nodes_desired or eks.gpu_nodes_min) <= eks.gpu_nodes_max):
         yield Problem("serving.eks.gpuNodesDesired", "must satisfy gpuNodesMin ≤ desired ≤ gpuNodesMax", eks.gpu_nodes_desired)

@@ -84,6 +84,15 @@ class Replicas(Section):
     max: int = Field(4, ge=1)
 
 
+class PrescaleWindow(Section):
+    """Scheduled pre-scaling, e.g. weekdays 08:00–18:00 at 4 replicas."""
+
+    start: str = Field(pattern=r"^\S+ \S+ \S+ \S+ \S+$")
+    end: str = Field(pattern=r"^\S+ \S+ \S+ \S+ \S+$")
+    replicas: int = Field(ge=1)
+    timezone: str = "UTC"
+
+
 class VllmTier(Section):
     engine: Literal["vllm", "tgi"] = "vllm"
     #: Image pinned by version, never `latest`.
@@ -93,7 +102,12 @@ class VllmTier(Section):
     gpu_memory_utilization: float = Field(0.90, gt=0.1, le=0.98)
     quantization: Optional[Literal["awq", "gptq"]] = None
     replicas: Replicas = Replicas()
+    #: s3: weights streamed from the stack's bucket (Run:ai streamer); pvc: a
+    #: persistent volume caches what the pod downloads on first start.
     weights: Literal["s3", "pvc"] = "s3"
+    #: Requests waiting per replica before another replica is added.
+    target_queue_per_replica: int = Field(5, ge=1)
+    prescale: list[PrescaleWindow] = []
 
     @field_validator("image")
     @classmethod

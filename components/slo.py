@@ -63,7 +63,8 @@ class SloAlarmsArgs:
     stage: str = "$default"
     #: ElastiCache member cluster ids (for memory / eviction alarms).
     cache_cluster_ids: list[str] = field(default_factory=list)
-    vllm: bool = False
+    #: Self-hosted tiers → the queue metric their servers publish (dimension `tier`).
+    queue_metrics: dict[str, str] = field(default_factory=dict)
     #: How often the evaluation job publishes Faithfulness.
     quality_cadence_s: int = 3600
     budget_cap_share: float = 0.10
@@ -213,9 +214,9 @@ class SloAlarms(pulumi.ComponentResource):
                     namespace=m.NAMESPACE, metric_name=m.UPSTREAM_THROTTLED, dimensions=dims, statistic="Sum",
                     period=300, evaluation_periods=3, datapoints_to_alarm=2, threshold=a.upstream_throttled_per_5m,
                     comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=[topic])
-        if a.vllm:
-            self._alarm("vllm-queue", alarm_description=f"TICKET: vLLM queue above {a.vllm_queue_depth} for 10 min",
-                        namespace=m.NAMESPACE, metric_name=m.VLLM_QUEUE, dimensions=dims, statistic="Maximum",
+        for tier, queue_metric in a.queue_metrics.items():
+            self._alarm(f"{tier}-queue", alarm_description=f"TICKET: {tier} model queue above {a.vllm_queue_depth} for 10 min",
+                        namespace=m.NAMESPACE, metric_name=queue_metric, dimensions={"tier": tier}, statistic="Maximum",
                         period=60, evaluation_periods=10, datapoints_to_alarm=8, threshold=a.vllm_queue_depth,
                         comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
                         alarm_actions=[topic])
