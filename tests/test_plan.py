@@ -19,7 +19,7 @@ runner = CliRunner()
 EXPECTED_COMPONENTS = {
     "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms"},
     "staging": {"Network", "SemanticCache", "AzureOpenAI", "Router", "SloAlarms"},
-    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "Router", "SloAlarms"},
+    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms"},
 }
 
 
