@@ -35,3 +35,20 @@ def write_stack(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def valkey_server():
+    """A real Valkey 9 server with the search module, on a free loopback port."""
+    from llm_blueprint.valkey_server import ValkeyServer
+
+    with ValkeyServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 embedder from its PyPI package (offline)."""
+    from llm_router.cache.embedders import LocalMiniLM
+
+    return LocalMiniLM()

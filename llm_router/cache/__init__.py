@@ -1,0 +1,7 @@
+"""Exact + semantic response cache on Valkey/ElastiCache vector search."""
+
+from .guards import near_miss
+from .keys import Scope, exact_key, semantic_text
+from .store import CacheHit, CacheSettings, ResponseCache
+
+__all__ = ["CacheHit", "CacheSettings", "ResponseCache", "Scope", "exact_key", "near_miss", "semantic_text"]

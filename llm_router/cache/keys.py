@@ -1,0 +1,69 @@
+"""What makes two requests the same: normalisation, scope and keys.
+
+Tag values on ElastiCache must be `[a-z0-9_]`, so every scope field is a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+#: Parameters that change the answer; everything else (user, stream, metadata) does not.
+ANSWER_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "tools",
+                 "tool_choice", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias")
+_SPACE = re.compile(r"\s+")
+
+
+def _h(text: str, n: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _norm(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: keep the text, mark the rest
+        return " ".join(p.get("text", f"<{p.get('type')}>") for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who may share an entry: same tenant, same tier/model, same system prompt."""
+
+    tenant: str
+    tier: str
+    system: str = ""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"tenant": _h(self.tenant), "tier": _h(self.tier), "sys": _h(self.system)}
+
+
+def system_prompt(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(_norm(_content(m)) for m in messages if m.get("role") in ("system", "developer"))
+
+
+def exact_key(scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Hash of the normalised conversation, scope and answer-changing parameters."""
+    canonical = {
+        "scope": [scope.tenant, scope.tier],
+        "messages": [[m.get("role"), _norm(_content(m)), m.get("name"), m.get("tool_call_id")] for m in messages],
+        "params": {k: params[k] for k in ANSWER_PARAMS if params.get(k) is not None},
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def semantic_text(messages: list[dict[str, Any]]) -> Optional[str]:
+    """The question to match semantically: only single-turn requests qualify,
+    since earlier turns change what the last one means."""
+    turns = [m for m in messages if m.get("role") not in ("system", "developer")]
+    if len(turns) != 1 or turns[0].get("role") != "user":
+        return None
+    text = _norm(_content(turns[0]))
+    return text or None

@@ -1,0 +1,250 @@
+"""The response cache: an exact layer and a semantic layer on one Valkey.
+
+Only the FT.* subset that both RediSearch and ElastiCache valkey-search
+accept is sent (see `ft_subset.py`): TAG/NUMERIC/VECTOR fields, one KNN
+clause per query with EF_RUNTIME, DIALECT 2, no SORTBY, distance sorted here.
+Every call fails open: when Valkey is down or slow the request goes on
+uncached and a metric says so; the client never sees a cache error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .. import metric_names as m
+from .embedders import Embedder
+from .guards import near_miss
+from .keys import Scope, exact_key, semantic_text
+
+REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
+                     r"(help|assist|comply|provide|do that)", re.I)
+
+
+@dataclass
+class CacheSettings:
+    dimensions: int = 384
+    embedder: str = "local-minilm"
+    similarity_threshold: float = 0.90
+    max_cacheable_temperature: float = 0.3
+    default_ttl_s: int = 3600
+    tier_ttl_s: dict[str, int] = field(default_factory=dict)
+    timeout_ms: int = 50
+    k: int = 5
+    ef_runtime: int = 64
+    prefix: str = "llmc"
+
+    @property
+    def index_name(self) -> str:
+        """Versioned by embedder and dimension: a change gets a new index, never a corrupt one."""
+        return f"{self.prefix}_v1_{self.embedder.replace('-', '_')}_d{self.dimensions}"
+
+    @property
+    def doc_prefix(self) -> str:
+        return f"{self.index_name}:"
+
+    def ttl(self, tier: str) -> int:
+        return self.tier_ttl_s.get(tier, self.default_ttl_s)
+
+    @classmethod
+    def from_router_settings(cls, cache: dict[str, Any]) -> "CacheSettings":
+        emb, ttl = cache.get("embedder", {}), cache.get("ttl", {})
+        return cls(dimensions=emb.get("dimensions", 384), embedder=emb.get("provider", "local-minilm"),
+                   similarity_threshold=cache.get("similarityThreshold", 0.9),
+                   max_cacheable_temperature=cache.get("maxCacheableTemperature", 0.3),
+                   default_ttl_s=ttl.get("defaultSeconds", 3600), tier_ttl_s=ttl.get("tiers", {}),
+                   timeout_ms=cache.get("timeoutMs", 50))
+
+
+@dataclass
+class CacheHit:
+    layer: str  # "exact" | "semantic"
+    response: dict[str, Any]
+    similarity: Optional[float] = None
+    age_s: float = 0.0
+
+
+@dataclass
+class Lookup:
+    """What a lookup learned, reused by `store` so the question is embedded once."""
+
+    scope: Scope
+    key: str
+    text: Optional[str]
+    vector: Optional[bytes] = None
+    hit: Optional[CacheHit] = None
+
+
+def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temperature: float) -> Optional[str]:
+    """Errors, refusals, truncated, sampled or tool-calling answers are never cached."""
+    if params.get("stream"):
+        return "stream"
+    if (params.get("n") or 1) > 1:
+        return "n>1"
+    temperature = params.get("temperature")
+    if temperature is None or temperature > max_temperature:
+        return "sampled"  # the OpenAI default (1.0) samples too
+    choices = response.get("choices") or []
+    if "error" in response or not choices:
+        return "error"
+    choice = choices[0]
+    message = choice.get("message") or {}
+    if choice.get("finish_reason") == "length":
+        return "truncated"
+    if choice.get("finish_reason") == "content_filter" or message.get("refusal"):
+        return "refusal"
+    if message.get("tool_calls") or choice.get("finish_reason") == "tool_calls":
+        return "tool_calls"
+    content = message.get("content")
+    if not isinstance(content, str) or not content.strip():
+        return "empty"
+    if REFUSAL.match(content):
+        return "refusal"
+    return None
+
+
+class ResponseCache:
+    def __init__(self, client, embedder: Optional[Embedder], settings: CacheSettings,
+                 on_metric: Callable[[str, float], None] = lambda name, value: None,
+                 clock: Callable[[], float] = time.time):
+        self.client, self.embedder, self.settings = client, embedder, settings
+        self.metric, self.clock = on_metric, clock
+        self._index_ready = False
+
+    # ------------------------------------------------------------------ index
+    def ensure_index(self) -> bool:
+        """Create the vector index if absent (idempotent; never inside MULTI)."""
+        s = self.settings
+        try:
+            self.client.execute_command(
+                "FT.CREATE", s.index_name, "ON", "HASH", "PREFIX", "1", s.doc_prefix, "SCHEMA",
+                "tenant", "TAG", "tier", "TAG", "sys", "TAG", "ts", "NUMERIC",
+                "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(s.dimensions),
+                "DISTANCE_METRIC", "COSINE", "M", "16", "EF_CONSTRUCTION", "200")
+        except Exception as e:  # noqa: BLE001 - fail open, classified below
+            if "exists" not in str(e).lower():
+                return self._failed("ensure_index", e)
+        self._index_ready = True
+        return True
+
+    # ----------------------------------------------------------------- lookup
+    def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
+        state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages))
+        try:
+            raw = self.client.get(f"{self.settings.prefix}x:{state.key}")
+            if raw is not None:
+                entry = json.loads(raw)
+                state.hit = CacheHit("exact", entry["response"], None, self.clock() - entry["ts"])
+            elif self._semantic_allowed(params, state):
+                state.hit = self._semantic(state)
+        except Exception as e:  # noqa: BLE001 - any cache failure: proceed uncached
+            self._failed("lookup", e)
+            return state
+        if state.hit:
+            self.metric(m.CACHE_HITS, 1)
+            self.metric(f"{m.CACHE_HITS}{state.hit.layer.title()}", 1)
+        else:
+            self.metric(m.CACHE_MISSES, 1)
+        return state
+
+    def _semantic_allowed(self, params: dict[str, Any], state: Lookup) -> bool:
+        return (self.embedder is not None and state.text is not None and not params.get("tools")
+                and not params.get("response_format") and self._index_ready)
+
+    def _vector(self, state: Lookup) -> bytes:
+        if state.vector is None:
+            [v] = self.embedder.embed([state.text])
+            state.vector = struct.pack(f"{len(v)}f", *v)
+        return state.vector
+
+    def candidates(self, state: Lookup) -> list[tuple[float, str, dict[str, Any], float]]:
+        """Top-k entries in scope: (similarity, cached question, response, stored at), best first."""
+        s, tags = self.settings, state.scope.tags
+        query = (f"(@tenant:{{{tags['tenant']}}} @tier:{{{tags['tier']}}} @sys:{{{tags['sys']}}})"
+                 f"=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]")
+        reply = self.client.execute_command(
+            "FT.SEARCH", s.index_name, query, "PARAMS", "2", "vec", self._vector(state),
+            "RETURN", "4", "dist", "q", "resp", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+        out = []
+        for i in range(1, len(reply), 2):
+            fields = reply[i + 1]
+            doc = {fields[j].decode() if isinstance(fields[j], bytes) else fields[j]: fields[j + 1]
+                   for j in range(0, len(fields), 2)}
+            text = lambda k: doc[k].decode() if isinstance(doc.get(k), bytes) else doc.get(k)  # noqa: E731
+            out.append((1.0 - float(text("dist")), text("q"), json.loads(text("resp")), float(text("ts"))))
+        out.sort(key=lambda c: -c[0])  # no SORTBY on ElastiCache: sort by distance here
+        return out
+
+    def _semantic(self, state: Lookup) -> Optional[CacheHit]:
+        for similarity, question, response, stored in self.candidates(state):
+            if similarity < self.settings.similarity_threshold:
+                break
+            reason = near_miss(state.text, question)
+            if reason:
+                self.metric("CacheGuardRejected", 1)
+                continue
+            return CacheHit("semantic", response, similarity, self.clock() - stored)
+        return None
+
+    # ------------------------------------------------------------------ store
+    def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
+        """Cache an answer unless it must not be; True when written."""
+        reason = "degraded" if degraded else why_not_cacheable(params, response, self.settings.max_cacheable_temperature)
+        if reason or state.hit is not None:
+            return False
+        s, now = self.settings, self.clock()
+        ttl = s.ttl(state.scope.tier)
+        body = json.dumps({"response": response, "ts": now}, separators=(",", ":"))
+        scope_set = f"{s.prefix}s:" + ":".join(state.scope.tags.values())
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            exact = f"{s.prefix}x:{state.key}"
+            pipe.set(exact, body, ex=ttl)
+            pipe.sadd(scope_set, exact)
+            if self._semantic_allowed(params, state):
+                doc = f"{s.doc_prefix}{state.key}"
+                pipe.hset(doc, mapping={**state.scope.tags, "ts": now, "vec": self._vector(state), "q": state.text,
+                                        "resp": json.dumps(response, separators=(",", ":"))})
+                pipe.expire(doc, ttl)
+                pipe.sadd(scope_set, doc)
+            pipe.expire(scope_set, max(ttl, s.default_ttl_s, *s.tier_ttl_s.values()))
+            pipe.sadd(f"{s.prefix}t:{state.scope.tags['tenant']}", scope_set)
+            pipe.execute()
+            return True
+        except Exception as e:  # noqa: BLE001
+            self._failed("store", e)
+            return False
+
+    def invalidate(self, tenant: str, tier: Optional[str] = None, system: Optional[str] = None) -> int:
+        """Drop every entry of a tenant, optionally only one tier and/or system prompt."""
+        s = self.settings
+        probe = Scope(tenant, tier or "", system if system is not None else "").tags
+        registry = f"{s.prefix}t:{probe['tenant']}"
+        removed = 0
+        for raw in self.client.smembers(registry):
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            _, t_hash, tier_hash, sys_hash = name.split(":")
+            if (tier is not None and tier_hash != probe["tier"]) or (system is not None and sys_hash != probe["sys"]):
+                continue
+            members = list(self.client.smembers(name))
+            if members:
+                removed += self.client.delete(*members)
+            self.client.delete(name)
+            self.client.srem(registry, name)
+        return removed
+
+    def _failed(self, where: str, error: Exception) -> bool:
+        self.metric(m.CACHE_FAIL_OPEN, 1)
+        return False
+
+
+def connect(host: str, port: int = 6379, password: Optional[str] = None, tls: bool = False, timeout_ms: int = 50):
+    """A Valkey client whose every call gives up after the cache's time budget."""
+    import valkey
+
+    return valkey.Valkey(host=host, port=port, password=password, ssl=tls, socket_timeout=timeout_ms / 1000,
+                         socket_connect_timeout=timeout_ms / 1000, retry_on_timeout=False, health_check_interval=0)

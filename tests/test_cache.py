@@ -1,0 +1,280 @@
+"""The response cache against a real Valkey + search module and the real MiniLM embedder."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import valkey
+
+from llm_router import metric_names as m
+from llm_router.cache import CacheSettings, ResponseCache, Scope, near_miss
+from llm_router.cache.ft_subset import violations
+from llm_router.cache.store import connect, why_not_cacheable
+
+
+class Recorder(valkey.Valkey):
+    """A client that remembers every command it sends (FT.* and the rest)."""
+
+    sent: list = []
+
+    def execute_command(self, *args, **kwargs):
+        Recorder.sent.append(args)
+        return super().execute_command(*args, **kwargs)
+
+
+def answer(text="Use the reset link on the sign-in page.", finish="stop"):
+    return {"id": "c1", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+
+
+def ask(text, system=None):
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": text}]
+
+
+P = {"temperature": 0}
+
+
+@pytest.fixture
+def make_cache(valkey_server, minilm):
+    metrics: list[tuple[str, float]] = []
+
+    def make(embedder=minilm, **settings):
+        client = Recorder(port=valkey_server.port)
+        s = CacheSettings(prefix=f"t{uuid.uuid4().hex[:8]}", **settings)
+        cache = ResponseCache(client, embedder, s, on_metric=lambda n, v: metrics.append((n, v)))
+        assert cache.ensure_index()
+        return cache
+
+    make.metrics = metrics
+    return make
+
+
+def put(cache, scope, text, params=P, response=None, system=None):
+    state = cache.lookup(scope, ask(text, system), params)
+    assert state.hit is None
+    assert cache.store(state, params, response or answer())
+
+
+def test_exact_hit_then_semantic_paraphrase_hit(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    put(cache, scope, "How do I reset my password?")
+    exact = cache.lookup(scope, ask("How do I  reset my password?"), P).hit  # whitespace normalised
+    assert exact.layer == "exact" and exact.response["choices"][0]["message"]["content"].startswith("Use the reset")
+    semantic = cache.lookup(scope, ask("How can I reset my password?"), P).hit
+    assert semantic.layer == "semantic" and semantic.similarity >= 0.9
+    assert cache.lookup(scope, ask("What is the capital of Australia?"), P).hit is None
+
+
+def test_answer_changing_parameters_change_the_exact_key(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    put(cache, scope, "Summarise the Q3 report.", params={"temperature": 0, "max_tokens": 100})
+    again = cache.lookup(scope, ask("Summarise the Q3 report."), {"temperature": 0, "max_tokens": 500})
+    assert again.hit is None or again.hit.layer == "semantic"
+
+
+@pytest.mark.parametrize("stored,asked,reason", [
+    ("How do I enable MFA on my account?", "How do I disable MFA on my account?", "opposite"),
+    ("How long do I cook a 13 pound turkey?", "How long do I cook a 14 pound turkey?", "number"),
+    ("What happened in the markets on March 3?", "What happened in the markets on April 3?", "date"),
+    ("What are the best flights to Paris?", "What are the best flights to London?", "entity"),
+    ("Why can I log in to the VPN?", "Why can't I log in to the VPN?", "negation"),
+    ("How do I increase the Lambda timeout?", "How do I decrease the Lambda timeout?", "opposite"),
+    ("How do I lock my screen on a Mac?", "How do I unlock my screen on a Mac?", "opposite"),
+])
+def test_near_misses_are_never_served(make_cache, stored, asked, reason):
+    assert near_miss(asked, stored) == reason
+    cache, scope = make_cache(similarity_threshold=0.7), Scope("acme", "fast")
+    put(cache, scope, stored)
+    [top, *_] = cache.candidates(cache.lookup(scope, ask(asked), P))
+    assert top[1] == stored and top[0] >= 0.7  # the embedder does think they are alike …
+    assert cache.lookup(scope, ask(asked), P).hit is None  # … and the guard still refuses
+    assert ("CacheGuardRejected", 1) in make_cache.metrics
+
+
+def test_paraphrases_pass_the_guards():
+    for a, b in [("How do I reset my password?", "How can I reset my password?"),
+                 ("What is the best way to learn Python?", "What's the best way to learn Python?"),
+                 ("How do I get more followers on Instagram?", "How can I get more Instagram followers?")]:
+        assert near_miss(a, b) is None, (a, b)
+
+
+def test_tenants_never_see_each_others_entries(make_cache):
+    cache = make_cache()
+    put(cache, Scope("acme", "fast"), "What is our refund policy?", response=answer("ACME: 30 days."))
+    other = Scope("globex", "fast")
+    assert cache.lookup(other, ask("What is our refund policy?"), P).hit is None  # exact layer
+    assert cache.lookup(other, ask("What's our refund policy?"), P).hit is None  # semantic layer
+    assert cache.candidates(cache.lookup(other, ask("What is our refund policy?"), P)) == []
+    put(cache, other, "What is our refund policy?", response=answer("Globex: 14 days."))
+    hit = cache.lookup(other, ask("What is our refund policy?"), P).hit
+    assert hit.response["choices"][0]["message"]["content"] == "Globex: 14 days."
+
+
+def test_tier_and_system_prompt_scope_entries(make_cache):
+    cache = make_cache()
+    put(cache, Scope("acme", "fast", "You are terse."), "Explain DNS.", system="You are terse.")
+    assert cache.lookup(Scope("acme", "smart", "You are terse."), ask("Explain DNS.", "You are terse."), P).hit is None
+    assert cache.lookup(Scope("acme", "fast", "You are a pirate."), ask("Explain DNS.", "You are a pirate."),
+                        P).hit is None
+    assert cache.lookup(Scope("acme", "fast", "You are terse."), ask("Explain DNS.", "You are terse."), P).hit
+
+
+def test_multi_turn_requests_use_the_exact_layer_only(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    convo = [{"role": "user", "content": "Pick a colour."}, {"role": "assistant", "content": "Blue."},
+             {"role": "user", "content": "Why that one?"}]
+    state = cache.lookup(scope, convo, P)
+    assert state.text is None and cache.store(state, P, answer("Because."))
+    assert cache.lookup(scope, convo, P).hit.layer == "exact"
+    assert cache.lookup(scope, ask("Why that one?"), P).hit is None
+
+
+def test_ttl_per_tier(make_cache, valkey_server):
+    cache = make_cache(default_ttl_s=3600, tier_ttl_s={"smart": 120})
+    for tier in ("fast", "smart"):
+        put(cache, Scope("acme", tier), f"Tell me about {tier} things")
+    client = valkey.Valkey(port=valkey_server.port)
+    ttls = {}
+    for key in client.scan_iter(f"{cache.settings.prefix}x:*"):
+        ttls[client.ttl(key)] = key
+    assert any(3590 <= t <= 3600 for t in ttls) and any(110 <= t <= 120 for t in ttls)
+
+
+def test_invalidation_by_scope(make_cache):
+    cache = make_cache()
+    put(cache, Scope("acme", "fast"), "What is the SLA?")
+    put(cache, Scope("acme", "smart"), "What is the SLA?")
+    put(cache, Scope("globex", "fast"), "What is the SLA?")
+    assert cache.invalidate("acme", tier="fast") == 2  # exact entry + semantic entry
+    assert cache.lookup(Scope("acme", "fast"), ask("What is the SLA?"), P).hit is None
+    assert cache.lookup(Scope("acme", "smart"), ask("What is the SLA?"), P).hit
+    assert cache.invalidate("acme") == 2
+    assert cache.lookup(Scope("globex", "fast"), ask("What is the SLA?"), P).hit
+
+
+@pytest.mark.parametrize("params,response,reason", [
+    ({"temperature": 0}, {"error": {"message": "boom"}}, "error"),
+    ({"temperature": 0}, answer("I'm sorry, but I can't help with that."), "refusal"),
+    ({"temperature": 0}, answer("partial", finish="length"), "truncated"),
+    ({"temperature": 0}, answer("x", finish="content_filter"), "refusal"),
+    ({"temperature": 0.9}, answer(), "sampled"),
+    ({}, answer(), "sampled"),
+    ({"temperature": 0, "n": 2}, answer(), "n>1"),
+])
+def test_never_caches_errors_refusals_truncated_or_sampled(make_cache, params, response, reason):
+    assert why_not_cacheable(params, response, 0.3) == reason
+    cache, scope = make_cache(), Scope("acme", "fast")
+    state = cache.lookup(scope, ask("Q?"), params)
+    assert cache.store(state, params, response) is False
+    assert cache.lookup(scope, ask("Q?"), params).hit is None
+
+
+def test_degraded_answers_are_not_cached(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    state = cache.lookup(scope, ask("Status?"), P)
+    assert cache.store(state, P, answer(), degraded=True) is False
+    assert cache.lookup(scope, ask("Status?"), P).hit is None
+
+
+class FakeEmbedder:
+    name = "fake"
+
+    def __init__(self, dimensions):
+        self.dimensions = dimensions
+
+    def embed(self, texts):
+        return [[1.0] + [0.0] * (self.dimensions - 1) for _ in texts]
+
+
+def test_index_is_idempotent_and_a_dimension_change_gets_a_new_index(make_cache, valkey_server):
+    cache = make_cache()
+    assert cache.ensure_index() and cache.ensure_index()
+    small = ResponseCache(valkey.Valkey(port=valkey_server.port), FakeEmbedder(8),
+                          CacheSettings(prefix=cache.settings.prefix, dimensions=8, embedder="fake"))
+    assert small.ensure_index()
+    assert small.settings.index_name != cache.settings.index_name
+    put(cache, Scope("acme", "fast"), "How do I rotate keys?")
+    put(small, Scope("acme", "fast"), "How do I rotate certificates?")
+    assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit.layer == "semantic"
+    # Each index answers with its own entries only: no mixed dimensions in one index.
+    hit = small.lookup(Scope("acme", "fast"), ask("How do I rotate certificates now?"), P).hit
+    assert hit.layer == "semantic" and [c[1] for c in small.candidates(
+        small.lookup(Scope("acme", "fast"), ask("x"), P))] == ["How do I rotate certificates?"]
+
+
+def test_every_ft_command_sent_is_in_the_common_subset(make_cache):
+    Recorder.sent.clear()
+    cache = make_cache()
+    put(cache, Scope("acme", "fast"), "How do I reset my password?")
+    cache.lookup(Scope("acme", "fast"), ask("How can I reset my password?"), P)
+    cache.lookup(Scope("t-ü ber:x", "fast", "sys {weird} | prompt"), ask("Odd scope?"), P)
+    ft = [a for a in Recorder.sent if str(a[0]).upper().startswith("FT.")]
+    assert {str(a[0]).upper() for a in ft} == {"FT.CREATE", "FT.SEARCH"}
+    for args in ft:
+        assert violations(args) == [], args
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["FT.CREATE", "i", "ON", "HASH", "SCHEMA", "q", "TEXT"], "field type TEXT"),
+    (["FT.CREATE", "{i}", "ON", "HASH", "SCHEMA", "t", "TAG"], "hashtag in index name"),
+    (["FT.SEARCH", "i", "@vec:[VECTOR_RANGE 0.2 $v]=>[KNN 1 @vec $v]", "PARAMS", "2", "v", b"x", "DIALECT", "2"],
+     "VECTOR_RANGE"),
+    (["FT.SEARCH", "i", "*=>[KNN 1 @vec $v AS d]", "PARAMS", "2", "v", b"x", "SORTBY", "d", "DIALECT", "2"], "SORTBY"),
+    (["FT.SEARCH", "i", "*=>[KNN 1 @vec $v AS d]", "PARAMS", "2", "v", b"x"], "missing DIALECT 2"),
+    (["FT.SEARCH", "i", "*=>[KNN 1 @vec $v]", "PARAMS", "4", "v", b"x", "k", "3", "DIALECT", "2"],
+     "PARAMS entry k not used in the query"),
+    (["FT.SEARCH", "i", "(@t:{Acme-Corp})=>[KNN 1 @vec $v]", "PARAMS", "2", "v", b"x", "DIALECT", "2"],
+     "tag value 'Acme-Corp' outside [a-z0-9_]"),
+    (["FT.SEARCH", "i", "@t:{a}", "DIALECT", "2"], "query without a KNN clause"),
+    (["FT.AGGREGATE", "i", "*"], "FT.AGGREGATE is not in the common subset"),
+])
+def test_subset_checker_catches_what_elasticache_rejects(args, problem):
+    assert any(v.startswith(problem) for v in violations(args)), violations(args)
+
+
+def test_fails_open_when_valkey_is_unreachable(minilm):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    metrics = []
+    cache = ResponseCache(connect("127.0.0.1", port, timeout_ms=50), minilm, CacheSettings(timeout_ms=50),
+                          on_metric=lambda n, v: metrics.append(n))
+    assert cache.ensure_index() is False
+    state = cache.lookup(Scope("acme", "fast"), ask("Anything?"), P)
+    assert state.hit is None
+    assert cache.store(state, P, answer()) is False
+    assert metrics.count(m.CACHE_FAIL_OPEN) == 3
+
+
+def test_fails_open_within_the_time_budget_when_valkey_hangs(minilm):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():  # accepts and never answers: a stalled node
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    metrics = []
+    cache = ResponseCache(connect("127.0.0.1", listener.getsockname()[1], timeout_ms=50), minilm,
+                          CacheSettings(timeout_ms=50), on_metric=lambda n, v: metrics.append(n))
+    started = time.monotonic()
+    state = cache.lookup(Scope("acme", "fast"), ask("Anything?"), P)
+    elapsed = time.monotonic() - started
+    stop.set()
+    listener.close()
+    assert state.hit is None and m.CACHE_FAIL_OPEN in metrics
+    assert elapsed < 1.0  # bounded by the 50 ms budget, not hanging
