@@ -333,6 +333,100 @@ def slo_report(
     out.print(table)
 
 
+cache_app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "qqp-pairs-dev.jsonl"
+
+
+def _eval_run(pairs: Path, holdout: float, origins: int, seed: int):
+    """Split, start a server, embed with MiniLM, and collect every query's top-k."""
+    from .cache_eval import collect, load_pairs, split
+    from .valkey_server import ValkeyServer
+
+    try:
+        data = load_pairs(pairs)
+    except (OSError, ValueError) as e:
+        _fail_config(str(e))
+    if not 0 <= holdout < 1:
+        _fail_config(f"--holdout {holdout}: allowed: 0 ≤ holdout < 1")
+    import valkey
+
+    from llm_router.cache.embedders import LocalMiniLM
+
+    parts = split(data, holdout, origins, seed)
+    with ValkeyServer() as server:
+        collected = collect(parts, LocalMiniLM(), valkey.Valkey(port=server.port))
+    return parts, collected
+
+
+@cache_app.command("eval")
+def cache_eval(
+    pairs: Path = typer.Option(DEFAULT_PAIRS, help="Pairs file (JSON lines: origin, similar, cluster[, similar_cluster])."),
+    holdout: float = typer.Option(0.3, help="Share of clusters held out (their queries must miss)."),
+    origins: int = typer.Option(3000, min=1, help="Origins inserted into the cache."),
+    threshold: Optional[float] = typer.Option(None, help="Similarity threshold (default: the stack's)."),
+    stack: str = typer.Option("dev", help="Stack whose cache settings to use."),
+    no_guards: bool = typer.Option(False, help="Turn the lexical guards off (to see what they buy)."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder."""
+    from .cache_eval import score
+
+    _, cfg = load_config(stack)
+    parts, collected = _eval_run(pairs, holdout, origins, seed)
+    result = score(collected, parts.entry_clusters, threshold or cfg.cache.similarity_threshold, not no_guards)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(f"threshold {result['threshold']:.2f} guards {'on' if result['guards'] else 'off'}: "
+              f"recall {result['recall']:.1%}, precision {result['precision']:.1%}, "
+              f"false hits {result['false_hit_rate']:.2%} ({result['hits']} hits / {result['queries']} queries)")
+
+
+@cache_app.command("calibrate")
+def cache_calibrate(
+    stack: str = typer.Option("dev", help="Stack whose precision target (cache.precisionTarget) to meet."),
+    pairs: Path = typer.Option(DEFAULT_PAIRS),
+    holdout: float = typer.Option(0.3),
+    origins: int = typer.Option(3000, min=1),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(Path("build") / "calibration", help="Where the table (CSV) and plot (PNG) go."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sweep thresholds; recommend the loosest that meets the stack's precision target."""
+    from .cache_eval import recommend, save, sweep
+
+    _, cfg = load_config(stack)
+    target = cfg.cache.precision_target
+    parts, collected = _eval_run(pairs, holdout, origins, seed)
+    rows = sweep(collected, parts.entry_clusters)
+    best = recommend(rows, target)
+    table_path, plot = save(rows, out_dir, f"{pairs.name}: guards on, holdout {holdout:g}", target)
+    result = {"precision_target": target, "recommended": best, "rows": rows, "table": str(table_path),
+              "plot": str(plot)}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        table = Table(title=f"threshold sweep on {pairs.name}", title_justify="left")
+        for col in ("threshold", "recall", "precision", "false hits", "hits"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(f"{r['threshold']:.2f}", f"{r['recall']:.1%}", f"{r['precision']:.1%}",
+                          f"{r['false_hit_rate']:.2%}", str(r["hits"]))
+        out.print(table)
+        if best:
+            out.print(f"recommended similarityThreshold: {best['threshold']:.2f} "
+                      f"(precision {best['precision']:.1%} ≥ target {target:.1%}, recall {best['recall']:.1%})")
+        else:
+            top = max(rows, key=lambda r: r["precision"])
+            out.print(f"[yellow]no threshold reaches precision {target:.1%}[/] on this data; the best is "
+                      f"{top['precision']:.1%} at {top['threshold']:.2f} (recall {top['recall']:.1%})")
+        out.print(f"table: {table_path}\nplot: {plot}")
+    if best is None:
+        raise typer.Exit(1)
+
+
 bench_app = typer.Typer(help="Benchmarks that print their figures (JSON with --json).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -363,6 +457,26 @@ def bench_plan(
         table.add_row(name, str(f["resources"]), f"{f['seconds']:.2f}")
     out.print(table)
     out.print(f"total {figures['total_seconds']:.2f} s including imports (target ≤ 15 s)")
+
+
+@bench_app.command("cache")
+def bench_cache_cmd(
+    entries: int = typer.Option(10_000, min=1, help="Entries in the index (synthetic unit vectors)."),
+    dimensions: int = typer.Option(384, min=8),
+    queries: int = typer.Option(500, min=10),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Insert and lookup latency (p50/p99 ms) and memory per entry on a local Valkey with vector search."""
+    from .bench import bench_cache
+
+    figures = bench_cache(entries, dimensions, queries, progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("insert_ms", "knn_ms", "lookup_ms"):
+        out.print(f"{key:>10}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms")
+    out.print(f"{figures['entries']:,} entries, {figures['bytes_per_entry']:,} bytes/entry, "
+              f"loaded at {figures['load_entries_per_s']:,}/s")
 
 
 def main() -> None:

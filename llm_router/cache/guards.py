@@ -13,8 +13,9 @@ from functools import lru_cache
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 NEGATIONS = frozenset("not no never cannot without nobody nothing none neither nor".split())
+# "one" is left out: "one of", "how does one …" are not quantities.
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+    "zero _ two three four five six seven eight nine ten eleven twelve".split()) if w != "_"}
 NUMBER_WORDS.update(twenty="20", thirty="30", forty="40", fifty="50", hundred="100", thousand="1000",
                     million="1000000", billion="1000000000", first="1st", second="2nd", third="3rd")
 MONTHS = frozenset("january february march april may june july august september october november december "
@@ -44,9 +45,18 @@ for a, b in OPPOSITES:
 _ENTITY = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+|[A-Z]{2,}[a-z]?)\b")
 
 
+_ACRONYM_DOTS = re.compile(r"\b((?:[A-Z]\.){2,})")
+_NOT_NEGATION = re.compile(r"\b(or not|why not|whether or not|if not)\b")
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    return _ACRONYM_DOTS.sub(lambda m: m.group(1).replace(".", ""), text)
+
+
 @lru_cache(maxsize=4096)
 def tokens(text: str) -> tuple[str, ...]:
-    t = text.lower().replace("n't", " not").replace("'s", "")
+    t = _NOT_NEGATION.sub(" ", _clean(text).lower().replace("n't", " not").replace("'s", ""))
     return tuple(NUMBER_WORDS.get(w, w) for w in _WORD.findall(t))
 
 
@@ -56,7 +66,12 @@ def _numbers(toks: tuple[str, ...]) -> frozenset[str]:
 
 def _entities(text: str) -> frozenset[str]:
     """Capitalised words inside a sentence (names, products, places), lower-cased."""
-    return frozenset(m.lower() for m in _ENTITY.findall(text.strip()))
+    return frozenset(m.lower() for m in _ENTITY.findall(_clean(text).strip()))
+
+
+def _mentions(entity: str, words: set[str]) -> bool:
+    """An entity is mentioned if a word equals it or shares its stem (Google/Googled, Hijab/hijabs)."""
+    return entity in words or any(len(w) >= 4 and (w.startswith(entity) or entity.startswith(w)) for w in words)
 
 
 def _negated(toks: tuple[str, ...]) -> bool:
@@ -76,11 +91,10 @@ def near_miss(question: str, cached: str) -> str | None:
     for word in qs - cs:
         if _OPPOSITE.get(word, set()) & (cs - qs):
             return "opposite"
-    for word in qs - cs:
-        for prefix in ("un", "dis", "de", "in", "im", "il", "ir", "non"):
+    for word in (w for w in qs - cs if len(w) >= 4):
+        for prefix in ("un", "dis", "de", "non"):
             if prefix + word in cs - qs or (word.startswith(prefix) and word[len(prefix):] in cs - qs):
                 return "opposite"
-    eq, ec = _entities(question), _entities(cached)
-    if (eq - cs) or (ec - qs):
+    if any(not _mentions(e, cs) for e in _entities(question)) or any(not _mentions(e, qs) for e in _entities(cached)):
         return "entity"
     return None

@@ -79,6 +79,20 @@ class Lookup:
     hit: Optional[CacheHit] = None
 
 
+def choose(text: str, candidates: list[tuple], threshold: float, guards: bool = True) -> tuple[Optional[tuple], int]:
+    """Re-rank the top-k: the most similar candidate above the threshold that no
+    guard rejects. Returns it (or None) and how many the guards turned away."""
+    rejected = 0
+    for candidate in candidates:
+        if candidate[0] < threshold:
+            break
+        if guards and near_miss(text, candidate[1]):
+            rejected += 1
+            continue
+        return candidate, rejected
+    return None, rejected
+
+
 def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temperature: float) -> Optional[str]:
     """Errors, refusals, truncated, sampled or tool-calling answers are never cached."""
     if params.get("stream"):
@@ -180,15 +194,13 @@ class ResponseCache:
         return out
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
-        for similarity, question, response, stored in self.candidates(state):
-            if similarity < self.settings.similarity_threshold:
-                break
-            reason = near_miss(state.text, question)
-            if reason:
-                self.metric("CacheGuardRejected", 1)
-                continue
-            return CacheHit("semantic", response, similarity, self.clock() - stored)
-        return None
+        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold)
+        if rejected:
+            self.metric("CacheGuardRejected", rejected)
+        if chosen is None:
+            return None
+        similarity, _, response, stored = chosen
+        return CacheHit("semantic", response, similarity, self.clock() - stored)
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:

@@ -1,0 +1,107 @@
+"""Benchmarks that print figures (never timed assertions in tests)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import struct
+import time
+from typing import Any, Callable
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+    return {"p50": round(statistics.median(ms), 3), "p99": round(pick(0.99), 3)}
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+class _Fixed:
+    """Stands in for the embedder: the bench measures the cache, not the model."""
+
+    name = "bench"
+
+    def __init__(self, dimensions: int):
+        self.dimensions = dimensions
+        self.next: list[float] = []
+
+    def embed(self, texts):
+        return [self.next for _ in texts]
+
+
+def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants: int = 10,
+                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    import numpy as np
+    import valkey
+
+    from llm_router.cache import CacheSettings, ResponseCache, Scope
+    from llm_router.cache.store import Lookup
+
+    from .valkey_server import ValkeyServer
+
+    rng = np.random.default_rng(0)
+    with ValkeyServer() as server:
+        client = valkey.Valkey(port=server.port)
+        embedder = _Fixed(dimensions)
+        settings = CacheSettings(dimensions=dimensions, embedder="bench", prefix="bench", default_ttl_s=86400,
+                                 similarity_threshold=0.95)
+        cache = ResponseCache(client, embedder, settings)
+        cache.ensure_index()
+        base = client.info("memory")["used_memory"]
+        scopes = [Scope(f"tenant{i}", "fast") for i in range(tenants)]
+        response = {"choices": [{"message": {"role": "assistant", "content": "cached answer " * 20},
+                                 "finish_reason": "stop"}]}
+        resp_json = json.dumps(response)
+        batch, started = 1000, time.perf_counter()
+        for start in range(0, entries, batch):
+            vecs = rng.standard_normal((min(batch, entries - start), dimensions)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            pipe = client.pipeline(transaction=False)
+            for j, v in enumerate(vecs):
+                i = start + j
+                pipe.hset(f"{settings.doc_prefix}{i}", mapping={
+                    **scopes[i % tenants].tags, "ts": 0, "vec": v.tobytes(), "q": f"synthetic question {i}",
+                    "resp": resp_json})
+            pipe.execute()
+            if start and start % 100_000 == 0:
+                progress(f"{start:,} entries in {time.perf_counter() - started:.0f} s")
+        load_s = time.perf_counter() - started
+        bytes_per_entry = (client.info("memory")["used_memory"] - base) / max(entries, 1)
+
+        def query_vec():
+            v = rng.standard_normal(dimensions).astype(np.float32)
+            return (v / np.linalg.norm(v)).tolist()
+
+        params = {"temperature": 0}
+        insert = []
+        for n in range(200):  # the real store path: exact SET + HSET + sets, one transaction
+            embedder.next = query_vec()
+            state = cache.lookup(scopes[n % tenants], [{"role": "user", "content": f"new question {n}"}], params)
+            t0 = time.perf_counter()
+            cache.store(state, params, response)
+            insert.append(time.perf_counter() - t0)
+        knn, lookup = [], []
+        for n in range(queries):
+            v = query_vec()
+            state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *v))
+            t0 = time.perf_counter()
+            cache.candidates(state)
+            knn.append(time.perf_counter() - t0)
+            embedder.next = v
+            msgs = [{"role": "user", "content": f"unseen question {n}"}]
+            t0 = time.perf_counter()
+            cache.lookup(scopes[n % tenants], msgs, params)
+            lookup.append(time.perf_counter() - t0)
+    return {"entries": entries, "dimensions": dimensions, "tenants": tenants,
+            "insert_ms": percentiles(insert), "knn_ms": percentiles(knn), "lookup_ms": percentiles(lookup),
+            "bytes_per_entry": round(bytes_per_entry), "load_entries_per_s": round(entries / load_s),
+            "index": {"algorithm": "HNSW", "M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": settings.ef_runtime,
+                      "k": settings.k}}
