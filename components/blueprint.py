@@ -15,27 +15,13 @@ from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, Provision
 from .cache import SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
 from .router import Router, RouterArgs
+from .router_settings import router_settings
 from .schema import StackConfig, VllmTier
 from .slo import DestinationSpec, SloAlarms, SloAlarmsArgs
 
 
 def stack_tags(cfg: StackConfig) -> dict[str, str]:
     return {**cfg.tags, "environment": cfg.environment, "stack": pulumi.get_stack(), "managed-by": "llm-blueprint"}
-
-
-def router_settings(cfg: StackConfig) -> dict[str, Any]:
-    """What the data plane reads from its environment: no secrets, no Outputs."""
-    return {
-        "environment": cfg.environment,
-        "tiers": [t.model_dump(by_alias=True, exclude={"bedrock", "azure", "vllm"}, exclude_none=True)
-                  for t in cfg.serving.tiers],
-        "router": cfg.router.model_dump(by_alias=True, exclude={"memory_mb", "reserved_concurrency",
-                                                                "provisioned_concurrency", "throttling",
-                                                                "log_retention_days"}),
-        "cache": cfg.cache.model_dump(by_alias=True, include={"enabled", "embedder", "similarity_threshold",
-                                                               "max_cacheable_temperature", "ttl", "timeout_ms"}),
-        "guardrail": {"id": cfg.serving.bedrock.guardrail_id, "version": cfg.serving.bedrock.guardrail_version},
-    }
 
 
 def build(cfg: StackConfig) -> dict[str, Any]:

@@ -296,6 +296,10 @@ def cache_dimensions(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator
         if native and emb.dimensions > native:
             yield Problem("cache.embedder.dimensions", f"'{emb.model}' returns at most {native} dimensions",
                           emb.dimensions, f"≤ {native}")
+    if cache.enabled and emb.provider == "local-minilm":
+        yield Problem("cache.embedder.provider", "local-minilm needs torch, which the router Lambda does not carry; "
+                      "it runs only under `llm-blueprint serve` and `cache eval`", "local-minilm",
+                      "bedrock-titan-v2 or openai-compatible")
     names = {t.name for t in serving.tiers}
     for tier in cache.ttl.tiers:
         if tier not in names:

@@ -261,9 +261,12 @@ OPENAI_EMBEDDING_DIMENSIONS: dict[str, int] = {
 
 
 class Embedder(Section):
-    provider: Literal["local-minilm", "bedrock-titan-v2", "openai-compatible"] = "local-minilm"
+    """Deployed routers embed with Titan v2 or an OpenAI-compatible endpoint;
+    `local-minilm` (torch) runs only under `llm-blueprint serve` and `cache eval`."""
+
+    provider: Literal["local-minilm", "bedrock-titan-v2", "openai-compatible"] = "bedrock-titan-v2"
     model: Optional[str] = None
-    dimensions: int = Field(384, ge=8, le=8192)
+    dimensions: int = Field(512, ge=8, le=8192)
     #: OpenAI-compatible `/v1/embeddings` base URL (openai-compatible only).
     url: Optional[str] = Field(None, pattern=r"^https?://")
 

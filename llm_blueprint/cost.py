@@ -148,7 +148,7 @@ def token_costs(cfg: StackConfig, traffic: Traffic, prices: dict[str, Any], *, c
         else:
             pin, pout = _managed_price(tier, prices)
             out[f"{name} ({tier.backend})"] = n * (prompt * pin + completion * pout) / 1e6
-    if cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2":
+    if cache and cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2":
         embed = prices["managed_tokens_per_mtok"]["amazon.titan-embed-text-v2:0"]["input"]
         out["cache embeddings (Titan)"] = traffic.requests_per_month * traffic.prompt_tokens * embed / 1e6
     return out

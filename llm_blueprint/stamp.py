@@ -59,7 +59,7 @@ COMMENTS = {
     "network": "Private subnets; NAT only for what VPC endpoints do not cover.",
     "serving": "Tiers are the model aliases clients ask for (`auto` lets the router choose).",
     "router": "The OpenAI-compatible front door: tiering, budgets, concurrency, throttling.",
-    "cache": "Exact + semantic cache on ElastiCache for Valkey; local MiniLM embeddings (384-d).",
+    "cache": "Exact + semantic cache on ElastiCache for Valkey; Titan v2 embeddings (512-d).",
     "slo": "Objectives must be stricter than the SLAs promised to users; alarms follow from them.",
     "alarms": "Where pages and tickets go.",
 }
@@ -120,7 +120,7 @@ def build_config(name: str, profile: str, env: str, region: str, owner: str, cos
         f"{PROJECT}:router": {"defaultTier": "auto", "tiering": {"cheapTier": "fast", "expensiveTier": "smart"},
                               "maxTokensPolicy": "clamp", "reservedConcurrency": e["reserved"],
                               "provisionedConcurrency": e["provisioned"]},
-        f"{PROJECT}:cache": {"embedder": {"provider": "local-minilm", "dimensions": 384},
+        f"{PROJECT}:cache": {"embedder": {"provider": "bedrock-titan-v2", "dimensions": 512},
                              "similarityThreshold": 0.9, **e["cache"]},
         f"{PROJECT}:slo": {
             "windowDays": 30,

@@ -141,8 +141,10 @@ def test_credential_anywhere_in_plaintext_is_rejected_and_redacted():
 def test_cache_dimensions_must_match_embedder():
     cfg = example_config("dev")
     cfg["llm-blueprint:cache"]["embedder"] = {"provider": "local-minilm", "dimensions": 768}
-    [p] = problems(cfg)
-    assert p.path == "cache.embedder.dimensions" and p.value == 768 and p.allowed == "384"
+    found = {p.path: p for p in problems(cfg)}
+    p = found["cache.embedder.dimensions"]
+    assert p.value == 768 and p.allowed == "384"
+    assert "torch" in found["cache.embedder.provider"].message  # and MiniLM cannot run in the Lambda
     cfg["llm-blueprint:cache"]["embedder"] = {"provider": "bedrock-titan-v2", "dimensions": 384}
     [p] = problems(cfg)
     assert p.allowed == "256 or 512 or 1024"

@@ -29,7 +29,9 @@ def test_iam_lists_exactly_the_configured_model_arns():
         expected.add(f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/{model}")
         expected |= {f"arn:aws:bedrock:{r}::foundation-model/{model[3:]}" for r in PROFILE_REGIONS["us"]}
     assert set(invoke["Resource"]) == expected
-    assert set(s) == {"InvokeConfiguredModels"}  # no embeddings, guardrail or provisioned access in dev
+    assert set(s) == {"InvokeConfiguredModels", "EmbedForCache"}  # no guardrail or provisioned access in dev
+    assert s["EmbedForCache"]["Resource"] == [
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"]
     for stmt in s.values():
         assert all("*" not in a for a in stmt["Action"]) and all("*" not in r for r in stmt["Resource"])
 

@@ -18,7 +18,7 @@ runner = CliRunner()
 
 EXPECTED_COMPONENTS = {
     "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms"},
-    "staging": {"Network", "SemanticCache", "AzureOpenAI", "Router", "SloAlarms"},
+    "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "SloAlarms"},  # Titan embeddings
     "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms"},
 }
 

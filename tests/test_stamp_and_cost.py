@@ -88,9 +88,12 @@ def test_managed_token_cost_arithmetic_and_lever_savings():
     p_smart, c_smart = capped_mean(800, 16000), capped_mean(300, 1000)
     assert costs["fast (bedrock)"] == pytest.approx(served * 0.7 * (p_fast * 0.06 + c_fast * 0.24) / 1e6)
     assert costs["smart (bedrock)"] == pytest.approx(served * 0.3 * (p_smart * 3.0 + c_smart * 15.0) / 1e6)
-    total = sum(costs.values())
+    embed = 10_000 * 30.4 * 800 * 0.02 / 1e6  # every request is embedded (Titan), hit or miss
+    assert costs["cache embeddings (Titan)"] == pytest.approx(embed)
+    model_spend = sum(costs.values()) - embed
     no_cache = sum(token_costs(cfg, t, prices, cache=False).values())
-    assert no_cache - total == pytest.approx(total * 0.25 / 0.75)  # cache saves the hit share
+    # The cache saves the hit share of model spend and costs the embeddings.
+    assert no_cache - sum(costs.values()) == pytest.approx(model_spend * 0.25 / 0.75 - embed)
     all_smart = sum(token_costs(cfg, t, prices, tiering=False).values())
     assert all_smart == pytest.approx(served * (p_smart * 3.0 + c_smart * 15.0) / 1e6)
 

@@ -1,0 +1,42 @@
+"""Which tier answers: the model alias the client named, or rules for `auto`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import RouterConfig
+from .errors import ApiError
+from .tokens import content_text, count_text
+
+
+def choose_tier(config: RouterConfig, requested: str | None, messages: list[dict[str, Any]]) -> tuple[str, str]:
+    """(tier, reason). Unknown model names are a 404, as with the OpenAI API."""
+    name = requested or config.default_tier
+    if name in config.tiers:
+        return name, "requested" if requested else "default"
+    if name != "auto":
+        known = ", ".join(["auto", *config.tiers])
+        raise ApiError(404, f"The model '{name}' does not exist; available: {known}", "invalid_request_error",
+                       "model_not_found", "model")
+    return auto_tier(config, messages)
+
+
+def auto_tier(config: RouterConfig, messages: list[dict[str, Any]]) -> tuple[str, str]:
+    t = config.tiering
+    names = list(config.tiers)
+    cheap = t.cheap_tier if t.cheap_tier in config.tiers else names[0]
+    expensive = t.expensive_tier if t.expensive_tier in config.tiers else names[-1]
+    users = [m for m in messages if m.get("role") == "user"]
+    last = content_text(users[-1]) if users else ""
+    lowered = last.lower()
+    if t.code_blocks and "```" in last:
+        return expensive, "code"
+    for keyword in t.keywords:
+        if keyword in lowered:
+            return expensive, f"keyword:{keyword}"
+    if count_text(last) > t.long_prompt_tokens:
+        return expensive, "long-prompt"
+    turns = len([m for m in messages if m.get("role") in ("user", "assistant")])
+    if turns > t.long_conversation_turns:
+        return expensive, "long-conversation"
+    return cheap, "simple"
