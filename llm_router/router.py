@@ -178,6 +178,11 @@ class Router:
             self.cache.store(state, upstream, response, degraded=degraded)
         return Reply(200, response, headers)
 
+    def _retried(self, error: UpstreamError) -> None:
+        self.metrics.add("UpstreamRetries", 1)
+        if error.throttled:
+            self.metrics.add(m.UPSTREAM_THROTTLED, 1)
+
     def _chain(self, tier: str) -> list[str]:
         chain, seen = [], set()
         while tier and tier not in seen and tier in self.backends:
@@ -189,13 +194,17 @@ class Router:
     def _call_chain(self, tier: str, body: dict[str, Any], deadline: float,
                     context: dict[str, Any]) -> tuple[dict[str, Any], str, bool]:
         last: Optional[Exception] = None
-        for i, name in enumerate(self._chain(tier)):
+        chain = self._chain(tier)
+        for i, name in enumerate(chain):
             backend = self.backends[name]
+            # Each tier gets an equal share of the time left, so a hung backend leaves room for its fallbacks.
+            now = time.monotonic()
+            tier_deadline = now + (deadline - now) / (len(chain) - i)
             budget = self.config.tiers[name].max_tokens
             call_body = {**body, "max_tokens": min(body["max_tokens"], budget)}
             try:
-                response = self.retry.run(lambda remaining: backend.complete(call_body, remaining), deadline,
-                                          self.breakers[name], on_retry=lambda e: self.metrics.add("UpstreamRetries", 1))
+                response = self.retry.run(lambda remaining: backend.complete(call_body, remaining), tier_deadline,
+                                          self.breakers[name], on_retry=self._retried)
                 if i:
                     self.metrics.add(m.FALLBACKS, 1)
                     context["fallback"] = name

@@ -1,0 +1,77 @@
+"""A fake OpenAI-compatible model server for tests (a fixture, not the product).
+
+Behaviour per model name, set by the test: ok, error (500), throttle (429 +
+Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeUpstream:
+    def __init__(self):
+        self.modes: dict[str, str] = {}
+        self.calls: list[dict] = []
+        self.slow_s = 3.0
+        self.throttle_times: dict[str, int] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                fake.calls.append(body)
+                model = body.get("model", "")
+                mode = fake.modes.get(model, "ok")
+                if mode == "throttle" and fake.throttle_times.get(model, 0) > 0:
+                    fake.throttle_times[model] -= 1
+                    return self._send(429, {"error": {"message": "slow down"}}, {"retry-after": "0.05"})
+                if mode == "error":
+                    return self._send(500, {"error": {"message": "boom"}})
+                if mode == "down":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode == "slow":
+                    time.sleep(fake.slow_s)
+                last = body["messages"][-1]["content"]
+                text = f"[{model}] answer to: {last}"[: 4 * body.get("max_tokens", 1000)]
+                self._send(200, {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "length" if mode == "truncate" else "stop"}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+
+            def _send(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
