@@ -1,7 +1,9 @@
-"""The router's Lambda artifact, built reproducibly from the data-plane package.
+"""The router's Lambda artifact: the data-plane package plus its pinned dependencies.
 
-Same sources give the same bytes (sorted entries, fixed timestamps, no
-bytecode), so `pulumi up` only updates the function when code changed.
+Same inputs give the same bytes (sorted entries, fixed timestamps, no bytecode),
+so `pulumi up` only updates the function when code or dependencies changed.
+The dependencies (requirements-lambda.txt, arm64 / Python 3.13 wheels) are
+installed into build/lambda-deps by `./run`; nothing is downloaded here.
 """
 
 from __future__ import annotations
@@ -13,21 +15,33 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PACKAGE = "llm_router"
+DEPS_DIR = PROJECT_DIR / "build" / "lambda-deps"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+SKIP = ("__pycache__", "bin")
 
 
-def _sources(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+class ArtifactError(RuntimeError):
+    pass
 
 
-def build(out: Path | None = None) -> tuple[Path, str]:
+def _files(root: Path, base: Path) -> list[tuple[str, Path]]:
+    return sorted((str(p.relative_to(base)), p) for p in root.rglob("*")
+                  if p.is_file() and not set(p.relative_to(base).parts) & set(SKIP) and p.suffix != ".pyc")
+
+
+def build(out: Path | None = None, deps: Path = DEPS_DIR) -> tuple[Path, str]:
     """Write the zip; return its path and base64 SHA-256 (Lambda's code hash)."""
+    if not (deps / "aws_lambda_powertools").is_dir():
+        raise ArtifactError(f"{deps} has no Lambda dependencies: run `./run plan …` once (it installs them), "
+                            "or: pip install --target build/lambda-deps --platform manylinux2014_aarch64 "
+                            "--python-version 3.13 --implementation cp --only-binary=:all: --no-deps "
+                            "-r requirements-lambda.txt")
     out = out or PROJECT_DIR / "build" / "router.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
-    src = PROJECT_DIR / PACKAGE
+    entries = _files(PROJECT_DIR / PACKAGE, PROJECT_DIR) + _files(deps, deps)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in _sources(src):
-            info = zipfile.ZipInfo(str(path.relative_to(PROJECT_DIR)), date_time=FIXED_TIME)
+        for name, path in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())

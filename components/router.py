@@ -44,6 +44,8 @@ class RouterArgs:
     throttle_burst: int = 100
     log_retention_days: int = 30
     architecture: str = "arm64"
+    #: CloudWatch `service` dimension the SLO alarms read.
+    service: str = "llm-router"
     kms_key_arn: Optional[pulumi.Input[str]] = None
 
 
@@ -90,7 +92,7 @@ class Router(pulumi.ComponentResource):
         zip_path, code_hash = artifact.build()
         env = {
             "LLM_ROUTER_SETTINGS": json.dumps(args.settings, sort_keys=True),
-            "POWERTOOLS_SERVICE_NAME": "llm-router",
+            "POWERTOOLS_SERVICE_NAME": args.service,
             "POWERTOOLS_METRICS_NAMESPACE": "LlmBlueprint",
             "LOG_LEVEL": "INFO",
             **args.env,

@@ -105,3 +105,101 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
             "bytes_per_entry": round(bytes_per_entry), "load_entries_per_s": round(entries / load_s),
             "index": {"algorithm": "HNSW", "M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": settings.ef_runtime,
                       "k": settings.k}}
+
+
+class _Random:
+    """A distinct unit vector per question, so every lookup is a true miss."""
+
+    name = "bench"
+
+    def __init__(self, dimensions: int):
+        import numpy as np
+
+        self.dimensions, self.rng = dimensions, np.random.default_rng(1)
+
+    def embed(self, texts):
+        import numpy as np
+
+        v = self.rng.standard_normal((len(texts), self.dimensions)).astype(np.float32)
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()
+
+
+class _Instant:
+    """A backend that answers at once: what is left of the latency is the router."""
+
+    kind, model = "bench", "bench-model"
+
+    def complete(self, body, timeout_s):
+        return {"id": "b", "object": "chat.completion", "created": 0, "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+
+
+def import_ms(runs: int = 5) -> float:
+    """Cold import of the Lambda handler module with the artifact's dependencies first on the path."""
+    import os
+    import subprocess
+    import sys
+
+    from components.artifact import DEPS_DIR, PROJECT_DIR
+
+    code = ("import time; t = time.perf_counter(); import llm_router.lambda_handler; "
+            "print((time.perf_counter() - t) * 1000)")
+    env = {**os.environ, "PYTHONPATH": f"{DEPS_DIR}{os.pathsep}{PROJECT_DIR}", "POWERTOOLS_SERVICE_NAME": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(runs)]
+    return round(statistics.median(samples), 1)
+
+
+def bench_router(requests: int = 2000, hits: int = 300, progress: Callable[[str], None] = lambda s: None) -> dict:
+    import valkey
+
+    from components.artifact import build
+    from llm_router.cache import CacheSettings, ResponseCache
+    from llm_router.cache.embedders import LocalMiniLM
+    from llm_router.config import RouterConfig, TierConfig
+    from llm_router.router import Router
+
+    from .valkey_server import ValkeyServer
+
+    config = RouterConfig({"fast": TierConfig("fast", "bench", "bench-model", fallback=None)},
+                          cache={"enabled": True})
+    with ValkeyServer() as server:
+        client = valkey.Valkey(port=server.port)
+        miss_cache = ResponseCache(client, _Random(384), CacheSettings(prefix="benchmiss", embedder="bench"))
+        miss_cache.ensure_index()
+        router = Router(config, {"fast": _Instant()}, miss_cache)
+        body = lambda i: json.dumps({"model": "fast", "temperature": 0,  # noqa: E731
+                                     "messages": [{"role": "user", "content": f"distinct question number {i}"}]}).encode()
+        for i in range(50):  # warm up connections and code paths
+            router.chat(body(-i - 1), "bench")
+        t0 = time.perf_counter()
+        miss = []
+        for i in range(requests):
+            s = time.perf_counter()
+            reply = router.chat(body(i), "bench")
+            miss.append(time.perf_counter() - s)
+            assert reply.status == 200 and reply.headers["x-llm-cache"] == "miss"
+        rps = requests / (time.perf_counter() - t0)
+        progress("misses measured; loading MiniLM for the hit path")
+        minilm = LocalMiniLM()
+        hit_cache = ResponseCache(client, minilm, CacheSettings(prefix="benchhit", embedder=minilm.name))
+        hit_cache.ensure_index()
+        hit_router = Router(config, {"fast": _Instant()}, hit_cache)
+        seed = lambda q: json.dumps({"model": "fast", "temperature": 0,  # noqa: E731
+                                     "messages": [{"role": "user", "content": q}]}).encode()
+        hit_router.chat(seed("How do I reset my password?"), "bench")
+        hit = []
+        phrasings = ["How can I reset my password?", "How do I reset my password please?",
+                     "how do i reset my password", "How do I reset my password now?"]
+        for i in range(hits):
+            s = time.perf_counter()
+            reply = hit_router.chat(seed(phrasings[i % len(phrasings)] + " " * (i % 7)), "bench")
+            hit.append(time.perf_counter() - s)
+    zip_path, _ = build()
+    return {"miss_overhead_ms": percentiles(miss), "hit_latency_ms": percentiles(hit),
+            "requests_per_s": round(rps), "import_ms": import_ms(),
+            "artifact_mb": round(zip_path.stat().st_size / 2**20, 2),
+            "notes": "in-process core with an instant backend; misses include the exact GET, KNN search and cache "
+                     "write on a local Valkey; hits include local MiniLM embedding"}

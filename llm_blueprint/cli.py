@@ -510,6 +510,25 @@ def bench_cache_cmd(
               f"loaded at {figures['load_entries_per_s']:,}/s")
 
 
+@bench_app.command("router")
+def bench_router_cmd(
+    requests: int = typer.Option(2000, min=10),
+    hits: int = typer.Option(300, min=10),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Router overhead on a miss, cache-hit latency, requests/s, handler import time, artifact size."""
+    from .bench import bench_router
+
+    figures = bench_router(requests, hits, progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("miss_overhead_ms", "hit_latency_ms"):
+        out.print(f"{key:>17}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms")
+    out.print(f"requests/s {figures['requests_per_s']:,}, import {figures['import_ms']} ms, "
+              f"artifact {figures['artifact_mb']} MB")
+
+
 def main() -> None:
     app()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Optional
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -10,9 +11,11 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from . import metric_names as m
 from .router import Reply, Router
 
-logger, metrics, tracer = Logger(), Metrics(), Tracer()
+logger, tracer = Logger(), Tracer()
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", m.NAMESPACE))
 app = APIGatewayHttpResolver()
 UNITS = {"Count": MetricUnit.Count, "Milliseconds": MetricUnit.Milliseconds, "None": MetricUnit.NoUnit}
 
