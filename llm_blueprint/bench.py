@@ -6,6 +6,7 @@ import json
 import statistics
 import struct
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -203,3 +204,42 @@ def bench_router(requests: int = 2000, hits: int = 300, progress: Callable[[str]
             "artifact_mb": round(zip_path.stat().st_size / 2**20, 2),
             "notes": "in-process core with an instant backend; misses include the exact GET, KNN search and cache "
                      "write on a local Valkey; hits include local MiniLM embedding"}
+
+
+TIERING_SET = Path(__file__).parent / "data" / "tiering-labelled.jsonl"
+
+
+def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Path = TIERING_SET) -> dict[str, Any]:
+    """Accuracy of `auto` on the labelled set, and the blended cost against sending
+    everything to the expensive tier, under the stack's price table."""
+    from components.router_settings import router_settings
+    from llm_router.config import RouterConfig
+    from llm_router.tiering import auto_tier
+    from llm_router.tokens import count_messages
+
+    config = RouterConfig.from_settings(router_settings(cfg))
+    cheap = config.tiering.cheap_tier or next(iter(config.tiers))
+    expensive = config.tiering.expensive_tier or list(config.tiers)[-1]
+    labels = {"fast": cheap, "smart": expensive}
+    # A simple answer is short, a multi-step one long: completion length follows the need.
+    completion_tokens = completion_tokens or {"fast": 150, "smart": 700}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    confusion: dict[str, dict[str, int]] = {e: {t: 0 for t in config.tiers} for e in config.tiers}
+    cost_routed = cost_expensive = 0.0
+    misses = []
+    for row in rows:
+        messages = [{"role": "user", "content": row["query"]}]
+        tier, reason = auto_tier(config, messages)
+        expected = labels[row["expected"]]
+        confusion[expected][tier] += 1
+        if tier != expected:
+            misses.append({"query": row["query"][:80], "expected": expected, "got": tier, "reason": reason})
+        p, c = count_messages(messages), completion_tokens[row["expected"]]
+        price = lambda t: (p * config.tiers[t].price_in + c * config.tiers[t].price_out) / 1e6  # noqa: E731
+        cost_routed += price(tier)
+        cost_expensive += price(expensive)
+    correct = sum(confusion[t][t] for t in confusion)
+    return {"queries": len(rows), "accuracy": round(correct / len(rows), 4),
+            "expensive_sent_to_cheap": confusion[expensive][cheap], "cheap_sent_to_expensive": confusion[cheap][expensive],
+            "confusion": confusion, "cost_reduction_vs_all_expensive": round(1 - cost_routed / cost_expensive, 4),
+            "tiers": {"cheap": cheap, "expensive": expensive}, "misrouted": misses}

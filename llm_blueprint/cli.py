@@ -529,6 +529,27 @@ def bench_router_cmd(
               f"artifact {figures['artifact_mb']} MB")
 
 
+@bench_app.command("tiering")
+def bench_tiering_cmd(
+    stack: str = typer.Option("dev", help="Stack whose tiering rules and price table to use."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Accuracy of `auto` tiering on the labelled set and the blended cost reduction."""
+    from .bench import bench_tiering
+
+    _, cfg = load_config(stack)
+    figures = bench_tiering(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    out.print(f"{figures['queries']} labelled queries: accuracy {figures['accuracy']:.1%}; "
+              f"expensive→cheap {figures['expensive_sent_to_cheap']}, cheap→expensive "
+              f"{figures['cheap_sent_to_expensive']}; cost {figures['cost_reduction_vs_all_expensive']:.1%} "
+              f"below sending everything to '{figures['tiers']['expensive']}'")
+    for miss in figures["misrouted"][:15]:
+        out.print(f"  {miss['expected']}→{miss['got']} ({miss['reason']}): {miss['query']}", highlight=False)
+
+
 def main() -> None:
     app()
 
