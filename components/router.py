@@ -74,6 +74,9 @@ class Router(pulumi.ComponentResource):
         self.api_keys = aws.secretsmanager.Secret(f"{name}-api-keys", description="router API keys: sha256 → tenant",
                                                   kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
                                                   opts=child(self))
+        # An empty key set to start with; `llm-blueprint keys` edits it, so later ups leave it alone.
+        aws.secretsmanager.SecretVersion(f"{name}-api-keys", secret_id=self.api_keys.id, secret_string="{}",
+                                         opts=child(self, ignore_changes=["secretString"]))
         secrets = [self.api_keys.arn, *args.secret_arns]
 
         role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("lambda.amazonaws.com"), tags=tags,

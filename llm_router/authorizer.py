@@ -20,8 +20,12 @@ def _keys() -> dict[str, str]:
     if time.monotonic() - _CACHE["at"] > _TTL_S:
         import boto3
 
-        secret = boto3.client("secretsmanager").get_secret_value(SecretId=os.environ["API_KEYS_SECRET_ARN"])
-        _CACHE.update(at=time.monotonic(), keys=json.loads(secret.get("SecretString") or "{}"))
+        client = boto3.client("secretsmanager")
+        try:
+            value = client.get_secret_value(SecretId=os.environ["API_KEYS_SECRET_ARN"]).get("SecretString")
+        except client.exceptions.ResourceNotFoundException:
+            value = None  # no key issued yet: nobody is authorised
+        _CACHE.update(at=time.monotonic(), keys=json.loads(value or "{}"))
     return _CACHE["keys"]
 
 
