@@ -127,7 +127,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         env=env, policies=policies, secret_arns=secret_arns, memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
         reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,
         throttle_rate=r.throttling.rate_limit, throttle_burst=r.throttling.burst_limit,
-        log_retention_days=r.log_retention_days, service=f"llm-router-{stack}"))
+        log_retention_days=r.log_retention_days, service=f"llm-router-{stack}",
+        hosted_api=(cfg.serving.openai.base_url, cfg.serving.openai.api_key.get_secret_value())
+        if cfg.tiers_on("openai") and cfg.serving.openai else None))
     if cache is not None:
         cache.allow_from("router", router.security_group_id)
     if bedrock is not None:

@@ -46,6 +46,8 @@ class RouterArgs:
     architecture: str = "arm64"
     #: CloudWatch `service` dimension the SLO alarms read.
     service: str = "llm-router"
+    #: (base URL, API key) of a hosted OpenAI-compatible API; the key goes to Secrets Manager only.
+    hosted_api: Optional[tuple[str, str]] = None
     kms_key_arn: Optional[pulumi.Input[str]] = None
 
 
@@ -78,6 +80,17 @@ class Router(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-api-keys", secret_id=self.api_keys.id, secret_string="{}",
                                          opts=child(self, ignore_changes=["secretString"]))
         secrets = [self.api_keys.arn, *args.secret_arns]
+        env_extra: dict[str, pulumi.Input[str]] = {}
+        if args.hosted_api is not None:
+            hosted = aws.secretsmanager.Secret(f"{name}-hosted-api", description="hosted model API key for the router",
+                                               kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
+                                               opts=child(self))
+            base_url, api_key = args.hosted_api
+            aws.secretsmanager.SecretVersion(f"{name}-hosted-api", secret_id=hosted.id, opts=child(self),
+                                             secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(
+                                                 {"baseUrl": base_url, "apiKey": api_key})))
+            secrets.append(hosted.arn)
+            env_extra["OPENAI_SECRET_ARN"] = hosted.arn
 
         role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("lambda.amazonaws.com"), tags=tags,
                             opts=child(self))
@@ -99,6 +112,7 @@ class Router(pulumi.ComponentResource):
             "POWERTOOLS_METRICS_NAMESPACE": "LlmBlueprint",
             "LOG_LEVEL": "INFO",
             **args.env,
+            **env_extra,
         }
         functions = {}
         for fn_name, handler, memory, timeout in (

@@ -205,6 +205,8 @@ def backend_blocks(serving: s.ServingConfig) -> Iterator[Problem]:
                 yield Problem(f"serving.tiers[{i}].azure", "required for an azure-openai tier (modelVersion, sku, capacity)")
         if t.backend == "bedrock":
             yield from _bedrock_model(f"serving.tiers[{i}].model", t.model)
+    if any(t.backend == "openai" for t in serving.tiers) and serving.openai is None:
+        yield Problem("serving.openai", "required because a tier uses openai (apiKey, set as a secret)")
     if serving.tiers and any(t.backend == "vllm-eks" for t in serving.tiers) and serving.eks is None:
         yield Problem("serving.eks", "required because a tier uses vllm-eks")
     bedrock = serving.bedrock

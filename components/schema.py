@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 from pydantic.alias_generators import to_camel
 
 Environment = Literal["dev", "staging", "prod"]
-Backend = Literal["bedrock", "azure-openai", "vllm-eks"]
+Backend = Literal["bedrock", "azure-openai", "vllm-eks", "openai"]
 
 TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 #: Model aliases the router reserves; a tier may not be named after them.
@@ -175,6 +175,14 @@ class AzureOpenAIConfig(Section):
     vnet_cidr: str = Field("10.90.0.0/24", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-9])$")
 
 
+class OpenAIConfig(Section):
+    """The OpenAI API itself (or another hosted OpenAI-compatible API)."""
+
+    base_url: str = Field("https://api.openai.com/v1", pattern=r"^https://")
+    #: Secret-only; copied into a Secrets Manager secret the router alone may read.
+    api_key: Secret
+
+
 GPU_FAMILIES = ("g5", "g6", "g6e", "p4d", "p5")
 
 
@@ -205,6 +213,7 @@ class ServingConfig(Section):
     tiers: list[Tier] = Field(min_length=1)
     bedrock: BedrockConfig = BedrockConfig()
     azure_openai: Optional[AzureOpenAIConfig] = None
+    openai: Optional[OpenAIConfig] = None
     eks: Optional[EksConfig] = None
 
 

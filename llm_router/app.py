@@ -33,6 +33,7 @@ def backends_from_environment(config: RouterConfig, env: dict[str, str]) -> dict
     self_hosted = json.loads(env.get("SELF_HOSTED_ENDPOINTS") or "{}")
     provisioned = json.loads(env.get("BEDROCK_PROVISIONED_ARNS") or "{}")
     azure: dict[str, Any] = {}
+    hosted: dict[str, Any] = {}
     out: dict[str, Backend] = {}
     for name, tier in config.tiers.items():
         if tier.backend == "bedrock":
@@ -40,6 +41,10 @@ def backends_from_environment(config: RouterConfig, env: dict[str, str]) -> dict
         elif tier.backend == "azure-openai":
             azure = azure or _secret(env.get("AZURE_OPENAI_SECRET_ARN"))
             out[name] = AzureOpenAI(azure["endpoint"], name, api_key=azure.get("apiKey"), token=azure.get("token"))
+        elif tier.backend == "openai":
+            hosted = hosted or _secret(env.get("OPENAI_SECRET_ARN"))
+            out[name] = OpenAICompatible(hosted.get("baseUrl", "https://api.openai.com/v1"), tier.model,
+                                         hosted["apiKey"])
         elif tier.backend == "vllm-eks" and self_hosted.get(name):
             out[name] = OpenAICompatible(self_hosted[name], tier.model)
     return out

@@ -155,3 +155,21 @@ def test_azure_deployment_settings_come_from_the_tier():
     assert fast.inputs["sku"] == {"name": "GlobalStandard", "capacity": 50}
     assert fast.inputs["properties"]["model"] == {"format": "OpenAI", "name": "gpt-4o-mini", "version": "2024-07-18"}
     assert smart.inputs["deploymentName"] == "smart" and fast.urn in smart.dependencies
+
+
+def test_openai_tier_key_goes_to_secrets_manager_only(write_stack):
+    cfg = example_config("dev")
+    cfg["llm-blueprint:serving"]["tiers"][1] = {"name": "smart", "backend": "openai", "model": "gpt-4.1",
+                                                "maxTokens": 1000}
+    cfg["llm-blueprint:serving"]["openai"] = {"apiKey": "sk-proj-abcdefghijklmnopqrstuvwx"}
+    bad = runner.invoke(app, ["plan", str(write_stack(cfg, "openai-plain"))])
+    assert bad.exit_code == 2 and "serving.openai.apiKey" in bad.stderr
+    assert "sk-proj-abcdefghijklmnop" not in bad.stderr
+    cfg["llm-blueprint:serving"]["openai"] = {"apiKey": {"secure": "v1:c2VjcmV0"}}
+    plan = offline.plan(str(write_stack(cfg, "openai")))
+    [version] = [r for r in plan.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+                 if r.name.endswith("-hosted-api")]
+    assert version.inputs["secretString"] == offline.MASKED
+    [fn] = [f for f in plan.of_type("aws:lambda/function:Function") if f.name.endswith("-router")]
+    assert fn.inputs["environment"]["variables"]["OPENAI_SECRET_ARN"] == offline.UNKNOWN
+    assert all(r.parent for r in plan.resources)

@@ -144,3 +144,30 @@ def test_token_estimate_error_bound_against_cl100k():
     aggregate = sum(tokens.count_text(t) for t in texts) / sum(len(enc.encode(t)) for t in texts)
     assert 1.0 <= aggregate <= 1.25  # errs high: budgets stay safe
     assert all(0.75 <= r <= 1.6 for r in ratios), ratios
+
+
+def test_backends_from_the_environment_read_credentials_from_secrets_manager(monkeypatch):
+    from moto import mock_aws
+
+    from llm_router.app import backends_from_environment
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        sm = boto3.client("secretsmanager")
+        hosted = sm.create_secret(Name="h", SecretString=json.dumps({"baseUrl": "https://api.example.com/v1",
+                                                                      "apiKey": "sk-hosted"}))["ARN"]
+        azure = sm.create_secret(Name="a", SecretString=json.dumps({"endpoint": "https://x.openai.azure.com/",
+                                                                     "apiKey": "az-key"}))["ARN"]
+        config = RouterConfig({"a": TierConfig("a", "openai", "gpt-4.1"), "b": TierConfig("b", "azure-openai", "gpt-4o"),
+                               "c": TierConfig("c", "vllm-eks", "llama"), "d": TierConfig("d", "bedrock", "m")})
+        env = {"OPENAI_SECRET_ARN": hosted, "AZURE_OPENAI_SECRET_ARN": azure, "AWS_REGION": "us-east-1",
+               "SELF_HOSTED_ENDPOINTS": json.dumps({"c": "http://internal-nlb/v1"}),
+               "BEDROCK_PROVISIONED_ARNS": json.dumps({"d": "arn:aws:bedrock:us-east-1:1:provisioned-model/x"})}
+        backends = backends_from_environment(config, env)
+    assert backends["a"].url == "https://api.example.com/v1/chat/completions"
+    assert backends["a"].headers == {"authorization": "Bearer sk-hosted"}
+    assert backends["b"].url.startswith("https://x.openai.azure.com/openai/deployments/b/chat/completions?api-version=")
+    assert backends["b"].headers == {"api-key": "az-key"}
+    assert backends["c"].url == "http://internal-nlb/v1/chat/completions" and backends["c"].model == "llama"
+    assert backends["d"].model == "arn:aws:bedrock:us-east-1:1:provisioned-model/x"
