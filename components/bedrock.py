@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from .common import admit, child, policy_json
+from .common import admit, child, policy_json, private_bucket
 from .network import Network
 
 #: Regions a geo-prefixed (cross-region) inference profile may route to.
@@ -168,16 +168,7 @@ class BedrockAccess(pulumi.ComponentResource):
 
     def _log_bucket(self, name: str, args: BedrockAccessArgs) -> aws.s3.Bucket:
         """Private, encrypted, TLS-only bucket that Bedrock in this account may write to."""
-        bucket = aws.s3.Bucket(f"{name}-invocation-logs", force_destroy=False, tags=args.tags, opts=child(self))
-        aws.s3.BucketPublicAccessBlock(f"{name}-invocation-logs", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child(self))
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-invocation-logs", bucket=bucket.id, opts=child(self),
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="aws:kms"),
-                bucket_key_enabled=True)])
+        bucket = private_bucket(self, f"{name}-invocation-logs", args.tags)
         aws.s3.BucketPolicy(f"{name}-invocation-logs", bucket=bucket.id, opts=child(self), policy=policy_json([
             {"Sid": "BedrockWrites", "Effect": "Allow", "Principal": {"Service": "bedrock.amazonaws.com"},
              "Action": ["s3:PutObject"], "Resource": [pulumi.Output.concat(bucket.arn, "/invocations/*")],

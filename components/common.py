@@ -34,3 +34,17 @@ def admit(parent: pulumi.Resource, name: str, security_group_id: pulumi.Input[st
                                             referenced_security_group_id=source_security_group_id,
                                             ip_protocol="tcp", from_port=port, to_port=port,
                                             description=description, tags=tags, opts=child(parent))
+
+
+def private_bucket(parent: pulumi.Resource, name: str, tags: dict[str, str]) -> aws.s3.Bucket:
+    """An S3 bucket with public access blocked and KMS encryption by default."""
+    bucket = aws.s3.Bucket(name, force_destroy=False, tags=tags, opts=child(parent))
+    aws.s3.BucketPublicAccessBlock(name, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+                                   ignore_public_acls=True, restrict_public_buckets=True, opts=child(parent))
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        name, bucket=bucket.id, opts=child(parent),
+        rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.
+            BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="aws:kms"),
+            bucket_key_enabled=True)])
+    return bucket

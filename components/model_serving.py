@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from llm_router import metric_names as m
 
-from .common import child, policy_json
+from .common import child, policy_json, private_bucket
 from .gpu_cluster import GPU_NODE_SELECTOR, GPU_TOLERATIONS, GpuCluster
 
 NAMESPACE = "llm-serving"
@@ -130,17 +130,7 @@ class ModelServing(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ infra
     def _weights_bucket(self) -> aws.s3.Bucket:
-        n, tags = f"{self.prefix}-weights", self.args.tags
-        bucket = aws.s3.Bucket(n, force_destroy=False, tags=tags, opts=child(self))
-        aws.s3.BucketPublicAccessBlock(n, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-                                       ignore_public_acls=True, restrict_public_buckets=True, opts=child(self))
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            n, bucket=bucket.id, opts=child(self),
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="aws:kms"),
-                bucket_key_enabled=True)])
-        return bucket
+        return private_bucket(self, f"{self.prefix}-weights", self.args.tags)
 
     def _service_account(self, name: str, policy_doc: Optional[pulumi.Input[str]] = None,
                          managed: Optional[list[str]] = None, namespace: str = NAMESPACE):

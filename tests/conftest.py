@@ -25,6 +25,15 @@ def example_config(stack: str) -> dict:
     return copy.deepcopy(yaml.safe_load((offline.STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())["config"])
 
 
+def validated_config(stack: str):
+    """An example stack's config through the same schema the program uses."""
+    from components import rules
+    from components.stack_config import raw_config
+
+    src = offline.read_stack(stack)
+    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
+
+
 @pytest.fixture
 def write_stack(tmp_path: Path):
     """Write a stack file from a config dict; return its path."""

@@ -73,10 +73,10 @@ def test_wrong_type_names_path_and_value():
 
 def test_bad_enum_lists_what_is_allowed():
     cfg = example_config("dev")
-    cfg["llm-blueprint:serving"]["tiers"][0]["backend"] = "openai"
+    cfg["llm-blueprint:serving"]["tiers"][0]["backend"] = "anthropic"
     [p] = problems(cfg)
     assert p.path == "serving.tiers[0].backend"
-    assert p.value == "openai"
+    assert p.value == "anthropic"
     assert "'bedrock'" in p.allowed and "'azure-openai'" in p.allowed and "'vllm-eks'" in p.allowed
 
 

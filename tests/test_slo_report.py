@@ -11,18 +11,11 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from components import rules
-from components.stack_config import raw_config
-from llm_blueprint import offline
 from llm_blueprint.cli import app
 from llm_blueprint.slo_report import ReportError, find_api_id, report
+from tests.conftest import validated_config
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
-
-
-def cfg(stack="prod"):
-    src = offline.read_stack(stack)
-    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
 
 
 def put(cw, ns, name, dims, value, when):
@@ -56,7 +49,7 @@ def test_report_numbers_on_known_data(aws_env):
     cw = boto3.client("cloudwatch", region_name="us-west-2")
     seed(cw, "api123")
     # moto stores and sums the counts; it cannot compute percentiles (see the Stubber test).
-    result = report(cfg(), "prod", _without_percentiles(cw), "api123", now=NOW)
+    result = report(validated_config("prod"), "prod", _without_percentiles(cw), "api123", now=NOW)
     by = {s["slo"]: s for s in result["slos"]}
     a = by["availability"]
     total, bad = 240 * 1000, 240 * 2 + 40
@@ -105,7 +98,7 @@ def test_latency_attainment_from_percentiles_with_stubber():
     stub.add_response("get_metric_data", {"MetricDataResults": [{"Id": "v", "Timestamps": [], "Values": []}]},
                       {"MetricDataQueries": ANY, "StartTime": ANY, "EndTime": ANY, "ScanBy": "TimestampAscending"})
     with stub:
-        result = report(cfg(), "prod", cw, "api123", now=NOW)
+        result = report(validated_config("prod"), "prod", cw, "api123", now=NOW)
     by = {s["slo"]: s for s in result["slos"]}
     p95, p50 = by["latency-p95"], by["latency-p50"]  # objectives 6 s and 1.5 s
     assert p95["attainment"] == pytest.approx(200 / 3, abs=1e-3) and p95["latest"] == 5.0 and p95["met"] is True

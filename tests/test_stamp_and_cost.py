@@ -13,6 +13,7 @@ from components.stack_config import raw_config
 from llm_blueprint import offline
 from llm_blueprint.check import check, resources_of
 from llm_blueprint.cli import app
+from tests.conftest import validated_config
 from llm_blueprint.cost import Traffic, break_even, capped_mean, estimate, load_prices, token_costs
 from llm_blueprint.stamp import PROFILES, stamp
 
@@ -68,11 +69,6 @@ def test_new_stack_rejects_bad_profile_env_and_name(stacks_dir):
     assert list(stacks_dir.iterdir()) == []
 
 
-def _cfg(stack):
-    src = offline.read_stack(stack)
-    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
-
-
 def test_capped_mean_is_the_exponential_tail_budget():
     assert capped_mean(300, None) == 300
     assert capped_mean(300, 1000) == pytest.approx(300 * (1 - math.exp(-1000 / 300)))
@@ -80,7 +76,7 @@ def test_capped_mean_is_the_exponential_tail_budget():
 
 
 def test_managed_token_cost_arithmetic_and_lever_savings():
-    cfg, prices = _cfg("dev"), load_prices()
+    cfg, prices = validated_config("dev"), load_prices()
     t = Traffic(requests_per_day=10_000, prompt_tokens=800, completion_tokens=300, cache_hit_rate=0.25)
     costs = token_costs(cfg, t, prices)
     served = 10_000 * 30.4 * 0.75
@@ -99,7 +95,7 @@ def test_managed_token_cost_arithmetic_and_lever_savings():
 
 
 def test_estimate_counts_infrastructure_from_the_plan():
-    cfg, prices = _cfg("prod"), load_prices()
+    cfg, prices = validated_config("prod"), load_prices()
     est = estimate(cfg, "prod", resources_of(offline.plan("prod")), Traffic(), prices)
     infra = est.infrastructure
     assert infra["NAT gateways"] == pytest.approx(3 * 0.045 * 730)
@@ -111,7 +107,7 @@ def test_estimate_counts_infrastructure_from_the_plan():
 
 
 def test_break_even_table_is_consistent_and_crossing_is_where_self_hosting_starts_to_win():
-    cfg, prices = _cfg("prod"), load_prices()
+    cfg, prices = validated_config("prod"), load_prices()
     be = break_even(cfg, Traffic(), prices)
     assert be["tier"] == "fast" and be["hypothetical"] is False
     rows = be["table"]
@@ -124,7 +120,7 @@ def test_break_even_table_is_consistent_and_crossing_is_where_self_hosting_start
 
 
 def test_managed_only_stack_gets_a_hypothetical_break_even():
-    be = break_even(_cfg("dev"), Traffic(), load_prices())
+    be = break_even(validated_config("dev"), Traffic(), load_prices())
     assert be["hypothetical"] is True and be["tier"] == "fast"
 
 

@@ -6,18 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
-from components import rules
-from components.stack_config import raw_config
-from llm_blueprint import offline
 from llm_blueprint.bench import TIERING_SET, bench_tiering
 from llm_blueprint.cli import app
+from tests.conftest import validated_config
 from llm_router.config import RouterConfig, TieringConfig, TierConfig
 from llm_router.tiering import auto_tier
-
-
-def _cfg(stack):
-    src = offline.read_stack(stack)
-    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
 
 
 def test_labelled_set_is_large_and_balanced():
@@ -28,7 +21,7 @@ def test_labelled_set_is_large_and_balanced():
 
 
 def test_auto_tiering_accuracy_and_cost_on_the_labelled_set():
-    figures = bench_tiering(_cfg("dev"))
+    figures = bench_tiering(validated_config("dev"))
     assert figures["accuracy"] >= 0.95
     assert figures["cheap_sent_to_expensive"] == 0
     assert 0.0 < figures["cost_reduction_vs_all_expensive"] < 1.0
