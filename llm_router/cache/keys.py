@@ -44,6 +44,11 @@ class Scope:
     def tags(self) -> dict[str, str]:
         return {"tenant": _h(self.tenant), "tier": _h(self.tier), "sys": _h(self.system)}
 
+    @property
+    def key(self) -> str:
+        """One tag for the whole scope: a KNN filter on one posting list, not an intersection of three."""
+        return _h(f"{self.tenant}\x00{self.tier}\x00{self.system}", 24)
+
 
 def system_prompt(messages: list[dict[str, Any]]) -> str:
     return "\n".join(_norm(_content(m)) for m in messages if m.get("role") in ("system", "developer"))

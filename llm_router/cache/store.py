@@ -41,7 +41,7 @@ class CacheSettings:
     @property
     def index_name(self) -> str:
         """Versioned by embedder and dimension: a change gets a new index, never a corrupt one."""
-        return f"{self.prefix}_v1_{self.embedder.replace('-', '_')}_d{self.dimensions}"
+        return f"{self.prefix}_v2_{self.embedder.replace('-', '_')}_d{self.dimensions}"
 
     @property
     def doc_prefix(self) -> str:
@@ -136,7 +136,7 @@ class ResponseCache:
         try:
             self.client.execute_command(
                 "FT.CREATE", s.index_name, "ON", "HASH", "PREFIX", "1", s.doc_prefix, "SCHEMA",
-                "tenant", "TAG", "tier", "TAG", "sys", "TAG", "ts", "NUMERIC",
+                "scope", "TAG", "ts", "NUMERIC",
                 "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(s.dimensions),
                 "DISTANCE_METRIC", "COSINE", "M", "16", "EF_CONSTRUCTION", "200")
         except Exception as e:  # noqa: BLE001 - fail open, classified below
@@ -177,9 +177,8 @@ class ResponseCache:
 
     def candidates(self, state: Lookup) -> list[tuple[float, str, dict[str, Any], float]]:
         """Top-k entries in scope: (similarity, cached question, response, stored at), best first."""
-        s, tags = self.settings, state.scope.tags
-        query = (f"(@tenant:{{{tags['tenant']}}} @tier:{{{tags['tier']}}} @sys:{{{tags['sys']}}})"
-                 f"=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]")
+        s = self.settings
+        query = f"(@scope:{{{state.scope.key}}})=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
         reply = self.client.execute_command(
             "FT.SEARCH", s.index_name, query, "PARAMS", "2", "vec", self._vector(state),
             "RETURN", "4", "dist", "q", "resp", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
@@ -219,7 +218,7 @@ class ResponseCache:
             pipe.sadd(scope_set, exact)
             if self._semantic_allowed(params, state):
                 doc = f"{s.doc_prefix}{state.key}"
-                pipe.hset(doc, mapping={**state.scope.tags, "ts": now, "vec": self._vector(state), "q": state.text,
+                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
                                         "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
