@@ -68,8 +68,10 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
             pipe = client.pipeline(transaction=False)
             for j, v in enumerate(vecs):
                 i = start + j
-                pipe.hset(f"{settings.doc_prefix}{i}", mapping={
-                    "scope": scopes[i % tenants].key, "ts": 0, "vec": v.tobytes(), "q": f"synthetic question {i}",
+                scope = scopes[i % tenants]
+                cache.ensure_index(scope)
+                pipe.hset(f"{settings.doc_prefix(scope)}{i}", mapping={
+                    "ts": 0, "vec": v.tobytes(), "q": f"synthetic question {i}",
                     "resp": resp_json})
             pipe.execute()
             if start and start % 100_000 == 0:

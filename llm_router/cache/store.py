@@ -40,12 +40,16 @@ class CacheSettings:
 
     @property
     def index_name(self) -> str:
-        """Versioned by embedder and dimension: a change gets a new index, never a corrupt one."""
-        return f"{self.prefix}_v2_{self.embedder.replace('-', '_')}_d{self.dimensions}"
+        """Versioned by embedder and dimension: a change gets new indexes, never a corrupt one."""
+        return f"{self.prefix}_v3_{self.embedder.replace('-', '_')}_d{self.dimensions}"
 
-    @property
-    def doc_prefix(self) -> str:
-        return f"{self.index_name}:"
+    def scope_index(self, scope: Scope) -> str:
+        """One index per scope (tenant, tier, system prompt): KNN needs no filter, and one
+        tenant's query cannot even address another tenant's vectors."""
+        return f"{self.index_name}_{scope.key}"
+
+    def doc_prefix(self, scope: Scope) -> str:
+        return f"{self.scope_index(scope)}:"
 
     def ttl(self, tier: str) -> int:
         return self.tier_ttl_s.get(tier, self.default_ttl_s)
@@ -127,23 +131,35 @@ class ResponseCache:
                  clock: Callable[[], float] = time.time):
         self.client, self.embedder, self.settings = client, embedder, settings
         self.metric, self.clock = on_metric, clock
-        self._index_ready = False
+        self._indexes: set[str] = set()
 
     # ------------------------------------------------------------------ index
-    def ensure_index(self) -> bool:
-        """Create the vector index if absent (idempotent; never inside MULTI)."""
+    def ensure_index(self, scope: Optional[Scope] = None) -> bool:
+        """Create a scope's vector index if absent (idempotent; never inside MULTI).
+        Without a scope: check that the server is reachable and speaks FT.*."""
+        try:
+            if scope is None:
+                self.client.execute_command("FT._LIST")
+            else:
+                self._create(scope)
+            return True
+        except Exception as e:  # noqa: BLE001 - fail open
+            return self._failed("ensure_index", e)
+
+    def _create(self, scope: Scope) -> None:
         s = self.settings
+        name = s.scope_index(scope)
+        if name in self._indexes:
+            return
         try:
             self.client.execute_command(
-                "FT.CREATE", s.index_name, "ON", "HASH", "PREFIX", "1", s.doc_prefix, "SCHEMA",
-                "scope", "TAG", "ts", "NUMERIC",
-                "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(s.dimensions),
+                "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", s.doc_prefix(scope), "SCHEMA",
+                "ts", "NUMERIC", "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(s.dimensions),
                 "DISTANCE_METRIC", "COSINE", "M", "16", "EF_CONSTRUCTION", "200")
-        except Exception as e:  # noqa: BLE001 - fail open, classified below
+        except Exception as e:  # noqa: BLE001 - "already exists" is success
             if "exists" not in str(e).lower():
-                return self._failed("ensure_index", e)
-        self._index_ready = True
-        return True
+                raise
+        self._indexes.add(name)
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
@@ -167,7 +183,7 @@ class ResponseCache:
 
     def _semantic_allowed(self, params: dict[str, Any], state: Lookup) -> bool:
         return (self.embedder is not None and state.text is not None and not params.get("tools")
-                and not params.get("response_format") and self._index_ready)
+                and not params.get("response_format"))
 
     def _vector(self, state: Lookup) -> bytes:
         if state.vector is None:
@@ -178,10 +194,15 @@ class ResponseCache:
     def candidates(self, state: Lookup) -> list[tuple[float, str, dict[str, Any], float]]:
         """Top-k entries in scope: (similarity, cached question, response, stored at), best first."""
         s = self.settings
-        query = f"(@scope:{{{state.scope.key}}})=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
-        reply = self.client.execute_command(
-            "FT.SEARCH", s.index_name, query, "PARAMS", "2", "vec", self._vector(state),
-            "RETURN", "4", "dist", "q", "resp", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+        query = f"*=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
+        try:
+            reply = self.client.execute_command(
+                "FT.SEARCH", s.scope_index(state.scope), query, "PARAMS", "2", "vec", self._vector(state),
+                "RETURN", "4", "dist", "q", "resp", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+        except Exception as e:  # noqa: BLE001
+            if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
+                return []  # nothing stored in this scope yet
+            raise
         out = []
         for i in range(1, len(reply), 2):
             fields = reply[i + 1]
@@ -217,8 +238,9 @@ class ResponseCache:
             pipe.set(exact, body, ex=ttl)
             pipe.sadd(scope_set, exact)
             if self._semantic_allowed(params, state):
-                doc = f"{s.doc_prefix}{state.key}"
-                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
+                self._create(state.scope)
+                doc = f"{s.doc_prefix(state.scope)}{state.key}"
+                pipe.hset(doc, mapping={"ts": now, "vec": self._vector(state), "q": state.text,
                                         "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
