@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Optional
 
 
@@ -64,8 +61,3 @@ class RouterConfig:
         return cls(tiers, r.get("defaultTier", "auto"), tiering, r.get("maxTokensPolicy", "clamp"),
                    r.get("maxBodyBytes", 256 * 1024), float(r.get("timeoutSeconds", 29)), r.get("logPrompts", False),
                    s.get("cache", {}), s.get("guardrail") or {}, s.get("environment", "dev"))
-
-
-@lru_cache(maxsize=1)
-def from_environment() -> RouterConfig:
-    return RouterConfig.from_settings(json.loads(os.environ.get("LLM_ROUTER_SETTINGS", "{}")))
