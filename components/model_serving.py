@@ -132,17 +132,24 @@ class ModelServing(pulumi.ComponentResource):
     def _weights_bucket(self) -> aws.s3.Bucket:
         return private_bucket(self, f"{self.prefix}-weights", self.args.tags)
 
-    def _service_account(self, name: str, policy_doc: Optional[pulumi.Input[str]] = None,
-                         managed: Optional[list[str]] = None, namespace: str = NAMESPACE):
-        """A service account whose pods get an IAM role through EKS Pod Identity."""
+    def _pod_identity(self, name: str, namespace: str, service_account: str,
+                      policy_doc: Optional[pulumi.Input[str]] = None, managed: Optional[list[str]] = None) -> None:
+        """An IAM role that EKS Pod Identity hands to one service account."""
         c = self.args.cluster
         role = c.pod_role(f"{self.prefix}-{name}", managed or [])
         if policy_doc is not None:
             aws.iam.RolePolicy(f"{self.prefix}-{name}", role=role.id, policy=policy_doc, opts=child(self))
-        sa = k8s.core.v1.ServiceAccount(f"{self.prefix}-{name}-sa", metadata={"name": name, "namespace": namespace},
-                                        opts=c.k8s_opts(self, depends_on=[self.namespace]))
         aws.eks.PodIdentityAssociation(f"{self.prefix}-{name}", cluster_name=c.cluster_name, namespace=namespace,
-                                       service_account=name, role_arn=role.arn, tags=self.args.tags, opts=child(self))
+                                       service_account=service_account, role_arn=role.arn, tags=self.args.tags,
+                                       opts=child(self))
+
+    def _service_account(self, name: str, policy_doc: Optional[pulumi.Input[str]] = None,
+                         managed: Optional[list[str]] = None):
+        """A service account in the serving namespace whose pods get an IAM role."""
+        c = self.args.cluster
+        sa = k8s.core.v1.ServiceAccount(f"{self.prefix}-{name}-sa", metadata={"name": name, "namespace": NAMESPACE},
+                                        opts=c.k8s_opts(self, depends_on=[self.namespace]))
+        self._pod_identity(name, NAMESPACE, name, policy_doc, managed)
         return sa
 
     def _keda(self) -> k8s.helm.v3.Release:
@@ -154,13 +161,9 @@ class ModelServing(pulumi.ComponentResource):
             values={"serviceAccount": {"operator": {"name": "keda-operator"}},
                     "podSecurityContext": {"operator": {"runAsNonRoot": True}}},
             opts=c.k8s_opts(self, depends_on=[c.system_nodes]))
-        role = c.pod_role(f"{self.prefix}-keda", [])
-        aws.iam.RolePolicy(f"{self.prefix}-keda", role=role.id, opts=child(self), policy=json.dumps({
+        self._pod_identity("keda", "keda", "keda-operator", json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": ["cloudwatch:GetMetricData"], "Resource": "*"}]}))
-        aws.eks.PodIdentityAssociation(f"{self.prefix}-keda", cluster_name=c.cluster_name, namespace="keda",
-                                       service_account="keda-operator", role_arn=role.arn, tags=self.args.tags,
-                                       opts=child(self))
         return release
 
     def _metrics_agent(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
+
+from llm_router.authorizer import key_hash
 
 
 def _load(sm, secret_id: str) -> dict[str, str]:
@@ -21,7 +22,7 @@ def add(sm, secret_id: str, tenant: str) -> str:
     """Create a key for `tenant`; returns it (the only time it is ever seen)."""
     key = f"sk-llm-{secrets.token_urlsafe(32)}"
     keys = _load(sm, secret_id)
-    keys[hashlib.sha256(key.encode()).hexdigest()] = tenant
+    keys[key_hash(key)] = tenant
     sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(keys, sort_keys=True))
     return key
 

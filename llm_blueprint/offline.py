@@ -73,7 +73,8 @@ def _mask_secure(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def _as_config_text(value: Any) -> str:
+def config_text(value: Any) -> str:
+    """A config value as Pulumi passes it to the program: JSON for structures, text otherwise."""
     import json
 
     if isinstance(value, (dict, list)):
@@ -98,7 +99,7 @@ def read_stack(stack: str) -> StackSource:
     for key, value in (data.get("config") or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         value, secret = _mask_secure(value)
-        config[full] = _as_config_text(value)
+        config[full] = config_text(value)
         if secret:
             secret_keys.append(full)
     name = path.name.removeprefix("Pulumi.").removesuffix(".yaml").removesuffix(".yml")

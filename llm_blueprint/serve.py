@@ -3,7 +3,6 @@ and the local MiniLM embedder, in front of any OpenAI-compatible upstream."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,6 +11,7 @@ from components.router_settings import router_settings
 from components.schema import StackConfig
 from llm_router.app import local
 from llm_router.asgi import make_app
+from llm_router.authorizer import key_hash
 from llm_router.cache import CacheSettings, ResponseCache
 from llm_router.config import RouterConfig
 from llm_router.router import Router
@@ -30,11 +30,6 @@ class LocalStack:
     def close(self) -> None:
         if self.server:
             self.server.stop()
-
-
-def hash_keys(keys: dict[str, str]) -> dict[str, str]:
-    """{api key: tenant} → {sha256(key): tenant}, the form the secret stores."""
-    return {hashlib.sha256(k.encode()).hexdigest(): tenant for k, tenant in keys.items()}
 
 
 def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = None, cache: bool = True,
@@ -59,5 +54,5 @@ def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = 
     router = local(config, upstream, response_cache, api_key=upstream_key)
     if response_cache is not None:
         response_cache.metric = lambda n, v: router.metrics.add(n, v)
-    keys = hash_keys(plain)
+    keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
     return LocalStack(router, make_app(router, keys), keys, server, plain)

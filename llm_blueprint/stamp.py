@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ import yaml
 
 from components.rules import validate
 from components.stack_config import raw_config
+
+from .offline import config_text
 
 PROFILES = ("managed-bedrock", "managed-azure", "self-hosted-vllm", "hybrid")
 PROJECT = "llm-blueprint"
@@ -157,7 +158,7 @@ def stamp(stacks_dir: Path, name: str, profile: str, env: str, region: str, owne
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     config = build_config(name, profile, env, region, owner, cost_center, logging_owner, emails)
-    flat = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()}
+    flat = {k: config_text(v) for k, v in config.items()}
     validate(*raw_config(flat, [], PROJECT), stack_file=str(path))
     stacks_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(render(config, f"{name}: {profile} profile, {env} environment (stamped by llm-blueprint new-stack)."))

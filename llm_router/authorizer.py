@@ -29,12 +29,16 @@ def _keys() -> dict[str, str]:
     return _CACHE["keys"]
 
 
+def key_hash(key: str) -> str:
+    """How a key is stored: its SHA-256, hex."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def tenant_for(authorization: str | None, keys: dict[str, str]) -> str | None:
     """The tenant a `Bearer <key>` header maps to, or None."""
     if not authorization or not authorization.lower().startswith("bearer "):
         return None
-    digest = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()
-    return keys.get(digest)
+    return keys.get(key_hash(authorization[7:].strip()))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

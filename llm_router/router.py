@@ -19,6 +19,7 @@ from . import metric_names as m
 from .backends import PASSTHROUGH, Backend
 from .budgets import fit
 from .cache import ResponseCache, Scope
+from .cache.keys import system_prompt
 from .config import RouterConfig
 from .errors import ApiError, bad_request
 from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
@@ -148,8 +149,7 @@ class Router:
         if fitted.capped:
             headers["x-llm-budget"] = ",".join(fitted.capped)
 
-        system = "\n".join(str(x.get("content")) for x in fitted.messages if x.get("role") in ("system", "developer"))
-        scope = Scope(tenant, tier_name, system)
+        scope = Scope(tenant, tier_name, system_prompt(fitted.messages))
         state = self.cache.lookup(scope, fitted.messages, upstream) if self.cache else None
         if state is not None and state.hit is not None:
             context["cache"] = state.hit.layer

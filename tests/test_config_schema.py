@@ -13,7 +13,7 @@ P = "llm-blueprint"
 
 
 def _raw(config: dict, secret_keys=()) -> tuple[dict, set]:
-    source_cfg = {k if ":" in k else f"{P}:{k}": offline._as_config_text(v) for k, v in config.items()}
+    source_cfg = {k if ":" in k else f"{P}:{k}": offline.config_text(v) for k, v in config.items()}
     return raw_config(source_cfg, [f"{P}:{k}" for k in secret_keys], P)
 
 

@@ -13,11 +13,8 @@ import openai
 import pytest
 import uvicorn
 
-from components import rules
-from components.stack_config import raw_config
-from llm_blueprint import offline
 from llm_blueprint.serve import build
-from tests.conftest import example_config
+from tests.conftest import validated_config
 from tests.fake_upstream import FakeUpstream
 
 KEY, OTHER_KEY = "sk-test-acme", "sk-test-globex"
@@ -36,12 +33,6 @@ class Metrics:
         return sum(v for n, v in self.seen if n == name)
 
 
-def dev_config():
-    cfg = example_config("dev")
-    src = {k if ":" in k else f"llm-blueprint:{k}": offline._as_config_text(v) for k, v in cfg.items()}
-    return rules.validate(*raw_config(src, [], "llm-blueprint"))
-
-
 def _port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +47,7 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def served(upstream, minilm):
-    local = build(dev_config(), upstream.url, {KEY: "acme", OTHER_KEY: "globex"}, embedder=minilm, timeoutSeconds=3)
+    local = build(validated_config("dev"), upstream.url, {KEY: "acme", OTHER_KEY: "globex"}, embedder=minilm, timeoutSeconds=3)
     local.router.metrics = Metrics()
     local.router.retry.base_s = 0.01
     port = _port()
