@@ -278,3 +278,21 @@ def test_fails_open_within_the_time_budget_when_valkey_hangs(minilm):
     listener.close()
     assert state.hit is None and m.CACHE_FAIL_OPEN in metrics
     assert elapsed < 1.0  # bounded by the 50 ms budget, not hanging
+
+
+def test_image_and_tool_call_content_is_part_of_the_key(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    with_image = lambda url: [{"role": "user", "content": [  # noqa: E731
+        {"type": "text", "text": "What is in this picture?"}, {"type": "image_url", "image_url": {"url": url}}]}]
+    state = cache.lookup(scope, with_image("https://img.example/cat.png"), P)
+    assert state.text is None  # never matched semantically
+    assert cache.store(state, P, answer("A cat."))
+    assert cache.lookup(scope, with_image("https://img.example/cat.png"), P).hit.layer == "exact"
+    assert cache.lookup(scope, with_image("https://img.example/dog.png"), P).hit is None
+    call = lambda name: [{"role": "user", "content": "Weather?"},  # noqa: E731
+                         {"role": "assistant", "content": None, "tool_calls": [
+                             {"id": "1", "type": "function", "function": {"name": name, "arguments": "{}"}}]},
+                         {"role": "tool", "tool_call_id": "1", "content": "sunny"}]
+    state = cache.lookup(scope, call("weather_paris"), P)
+    assert cache.store(state, P, answer("Sunny in Paris."))
+    assert cache.lookup(scope, call("weather_oslo"), P).hit is None

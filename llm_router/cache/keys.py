@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..tokens import content_text
+
 #: Parameters that change the answer; everything else (user, stream, metadata) does not.
 ANSWER_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "tools",
                  "tool_choice", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias")
@@ -25,11 +27,11 @@ def _norm(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def _content(message: dict[str, Any]) -> str:
+def _non_text(message: dict[str, Any]) -> list[Any]:
+    """Images, audio, files: they change the answer, so they belong in the key verbatim."""
     content = message.get("content")
-    if isinstance(content, list):  # content parts: keep the text, mark the rest
-        return " ".join(p.get("text", f"<{p.get('type')}>") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
+    parts = content if isinstance(content, list) else []
+    return [p for p in parts if not (isinstance(p, dict) and p.get("type") == "text")]
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,15 @@ class Scope:
 
 
 def system_prompt(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(_norm(_content(m)) for m in messages if m.get("role") in ("system", "developer"))
+    return "\n".join(_norm(content_text(m)) for m in messages if m.get("role") in ("system", "developer"))
 
 
 def exact_key(scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
     """Hash of the normalised conversation, scope and answer-changing parameters."""
     canonical = {
         "scope": [scope.tenant, scope.tier],
-        "messages": [[m.get("role"), _norm(_content(m)), m.get("name"), m.get("tool_call_id")] for m in messages],
+        "messages": [[m.get("role"), _norm(content_text(m)), _non_text(m), m.get("tool_calls"), m.get("name"),
+                      m.get("tool_call_id")] for m in messages],
         "params": {k: params[k] for k in ANSWER_PARAMS if params.get(k) is not None},
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -68,7 +71,7 @@ def semantic_text(messages: list[dict[str, Any]]) -> Optional[str]:
     """The question to match semantically: only single-turn requests qualify,
     since earlier turns change what the last one means."""
     turns = [m for m in messages if m.get("role") not in ("system", "developer")]
-    if len(turns) != 1 or turns[0].get("role") != "user":
-        return None
-    text = _norm(_content(turns[0]))
+    if len(turns) != 1 or turns[0].get("role") != "user" or _non_text(turns[0]):
+        return None  # a question about an image is not its caption's paraphrase
+    text = _norm(content_text(turns[0]))
     return text or None
