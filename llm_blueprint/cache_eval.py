@@ -77,7 +77,7 @@ def collect(split_: Split, embedder, client, k: int = 5, prefix: str = "eval") -
         batch = texts[start:start + 256]
         for text, vec in zip(batch, embedder.embed(batch)):
             state = Lookup(scope, hashlib.sha1(text.encode()).hexdigest(), text, struct.pack(f"{len(vec)}f", *vec))
-            response = {"choices": [{"message": {"role": "assistant", "content": str(split_.entries[text])},
+            response = {"choices": [{"message": {"role": "assistant", "content": text},
                                      "finish_reason": "stop"}]}
             cache.store(state, params, response)
     out = []
@@ -87,13 +87,12 @@ def collect(split_: Split, embedder, client, k: int = 5, prefix: str = "eval") -
         vectors += embedder.embed(qtexts[start:start + 256])
     for (text, cluster), vec in zip(split_.queries, vectors):
         state = Lookup(scope, "q", text, struct.pack(f"{len(vec)}f", *vec))
-        cands = [(sim, q, int(resp["choices"][0]["message"]["content"]), ts)
-                 for sim, q, resp, ts in cache.candidates(state)]
-        out.append((text, cluster, cands))
+        out.append((text, cluster, cache.candidates(state)))
     return out
 
 
-def score(collected: list, entry_clusters: set[int], threshold: float, guards: bool = True) -> dict[str, Any]:
+def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True) -> dict[str, Any]:
+    entry_clusters = set(entries.values())
     hits = correct = could = must = false_hits = 0
     for text, cluster, cands in collected:
         can = cluster in entry_clusters
@@ -102,15 +101,15 @@ def score(collected: list, entry_clusters: set[int], threshold: float, guards: b
         chosen, _ = choose(text, cands, threshold, guards)
         if chosen is not None:
             hits += 1
-            correct += chosen[2] == cluster
+            correct += entries[chosen.question] == cluster
             false_hits += not can
     return {"threshold": threshold, "guards": guards, "recall": round(correct / max(could, 1), 4),
             "precision": round(correct / max(hits, 1), 4), "false_hit_rate": round(false_hits / max(must, 1), 4),
             "hits": hits, "queries": len(collected), "could_hit": could, "must_miss": must}
 
 
-def sweep(collected: list, entry_clusters: set[int], thresholds=THRESHOLDS, guards: bool = True) -> list[dict]:
-    return [score(collected, entry_clusters, t, guards) for t in thresholds]
+def sweep(collected: list, entries: dict[str, int], thresholds=THRESHOLDS, guards: bool = True) -> list[dict]:
+    return [score(collected, entries, t, guards) for t in thresholds]
 
 
 def recommend(rows: list[dict], precision_target: float) -> Optional[dict]:

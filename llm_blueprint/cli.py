@@ -448,7 +448,7 @@ def cache_eval(
 
     _, cfg = load_config(stack)
     parts, collected = _eval_run(pairs, holdout, origins, seed)
-    result = score(collected, parts.entry_clusters, threshold or cfg.cache.similarity_threshold, not no_guards)
+    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_guards)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
@@ -473,7 +473,7 @@ def cache_calibrate(
     _, cfg = load_config(stack)
     target = cfg.cache.precision_target
     parts, collected = _eval_run(pairs, holdout, origins, seed)
-    rows = sweep(collected, parts.entry_clusters)
+    rows = sweep(collected, parts.entries)
     best = recommend(rows, target)
     table_path, plot = save(rows, out_dir, f"{pairs.name}: guards on, holdout {holdout:g}", target)
     result = {"precision_target": target, "recommended": best, "rows": rows, "table": str(table_path),

@@ -71,6 +71,19 @@ def test_exact_hit_then_semantic_paraphrase_hit(make_cache):
     assert cache.lookup(scope, ask("What is the capital of Australia?"), P).hit is None
 
 
+def test_knn_reply_carries_no_answers_and_an_entry_gone_since_the_search_is_a_miss(make_cache):
+    cache, scope = make_cache(), Scope("acme", "fast")
+    put(cache, scope, "How do I reset my password?", response=answer("x" * 20_000))
+    Recorder.sent.clear()
+    found = cache.candidates(cache.lookup(scope, ask("How can I reset my password?"), P))
+    search = [c for c in Recorder.sent if c[0] == "FT.SEARCH"][-1]
+    assert "resp" not in search and found[0].question == "How do I reset my password?"
+    search_only = cache.candidates
+    cache.candidates = lambda state: [cache.client.delete(c.key) and c for c in search_only(state)]  # expires now
+    assert cache.lookup(scope, ask("How can I reset my password?"), P).hit is None
+    assert ("CacheFailOpen", 1) not in make_cache.metrics
+
+
 def test_answer_changing_parameters_change_the_exact_key(make_cache):
     cache, scope = make_cache(), Scope("acme", "fast")
     put(cache, scope, "Summarise the Q3 report.", params={"temperature": 0, "max_tokens": 100})
@@ -86,6 +99,10 @@ def test_answer_changing_parameters_change_the_exact_key(make_cache):
     ("Why can I log in to the VPN?", "Why can't I log in to the VPN?", "negation"),
     ("How do I increase the Lambda timeout?", "How do I decrease the Lambda timeout?", "opposite"),
     ("How do I lock my screen on a Mac?", "How do I unlock my screen on a Mac?", "opposite"),
+    ("What is the best way to make money online?", "What is the latest way to make money online?", "qualifier"),
+    ("What is the fastest way to lose weight?", "What is the fastest way to lose weight safely?", "qualifier"),
+    ("What are the differences between Android and iOS?",
+     "What are the differences between Android and iOS? What are their similarities?", "compound"),
 ])
 def test_near_misses_are_never_served(make_cache, stored, asked, reason):
     assert near_miss(asked, stored) == reason
@@ -100,7 +117,10 @@ def test_near_misses_are_never_served(make_cache, stored, asked, reason):
 def test_paraphrases_pass_the_guards():
     for a, b in [("How do I reset my password?", "How can I reset my password?"),
                  ("What is the best way to learn Python?", "What's the best way to learn Python?"),
-                 ("How do I get more followers on Instagram?", "How can I get more Instagram followers?")]:
+                 ("How do I get more followers on Instagram?", "How can I get more Instagram followers?"),
+                 # a short follow-up is not a second question; a cached answer to more than was asked serves
+                 ("What were the best movies of 2016? Why?", "Which movies were the best in 2016?"),
+                 ("What are the perks of an IAS officer?", "What are the perks of an IAS officer? What do they earn?")]:
         assert near_miss(a, b) is None, (a, b)
 
 

@@ -47,13 +47,13 @@ def test_scores_on_the_real_server_and_embedder(pairs_file, valkey_server, minil
 
     parts = split(load_pairs(pairs_file), holdout=0.0, origins=100)
     collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), prefix="evaltest")
-    guarded = score(collected, parts.entry_clusters, 0.75, guards=True)
-    open_ = score(collected, parts.entry_clusters, 0.75, guards=False)
+    guarded = score(collected, parts.entries, 0.75, guards=True)
+    open_ = score(collected, parts.entries, 0.75, guards=False)
     assert guarded["queries"] == 9 and guarded["could_hit"] == 8 and guarded["must_miss"] == 1
     assert guarded["false_hit_rate"] == 0.0  # the MFA near-miss is refused by the guard …
     assert open_["false_hit_rate"] == 1.0  # … and served without it
     assert guarded["precision"] == 1.0 and guarded["recall"] >= 0.75
-    rows = sweep(collected, parts.entry_clusters, thresholds=[0.6, 0.75, 0.9])
+    rows = sweep(collected, parts.entries, thresholds=[0.6, 0.75, 0.9])
     assert [r["threshold"] for r in rows] == [0.6, 0.75, 0.9]
     assert recommend(rows, 0.99)["threshold"] == min(r["threshold"] for r in rows if r["precision"] >= 0.99)
 

@@ -38,6 +38,11 @@ OPPOSITES = [
     ("attach", "detach"), ("freeze", "unfreeze"), ("pause", "resume"), ("public", "private"),
     ("success", "failure"), ("love", "hate"), ("first", "last"), ("old", "new"), ("older", "newer"),
 ]
+# Words that narrow what is asked: "the latest way", "cheap hotels", "lose weight safely",
+# "an example of". One side having it and the other not is a different question.
+QUALIFIERS = frozenset(
+    "latest newest recent recently cheap cheapest cheaper affordable free paid discount "
+    "safe safely safest legally example examples sample template manually automatically".split())
 _OPPOSITE = {}
 for a, b in OPPOSITES:
     _OPPOSITE.setdefault(a, set()).add(b)
@@ -78,9 +83,17 @@ def _negated(toks: tuple[str, ...]) -> bool:
     return any(t in NEGATIONS for t in toks)
 
 
+def _questions(text: str) -> int:
+    """How many questions a text asks: "What is X? How much does it cost?" asks two;
+    a short follow-up ("Why?", "If so, why?") does not count."""
+    return sum(len(_WORD.findall(part.lower())) >= 4 for part in re.findall(r"[^?]+\?", text)) or 1
+
+
 def near_miss(question: str, cached: str) -> str | None:
     """Why `cached` must not answer `question` (a short reason), or None if it may."""
     q, c = tokens(question), tokens(cached)
+    if _questions(question) > _questions(cached):  # the cached answer would leave a part unanswered
+        return "compound"
     if _numbers(q) != _numbers(c):
         return "number"
     qs, cs = set(q), set(c)
@@ -95,6 +108,8 @@ def near_miss(question: str, cached: str) -> str | None:
         for prefix in ("un", "dis", "de", "non"):
             if prefix + word in cs - qs or (word.startswith(prefix) and word[len(prefix):] in cs - qs):
                 return "opposite"
+    if (qs ^ cs) & QUALIFIERS:
+        return "qualifier"
     if any(not _mentions(e, cs) for e in _entities(question)) or any(not _mentions(e, qs) for e in _entities(cached)):
         return "entity"
     return None

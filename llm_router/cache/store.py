@@ -14,7 +14,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
 from .embedders import Embedder
@@ -83,14 +83,26 @@ class Lookup:
     hit: Optional[CacheHit] = None
 
 
-def choose(text: str, candidates: list[tuple], threshold: float, guards: bool = True) -> tuple[Optional[tuple], int]:
+class Candidate(NamedTuple):
+    similarity: float
+    question: str
+    key: str
+    stored_at: float
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def choose(text: str, candidates: list[Candidate], threshold: float,
+           guards: bool = True) -> tuple[Optional[Candidate], int]:
     """Re-rank the top-k: the most similar candidate above the threshold that no
     guard rejects. Returns it (or None) and how many the guards turned away."""
     rejected = 0
     for candidate in candidates:
-        if candidate[0] < threshold:
+        if candidate.similarity < threshold:
             break
-        if guards and near_miss(text, candidate[1]):
+        if guards and near_miss(text, candidate.question):
             rejected += 1
             continue
         return candidate, rejected
@@ -191,14 +203,15 @@ class ResponseCache:
             state.vector = struct.pack(f"{len(v)}f", *v)
         return state.vector
 
-    def candidates(self, state: Lookup) -> list[tuple[float, str, dict[str, Any], float]]:
-        """Top-k entries in scope: (similarity, cached question, response, stored at), best first."""
+    def candidates(self, state: Lookup) -> list[Candidate]:
+        """Top-k entries in scope, best first. The reply carries no response bodies
+        (answers can be kilobytes each); only the chosen one is fetched."""
         s = self.settings
         query = f"*=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
         try:
             reply = self.client.execute_command(
                 "FT.SEARCH", s.scope_index(state.scope), query, "PARAMS", "2", "vec", self._vector(state),
-                "RETURN", "4", "dist", "q", "resp", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+                "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
                 return []  # nothing stored in this scope yet
@@ -206,21 +219,24 @@ class ResponseCache:
         out = []
         for i in range(1, len(reply), 2):
             fields = reply[i + 1]
-            doc = {fields[j].decode() if isinstance(fields[j], bytes) else fields[j]: fields[j + 1]
-                   for j in range(0, len(fields), 2)}
-            text = lambda k: doc[k].decode() if isinstance(doc.get(k), bytes) else doc.get(k)  # noqa: E731
-            out.append((1.0 - float(text("dist")), text("q"), json.loads(text("resp")), float(text("ts"))))
-        out.sort(key=lambda c: -c[0])  # no SORTBY on ElastiCache: sort by distance here
+            doc = {_str(fields[j]): _str(fields[j + 1]) for j in range(0, len(fields), 2)}
+            out.append(Candidate(1.0 - float(doc["dist"]), doc["q"], _str(reply[i]), float(doc["ts"])))
+        out.sort(key=lambda c: -c.similarity)  # no SORTBY on ElastiCache: sort by distance here
         return out
+
+    def answer(self, candidate: Candidate) -> Optional[dict[str, Any]]:
+        """The cached response of a candidate (None if it expired since the search)."""
+        raw = self.client.hget(candidate.key, "resp")
+        return None if raw is None else json.loads(raw)
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
         chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold)
         if rejected:
             self.metric("CacheGuardRejected", rejected)
-        if chosen is None:
+        response = None if chosen is None else self.answer(chosen)
+        if response is None:
             return None
-        similarity, _, response, stored = chosen
-        return CacheHit("semantic", response, similarity, self.clock() - stored)
+        return CacheHit("semantic", response, chosen.similarity, self.clock() - chosen.stored_at)
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
