@@ -20,6 +20,7 @@ def router_settings(cfg: StackConfig) -> dict[str, Any]:
                                                                 "provisioned_concurrency", "throttling",
                                                                 "log_retention_days"}),
         "cache": cfg.cache.model_dump(by_alias=True, include={"enabled", "embedder", "similarity_threshold",
-                                                               "max_cacheable_temperature", "ttl", "timeout_ms"}),
+                                                               "max_cacheable_temperature", "ttl", "timeout_ms",
+                                                               "ef_runtime"}),
         "guardrail": {"id": cfg.serving.bedrock.guardrail_id, "version": cfg.serving.bedrock.guardrail_version},
     }

@@ -111,6 +111,25 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+def _range(loc: tuple) -> Optional[str]:
+    """A number field's whole allowed range ("5 ≤ value ≤ 1024"), not just the bound it broke."""
+    model = _model_at(loc)
+    field = next((f for n, f in model.model_fields.items() if (f.alias or n) == loc[-1]), None) if model else None
+    if field is None:
+        return None
+    low = high = ""
+    for m in field.metadata:
+        if getattr(m, "ge", None) is not None:
+            low = f"{m.ge} ≤ "
+        if getattr(m, "gt", None) is not None:
+            low = f"{m.gt} < "
+        if getattr(m, "le", None) is not None:
+            high = f" ≤ {m.le}"
+        if getattr(m, "lt", None) is not None:
+            high = f" < {m.lt}"
+    return f"{low}value{high}" if low or high else None
+
+
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
@@ -134,6 +153,8 @@ def _structural(err: dict) -> Problem:
     msg = err["msg"].removeprefix("Value error, ")
     if "pattern" in ctx:
         msg, allowed = "wrong format", f"text matching {ctx['pattern']}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        allowed = _range(loc) or allowed
     return Problem(path, msg, value=err.get("input"), allowed=allowed)
 
 

@@ -306,6 +306,9 @@ class CacheConfig(Section):
     maintenance_window: str = Field("sun:05:00-sun:06:00", pattern=r"^[a-z]{3}:\d{2}:\d{2}-[a-z]{3}:\d{2}:\d{2}$")
     #: Lookups slower than this fail open (request proceeds uncached).
     timeout_ms: int = Field(50, ge=1, le=1000)
+    #: HNSW search breadth: higher finds more near neighbours in very large caches, at
+    #: the cost of lookup time (README: "Semantic cache speed"). Must be at least k (5).
+    ef_runtime: int = Field(32, ge=5, le=1024)
 
 
 # ------------------------------------------------------------------------- slo

@@ -91,7 +91,10 @@ def collect(split_: Split, embedder, client, k: int = 5, prefix: str = "eval") -
     return out
 
 
-def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True) -> dict[str, Any]:
+def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True,
+          errors: Optional[list] = None) -> dict[str, Any]:
+    """Recall, precision, false-hit rate; every hit the labels call wrong goes to `errors`
+    (labels are crowd-sourced: read them before trusting a precision figure)."""
     entry_clusters = set(entries.values())
     hits = correct = could = must = false_hits = 0
     for text, cluster, cands in collected:
@@ -103,6 +106,9 @@ def score(collected: list, entries: dict[str, int], threshold: float, guards: bo
             hits += 1
             correct += entries[chosen.question] == cluster
             false_hits += not can
+            if errors is not None and entries[chosen.question] != cluster:
+                errors.append({"label": "wrong-cluster" if can else "false-hit", "similarity": round(chosen.similarity, 4),
+                               "query": text, "cached": chosen.question})
     return {"threshold": threshold, "guards": guards, "recall": round(correct / max(could, 1), 4),
             "precision": round(correct / max(hits, 1), 4), "false_hit_rate": round(false_hits / max(must, 1), 4),
             "hits": hits, "queries": len(collected), "could_hit": could, "must_miss": must}

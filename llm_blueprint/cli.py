@@ -441,6 +441,7 @@ def cache_eval(
     stack: str = typer.Option("dev", help="Stack whose cache settings to use."),
     no_guards: bool = typer.Option(False, help="Turn the lexical guards off (to see what they buy)."),
     seed: int = typer.Option(0),
+    errors: Optional[Path] = typer.Option(None, help="Write every hit the labels call wrong here (JSON lines), to audit."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder."""
@@ -448,7 +449,11 @@ def cache_eval(
 
     _, cfg = load_config(stack)
     parts, collected = _eval_run(pairs, holdout, origins, seed)
-    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_guards)
+    wrong: list = []
+    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_guards, wrong)
+    if errors:
+        errors.parent.mkdir(parents=True, exist_ok=True)
+        errors.write_text("".join(json.dumps(e) + "\n" for e in wrong))
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return

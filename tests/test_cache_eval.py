@@ -48,7 +48,10 @@ def test_scores_on_the_real_server_and_embedder(pairs_file, valkey_server, minil
     parts = split(load_pairs(pairs_file), holdout=0.0, origins=100)
     collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), prefix="evaltest")
     guarded = score(collected, parts.entries, 0.75, guards=True)
-    open_ = score(collected, parts.entries, 0.75, guards=False)
+    wrong: list = []
+    open_ = score(collected, parts.entries, 0.75, guards=False, errors=wrong)
+    assert [(e["label"], e["query"]) for e in wrong if "MFA" in e["query"]] == [
+        ("false-hit", "How do I disable MFA on my account?")]  # what --errors writes, to audit
     assert guarded["queries"] == 9 and guarded["could_hit"] == 8 and guarded["must_miss"] == 1
     assert guarded["false_hit_rate"] == 0.0  # the MFA near-miss is refused by the guard …
     assert open_["false_hit_rate"] == 1.0  # … and served without it
@@ -61,10 +64,12 @@ def test_scores_on_the_real_server_and_embedder(pairs_file, valkey_server, minil
 def test_eval_and_calibrate_cli(pairs_file, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["cache", "eval", "--pairs", str(pairs_file), "--holdout", "0.25", "--threshold",
-                                 "0.8", "--json"])
+                                 "0.6", "--no-guards", "--errors", str(tmp_path / "audit" / "errors.jsonl"), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"recall", "precision", "false_hit_rate", "hits", "queries"} <= set(data)
+    written = [json.loads(line) for line in (tmp_path / "audit" / "errors.jsonl").read_text().splitlines()]
+    assert len(written) == data["hits"] - round(data["precision"] * data["hits"])
     cal = runner.invoke(app, ["cache", "calibrate", "--pairs", str(pairs_file), "--holdout", "0.25",
                               "--out-dir", str(tmp_path), "--json"])
     assert cal.exit_code in (0, 1), cal.output

@@ -71,6 +71,13 @@ def test_wrong_type_names_path_and_value():
     assert p.value == "lots"
 
 
+def test_search_breadth_below_k_is_rejected_with_its_bounds():
+    cfg = example_config("dev")
+    cfg["llm-blueprint:cache"]["efRuntime"] = 2
+    [p] = problems(cfg)
+    assert p.path == "cache.efRuntime" and p.value == 2 and p.allowed == "5 ≤ value ≤ 1024"
+
+
 def test_bad_enum_lists_what_is_allowed():
     cfg = example_config("dev")
     cfg["llm-blueprint:serving"]["tiers"][0]["backend"] = "anthropic"

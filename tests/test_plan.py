@@ -53,6 +53,10 @@ def test_dev_plan_has_real_settings():
     assert fn.inputs["reservedConcurrentExecutions"] == 20
     settings = json.loads(fn.inputs["environment"]["variables"]["LLM_ROUTER_SETTINGS"])
     assert [t["name"] for t in settings["tiers"]] == ["fast", "smart"]
+    from llm_router.cache import CacheSettings
+
+    cache = CacheSettings.from_router_settings(settings["cache"])  # what the Lambda will run with
+    assert (cache.ef_runtime, cache.dimensions, cache.embedder) == (32, 512, "bedrock-titan-v2")
     assert len(plan.of_type("aws:bedrockmodel/invocationLoggingConfiguration:InvocationLoggingConfiguration")) == 1
 
 

@@ -35,7 +35,7 @@ class CacheSettings:
     tier_ttl_s: dict[str, int] = field(default_factory=dict)
     timeout_ms: int = 50
     k: int = 5
-    ef_runtime: int = 64
+    ef_runtime: int = 32
     prefix: str = "llmc"
 
     @property
@@ -61,7 +61,7 @@ class CacheSettings:
                    similarity_threshold=cache.get("similarityThreshold", 0.9),
                    max_cacheable_temperature=cache.get("maxCacheableTemperature", 0.3),
                    default_ttl_s=ttl.get("defaultSeconds", 3600), tier_ttl_s=ttl.get("tiers", {}),
-                   timeout_ms=cache.get("timeoutMs", 50))
+                   timeout_ms=cache.get("timeoutMs", 50), ef_runtime=cache.get("efRuntime", 32))
 
 
 @dataclass
