@@ -38,7 +38,7 @@ class _Fixed:
         return [self.next for _ in texts]
 
 
-def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants: int = 10,
+def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants: int = 10, ef_runtime: int = 32,
                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     import numpy as np
     import valkey
@@ -53,7 +53,7 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
         client = valkey.Valkey(port=server.port)
         embedder = _Fixed(dimensions)
         settings = CacheSettings(dimensions=dimensions, embedder="bench", prefix="bench", default_ttl_s=86400,
-                                 similarity_threshold=0.95)
+                                 similarity_threshold=0.95, ef_runtime=ef_runtime)
         cache = ResponseCache(client, embedder, settings)
         cache.ensure_index()
         base = client.info("memory")["used_memory"]

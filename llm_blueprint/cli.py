@@ -542,12 +542,13 @@ def bench_cache_cmd(
     entries: int = typer.Option(10_000, min=1, help="Entries in the index (synthetic unit vectors)."),
     dimensions: int = typer.Option(384, min=8),
     queries: int = typer.Option(500, min=10),
+    ef_runtime: int = typer.Option(32, min=5, help="HNSW search breadth (the stack's cache.efRuntime)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Insert and lookup latency (p50/p99 ms) and memory per entry on a local Valkey with vector search."""
     from .bench import bench_cache
 
-    figures = bench_cache(entries, dimensions, queries, progress=lambda s: err.print(s))
+    figures = bench_cache(entries, dimensions, queries, ef_runtime=ef_runtime, progress=lambda s: err.print(s))
     if as_json:
         sys.stdout.write(json.dumps(figures) + "\n")
         return

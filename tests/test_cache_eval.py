@@ -82,9 +82,9 @@ def test_eval_and_calibrate_cli(pairs_file, tmp_path):
 
 
 def test_bench_cache_prints_its_figures():
-    result = CliRunner().invoke(app, ["bench", "cache", "--entries", "300", "--queries", "20", "--json"])
+    result = CliRunner().invoke(app, ["bench", "cache", "--entries", "300", "--queries", "20", "--ef-runtime", "48", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["entries"] == 300 and figures["bytes_per_entry"] > 384 * 4
+    assert figures["entries"] == 300 and figures["bytes_per_entry"] > 384 * 4 and figures["index"]["EF_RUNTIME"] == 48
     for key in ("insert_ms", "knn_ms", "lookup_ms"):
         assert set(figures[key]) == {"p50", "p99"} and figures[key]["p99"] >= figures[key]["p50"] > 0
