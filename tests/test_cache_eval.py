@@ -88,3 +88,23 @@ def test_bench_cache_prints_its_figures():
     assert figures["entries"] == 300 and figures["bytes_per_entry"] > 384 * 4 and figures["index"]["EF_RUNTIME"] == 48
     for key in ("insert_ms", "knn_ms", "lookup_ms"):
         assert set(figures[key]) == {"p50", "p99"} and figures[key]["p99"] >= figures[key]["p50"] > 0
+
+
+def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cleanly(pairs_file, monkeypatch):
+    from tests.conftest import validated_config
+
+    from llm_blueprint.cli import EvalEmbedder, eval_embedder
+
+    cfg = validated_config("dev")
+    titan = eval_embedder(EvalEmbedder.stack, cfg)  # what the dev stack deploys, not MiniLM
+    assert (titan.name, titan.dimensions) == ("bedrock-titan-v2", 512)
+    assert titan._client.meta.region_name == cfg.region
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(pairs_file), "--embedder", "stack"])
+    assert result.exit_code == 1
+    assert "embedding with bedrock-titan-v2 failed: NoCredentialsError" in result.output
+    assert "Traceback" not in result.output
