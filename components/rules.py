@@ -92,6 +92,11 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
+def _field(model: type[BaseModel], key: Any):
+    """The field a config key (its camelCase alias) names, or None."""
+    return next((f for n, f in model.model_fields.items() if (f.alias or n) == key), None)
+
+
 def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
     """The model class that owns the key at `loc` (for listing allowed keys)."""
     tp: Any = s.StackConfig
@@ -103,7 +108,7 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
             if isinstance(part, int):
                 continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = next((f for n, f in tp.model_fields.items() if (f.alias or n) == part), None)
+            field = _field(tp, part)
             if field is None:
                 return None
             tp = field.annotation
@@ -114,7 +119,7 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
 def _range(loc: tuple) -> Optional[str]:
     """A number field's whole allowed range ("5 ≤ value ≤ 1024"), not just the bound it broke."""
     model = _model_at(loc)
-    field = next((f for n, f in model.model_fields.items() if (f.alias or n) == loc[-1]), None) if model else None
+    field = _field(model, loc[-1]) if model else None
     if field is None:
         return None
     low = high = ""

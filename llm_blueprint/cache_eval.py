@@ -103,10 +103,11 @@ def score(collected: list, entries: dict[str, int], threshold: float, guards: bo
         must += not can
         chosen, _ = choose(text, cands, threshold, guards)
         if chosen is not None:
+            right = entries[chosen.question] == cluster
             hits += 1
-            correct += entries[chosen.question] == cluster
+            correct += right
             false_hits += not can
-            if errors is not None and entries[chosen.question] != cluster:
+            if errors is not None and not right:
                 errors.append({"label": "wrong-cluster" if can else "false-hit", "similarity": round(chosen.similarity, 4),
                                "query": text, "cached": chosen.question})
     return {"threshold": threshold, "guards": guards, "recall": round(correct / max(could, 1), 4),

@@ -25,9 +25,13 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 EXIT_CONFIG = 2
 
 
-def _fail_config(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_CONFIG)
+    raise typer.Exit(code)
+
+
+def _fail_config(message: str) -> None:
+    _fail(message, EXIT_CONFIG)
 
 
 def load_plan(stack: str):
@@ -316,8 +320,7 @@ def slo_report(
         api = api_id or find_api_id(boto3.client("apigatewayv2", region_name=cfg.region), source.name)
         result = report(cfg, source.name, boto3.client("cloudwatch", region_name=cfg.region), api)
     except (ReportError, BotoCoreError, ClientError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(1)
+        _fail(str(e))
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -450,9 +453,7 @@ def _eval_run(pairs: Path, holdout: float, origins: int, seed: int, embedder_cho
         try:
             collected = collect(parts, embedder, valkey.Valkey(port=server.port))
         except Exception as e:  # noqa: BLE001 - credentials, network, quota: say so, no trace
-            err.print(f"[bold red]error:[/] embedding with {embedder.name} failed: {type(e).__name__}: {e}",
-                      highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(f"embedding with {embedder.name} failed: {type(e).__name__}: {e}")
     return parts, collected, embedder.name
 
 

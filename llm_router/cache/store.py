@@ -275,7 +275,7 @@ class ResponseCache:
         registry = f"{s.prefix}t:{probe['tenant']}"
         removed = 0
         for raw in self.client.smembers(registry):
-            name = raw.decode() if isinstance(raw, bytes) else raw
+            name = _str(raw)
             _, t_hash, tier_hash, sys_hash = name.split(":")
             if (tier is not None and tier_hash != probe["tier"]) or (system is not None and sys_hash != probe["sys"]):
                 continue
