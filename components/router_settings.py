@@ -21,6 +21,6 @@ def router_settings(cfg: StackConfig) -> dict[str, Any]:
                                                                 "log_retention_days"}),
         "cache": cfg.cache.model_dump(by_alias=True, include={"enabled", "embedder", "similarity_threshold",
                                                                "max_cacheable_temperature", "ttl", "timeout_ms",
-                                                               "ef_runtime"}),
+                                                               "ef_runtime", "dedicated_indexes"}),
         "guardrail": {"id": cfg.serving.bedrock.guardrail_id, "version": cfg.serving.bedrock.guardrail_version},
     }

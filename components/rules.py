@@ -335,6 +335,20 @@ def cache_dimensions(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator
 
 
 @rule
+def cache_engine(cache: s.CacheConfig) -> Iterator[Problem]:
+    major, minor = map(int, cache.engine_version.split("."))
+    if (major, minor) < (8, 2):
+        yield Problem("cache.engineVersion", "vector search needs ElastiCache for Valkey 8.2 or later",
+                      cache.engine_version, "≥ 8.2")
+        return
+    most = s.search_index_limit(cache.engine_version) - 2
+    if cache.dedicated_indexes is not None and cache.dedicated_indexes > most:
+        yield Problem("cache.dedicatedIndexes", f"Valkey {cache.engine_version} allows {most + 2} search indexes per "
+                      "cluster: one is the shared index and one stays free for a version change",
+                      cache.dedicated_indexes, f"0 ≤ value ≤ {most}")
+
+
+@rule
 def prod_cache_resilience(environment: str, cache: s.CacheConfig) -> Iterator[Problem]:
     if environment == "prod" and cache.enabled:
         if cache.multi_az is False:
@@ -438,6 +452,8 @@ def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
         cfg.cache.multi_az = prod
     if cfg.cache.nodes is None:
         cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
+    if cfg.cache.dedicated_indexes is None:
+        cfg.cache.dedicated_indexes = max(0, s.search_index_limit(cfg.cache.engine_version) - 2)
     az = cfg.serving.azure_openai
     if az is not None and az.private is None:
         az.private = prod

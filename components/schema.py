@@ -309,6 +309,15 @@ class CacheConfig(Section):
     #: HNSW search breadth: higher finds more near neighbours in very large caches, at
     #: the cost of lookup time (README: "Semantic cache speed"). Must be at least k (5).
     ef_runtime: int = Field(32, ge=5, le=1024)
+    #: Scopes (tenant × tier × system prompt) that get a search index of their own; later
+    #: ones share one index with a scope filter. None: the engine's index cap less two
+    #: (the shared index, and one free for a version change) — 8 on Valkey 8.x, 998 on 9.x.
+    dedicated_indexes: Optional[int] = Field(None, ge=0)
+
+
+def search_index_limit(engine_version: str) -> int:
+    """ElastiCache's cap on search indexes per cluster (10 on Valkey 8.x, 1,000 from 9.0)."""
+    return 10 if int(engine_version.split(".")[0]) < 9 else 1000
 
 
 # ------------------------------------------------------------------------- slo

@@ -7,7 +7,7 @@ import statistics
 import struct
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -25,6 +25,13 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
+def server_percentiles(client, command: str) -> dict[str, float]:
+    """The server's own latency for a command (INFO latencystats, Valkey ≥ 7): the part of
+    a round trip the cache node is responsible for, without this machine's client overhead."""
+    usec = client.info("latencystats").get(f"latency_percentiles_usec_{command}", {})
+    return {k: round(float(usec[k]) / 1000, 3) for k in ("p50", "p99") if k in usec}
+
+
 class _Fixed:
     """Stands in for the embedder: the bench measures the cache, not the model."""
 
@@ -39,7 +46,7 @@ class _Fixed:
 
 
 def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants: int = 10, ef_runtime: int = 32,
-                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                dedicated_indexes: Optional[int] = None, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     import numpy as np
     import valkey
 
@@ -53,11 +60,13 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
         client = valkey.Valkey(port=server.port)
         embedder = _Fixed(dimensions)
         settings = CacheSettings(dimensions=dimensions, embedder="bench", prefix="bench", default_ttl_s=86400,
-                                 similarity_threshold=0.95, ef_runtime=ef_runtime)
+                                 similarity_threshold=0.95, ef_runtime=ef_runtime,
+                                 dedicated_indexes=tenants if dedicated_indexes is None else dedicated_indexes)
         cache = ResponseCache(client, embedder, settings)
         cache.ensure_index()
         base = client.info("memory")["used_memory"]
         scopes = [Scope(f"tenant{i}", "fast") for i in range(tenants)]
+        indexes = [cache.index_for(scope) for scope in scopes]
         response = {"choices": [{"message": {"role": "assistant", "content": "cached answer " * 20},
                                  "finish_reason": "stop"}]}
         resp_json = json.dumps(response)
@@ -68,10 +77,8 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
             pipe = client.pipeline(transaction=False)
             for j, v in enumerate(vecs):
                 i = start + j
-                scope = scopes[i % tenants]
-                cache.ensure_index(scope)
-                pipe.hset(f"{settings.doc_prefix(scope)}{i}", mapping={
-                    "ts": 0, "vec": v.tobytes(), "q": f"synthetic question {i}",
+                pipe.hset(f"{indexes[i % tenants]}:{i}", mapping={
+                    "scope": scopes[i % tenants].key, "ts": 0, "vec": v.tobytes(), "q": f"synthetic question {i}",
                     "resp": resp_json})
             pipe.execute()
             if start and start % 100_000 == 0:
@@ -92,22 +99,26 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
             cache.store(state, params, response)
             insert.append(time.perf_counter() - t0)
         knn, lookup = [], []
+        client.config_resetstat()  # the server's own FT.SEARCH percentiles cover the KNN pass only
         for n in range(queries):
-            v = query_vec()
-            state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *v))
+            state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *query_vec()))
             t0 = time.perf_counter()
             cache.candidates(state)
             knn.append(time.perf_counter() - t0)
-            embedder.next = v
+        server_knn = server_percentiles(client, "FT.SEARCH")
+        for n in range(queries):
+            embedder.next = query_vec()
             msgs = [{"role": "user", "content": f"unseen question {n}"}]
             t0 = time.perf_counter()
             cache.lookup(scopes[n % tenants], msgs, params)
             lookup.append(time.perf_counter() - t0)
     return {"entries": entries, "dimensions": dimensions, "tenants": tenants,
             "insert_ms": percentiles(insert), "knn_ms": percentiles(knn), "lookup_ms": percentiles(lookup),
+            "server_knn_ms": server_knn,
             "bytes_per_entry": round(bytes_per_entry), "load_entries_per_s": round(entries / load_s),
             "index": {"algorithm": "HNSW", "M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": settings.ef_runtime,
-                      "k": settings.k}}
+                      "k": settings.k, "dedicated_scopes": sum(i != settings.shared_index for i in indexes),
+                      "shared_scopes": sum(i == settings.shared_index for i in indexes)}}
 
 
 class _Random:

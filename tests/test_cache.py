@@ -136,6 +136,76 @@ def test_tenants_never_see_each_others_entries(make_cache):
     assert hit.response["choices"][0]["message"]["content"] == "Globex: 14 days."
 
 
+def content(hit):
+    return hit.response["choices"][0]["message"]["content"]
+
+
+def test_scopes_beyond_the_index_budget_share_one_filtered_index_and_stay_isolated(make_cache, valkey_server, minilm):
+    cache = make_cache(dedicated_indexes=2)
+    tenants = ["acme", "globex", "initech", "umbrella"]
+    for t in tenants:
+        put(cache, Scope(t, "fast"), "What is our refund policy?", response=answer(f"{t}: refunds"))
+    s = cache.settings
+    ours = sorted(x.decode() for x in cache.client.execute_command("FT._LIST") if x.decode().startswith(s.prefix))
+    assert len(ours) == 3 and s.shared_index in ours  # two dedicated + the shared one, whatever the tenant count
+    assert [cache.index_for(Scope(t, "fast")) == s.shared_index for t in tenants] == [False, False, True, True]
+    assert [n for n, _ in make_cache.metrics].count(m.CACHE_SHARED_SCOPE) == 2
+    # Another router process (empty memory) finds every scope where the first one put it.
+    other = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, s)
+    for t in tenants:
+        hit = other.lookup(Scope(t, "fast"), ask("What's our refund policy?"), P).hit
+        assert hit.layer == "semantic" and content(hit) == f"{t}: refunds"
+    # On the shared index the scope filter is the wall between tenants.
+    assert other.lookup(Scope("initech", "smart"), ask("What's our refund policy?"), P).hit is None
+    put(other, Scope("hooli", "fast"), "How do I export my data?")
+    assert [c.question for c in other.candidates(other.lookup(Scope("umbrella", "fast"), ask("How do I export data?"),
+                                                               P))] == ["What is our refund policy?"]
+
+
+def test_a_scope_the_engine_refuses_an_index_for_goes_to_the_shared_index(make_cache):
+    class CappedAtShared(Recorder):  # the engine's index cap, reached by someone else
+        def execute_command(self, *args, **kwargs):
+            if args[0] == "FT.CREATE" and not str(args[1]).endswith("_shared"):
+                raise valkey.ResponseError("Index limit reached")
+            return super().execute_command(*args, **kwargs)
+
+    cache = make_cache()
+    cache.client = CappedAtShared(port=cache.client.connection_pool.connection_kwargs["port"])
+    cache._route_script = cache.client.register_script(cache._route_script.script)
+    put(cache, Scope("acme", "fast"), "How do I rotate keys?")
+    assert cache.index_for(Scope("acme", "fast")) == cache.settings.shared_index
+    assert cache.client.hget(cache.settings.routes_key, "#dedicated") == b"0"  # the slot is given back
+    assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit.layer == "semantic"
+
+
+def test_a_scope_with_nothing_stored_costs_no_embedding_and_no_search(make_cache, minilm):
+    class Counting:
+        name, dimensions, calls = minilm.name, minilm.dimensions, 0
+
+        def embed(self, texts):
+            Counting.calls += 1
+            return minilm.embed(texts)
+
+    cache = make_cache(embedder=Counting())
+    Recorder.sent.clear()
+    assert cache.lookup(Scope("acme", "fast"), ask("Anything new?"), P).hit is None
+    assert Counting.calls == 0 and not [c for c in Recorder.sent if c[0] == "FT.SEARCH"]
+
+
+def test_start_up_drops_only_this_prefix_s_indexes_of_other_versions(make_cache):
+    cache = make_cache()
+    s, c = cache.settings, cache.client
+    stale, foreign = f"{s.prefix}_v3_bedrock_titan_v2_d512_abc", f"x{s.prefix}_v3_other_d8_abc"
+    for name in (stale, foreign):
+        c.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:", "SCHEMA", "ts", "NUMERIC")
+    put(cache, Scope("acme", "fast"), "How do I rotate keys?")
+    assert ResponseCache(c, cache.embedder, s).ensure_index()  # a new router process starts
+    names = {x.decode() for x in c.execute_command("FT._LIST")}
+    assert stale not in names and foreign in names and s.shared_index in names
+    assert s.dedicated_index(Scope("acme", "fast")) in names  # the current version's are kept
+    c.execute_command("FT.DROPINDEX", foreign)
+
+
 def test_tier_and_system_prompt_scope_entries(make_cache):
     cache = make_cache()
     put(cache, Scope("acme", "fast", "You are terse."), "Explain DNS.", system="You are terse.")
@@ -234,7 +304,11 @@ def test_every_ft_command_sent_is_in_the_common_subset(make_cache):
     put(cache, Scope("acme", "fast"), "How do I reset my password?")
     cache.lookup(Scope("acme", "fast"), ask("How can I reset my password?"), P)
     cache.lookup(Scope("t-ü ber:x", "fast", "sys {weird} | prompt"), ask("Odd scope?"), P)
+    shared = make_cache(dedicated_indexes=0)  # every scope on the shared index: filtered queries
+    put(shared, Scope("t-ü ber:x", "fast", "sys {weird} | prompt"), "How do I reset my password?")
+    assert shared.lookup(Scope("t-ü ber:x", "fast", "sys {weird} | prompt"), ask("How can I reset my password?"), P).hit
     ft = [a for a in Recorder.sent if str(a[0]).upper().startswith("FT.")]
+    assert any("@scope:" in str(a[2]) for a in ft if a[0] == "FT.SEARCH")
     assert {str(a[0]).upper() for a in ft} == {"FT._LIST", "FT.CREATE", "FT.SEARCH"}
     for args in ft:
         assert violations(args) == [], args

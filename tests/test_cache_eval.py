@@ -88,6 +88,9 @@ def test_bench_cache_prints_its_figures():
     assert figures["entries"] == 300 and figures["bytes_per_entry"] > 384 * 4 and figures["index"]["EF_RUNTIME"] == 48
     for key in ("insert_ms", "knn_ms", "lookup_ms"):
         assert set(figures[key]) == {"p50", "p99"} and figures[key]["p99"] >= figures[key]["p50"] > 0
+    # the server's share of the KNN round trip, from its own latency histogram
+    server = figures["server_knn_ms"]
+    assert set(server) == {"p50", "p99"} and 0 < server["p50"] < figures["knn_ms"]["p50"]
 
 
 def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cleanly(pairs_file, monkeypatch):

@@ -78,6 +78,20 @@ def test_search_breadth_below_k_is_rejected_with_its_bounds():
     assert p.path == "cache.efRuntime" and p.value == 2 and p.allowed == "5 ≤ value ≤ 1024"
 
 
+def test_search_index_budget_follows_the_engine_version():
+    cfg = example_config("dev")
+    cfg["llm-blueprint:cache"]["dedicatedIndexes"] = 9  # Valkey 8.2 allows 10 indexes in all
+    [p] = problems(cfg)
+    assert p.path == "cache.dedicatedIndexes" and p.value == 9 and p.allowed == "0 ≤ value ≤ 8"
+    cfg["llm-blueprint:cache"]["engineVersion"] = "9.0"  # 1,000 indexes
+    assert rules.validate(*_raw(cfg, ()), "stacks/Pulumi.test.yaml").cache.dedicated_indexes == 9
+    del cfg["llm-blueprint:cache"]["dedicatedIndexes"]
+    assert rules.validate(*_raw(cfg, ()), "stacks/Pulumi.test.yaml").cache.dedicated_indexes == 998
+    cfg["llm-blueprint:cache"]["engineVersion"] = "7.2"
+    [p] = problems(cfg)
+    assert p.path == "cache.engineVersion" and p.allowed == "≥ 8.2"
+
+
 def test_bad_enum_lists_what_is_allowed():
     cfg = example_config("dev")
     cfg["llm-blueprint:serving"]["tiers"][0]["backend"] = "anthropic"

@@ -57,6 +57,7 @@ def test_dev_plan_has_real_settings():
 
     cache = CacheSettings.from_router_settings(settings["cache"])  # what the Lambda will run with
     assert (cache.ef_runtime, cache.dimensions, cache.embedder) == (32, 512, "bedrock-titan-v2")
+    assert cache.dedicated_indexes == 8  # Valkey 8.2: 10 indexes, less the shared one and one spare
     assert len(plan.of_type("aws:bedrockmodel/invocationLoggingConfiguration:InvocationLoggingConfiguration")) == 1
 
 

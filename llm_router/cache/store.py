@@ -36,20 +36,31 @@ class CacheSettings:
     timeout_ms: int = 50
     k: int = 5
     ef_runtime: int = 32
+    #: Scopes that get an index of their own; later ones share one index with a scope
+    #: filter. ElastiCache caps search indexes per cluster (10 on Valkey 8.x, 1,000 from
+    #: 9.0), so the router's settings derive this from the engine version.
+    dedicated_indexes: int = 8
     prefix: str = "llmc"
 
     @property
     def index_name(self) -> str:
-        """Versioned by embedder and dimension: a change gets new indexes, never a corrupt one."""
-        return f"{self.prefix}_v3_{self.embedder.replace('-', '_')}_d{self.dimensions}"
+        """Versioned by layout, embedder and dimension: a change gets new indexes, never a corrupt one."""
+        return f"{self.prefix}_v4_{self.embedder.replace('-', '_')}_d{self.dimensions}"
 
-    def scope_index(self, scope: Scope) -> str:
-        """One index per scope (tenant, tier, system prompt): KNN needs no filter, and one
-        tenant's query cannot even address another tenant's vectors."""
+    def dedicated_index(self, scope: Scope) -> str:
+        """A scope's own index: KNN needs no filter, and one tenant's query cannot even
+        address another tenant's vectors."""
         return f"{self.index_name}_{scope.key}"
 
-    def doc_prefix(self, scope: Scope) -> str:
-        return f"{self.scope_index(scope)}:"
+    @property
+    def shared_index(self) -> str:
+        """Scopes beyond the dedicated budget: one index, every query filtered by scope."""
+        return f"{self.index_name}_shared"
+
+    @property
+    def routes_key(self) -> str:
+        """Hash: scope → "d" (dedicated) or "s" (shared), decided once for every router."""
+        return f"{self.index_name}:routes"
 
     def ttl(self, tier: str) -> int:
         return self.tier_ttl_s.get(tier, self.default_ttl_s)
@@ -61,7 +72,8 @@ class CacheSettings:
                    similarity_threshold=cache.get("similarityThreshold", 0.9),
                    max_cacheable_temperature=cache.get("maxCacheableTemperature", 0.3),
                    default_ttl_s=ttl.get("defaultSeconds", 3600), tier_ttl_s=ttl.get("tiers", {}),
-                   timeout_ms=cache.get("timeoutMs", 50), ef_runtime=cache.get("efRuntime", 32))
+                   timeout_ms=cache.get("timeoutMs", 50), ef_runtime=cache.get("efRuntime", 32),
+                   dedicated_indexes=cache.get("dedicatedIndexes", 8))
 
 
 @dataclass
@@ -137,6 +149,21 @@ def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temp
     return None
 
 
+# Decides a scope's index once, atomically, for every router process: the first
+# `dedicated_indexes` scopes get their own, the rest the shared one.
+_ROUTE = """
+local route = redis.call('HGET', KEYS[1], ARGV[1])
+if route then return route end
+route = 's'
+if tonumber(redis.call('HGET', KEYS[1], '#dedicated') or '0') < tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], '#dedicated', 1)
+  route = 'd'
+end
+redis.call('HSET', KEYS[1], ARGV[1], route)
+return route
+"""
+
+
 class ResponseCache:
     def __init__(self, client, embedder: Optional[Embedder], settings: CacheSettings,
                  on_metric: Callable[[str, float], None] = lambda name, value: None,
@@ -144,34 +171,69 @@ class ResponseCache:
         self.client, self.embedder, self.settings = client, embedder, settings
         self.metric, self.clock = on_metric, clock
         self._indexes: set[str] = set()
+        self._routes: dict[str, str] = {}
+        self._route_script = client.register_script(_ROUTE)
 
     # ------------------------------------------------------------------ index
-    def ensure_index(self, scope: Optional[Scope] = None) -> bool:
-        """Create a scope's vector index if absent (idempotent; never inside MULTI).
-        Without a scope: check that the server is reachable and speaks FT.*."""
+    def ensure_index(self) -> bool:
+        """Start-up: drop this prefix's indexes of other versions (a new embedder or dimension
+        must not count against the cluster's index cap) and create the shared index.
+        Idempotent; never inside MULTI. False (and a metric) when Valkey is unusable."""
+        s = self.settings
+        ours = re.compile(rf"^{re.escape(s.prefix)}_v\d+_")
         try:
-            if scope is None:
-                self.client.execute_command("FT._LIST")
-            else:
-                self._create(scope)
+            for raw in self.client.execute_command("FT._LIST"):
+                name = _str(raw)
+                if ours.match(name) and not name.startswith(f"{s.index_name}_"):
+                    self.client.execute_command("FT.DROPINDEX", name)  # entries stay and expire by TTL
+            self._create(s.shared_index)
             return True
         except Exception as e:  # noqa: BLE001 - fail open
             return self._failed("ensure_index", e)
 
-    def _create(self, scope: Scope) -> None:
-        s = self.settings
-        name = s.scope_index(scope)
+    def _create(self, name: str) -> None:
         if name in self._indexes:
             return
         try:
             self.client.execute_command(
-                "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", s.doc_prefix(scope), "SCHEMA",
-                "ts", "NUMERIC", "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(s.dimensions),
+                "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:", "SCHEMA", "scope", "TAG",
+                "ts", "NUMERIC", "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(self.settings.dimensions),
                 "DISTANCE_METRIC", "COSINE", "M", "16", "EF_CONSTRUCTION", "200")
         except Exception as e:  # noqa: BLE001 - "already exists" is success
             if "exists" not in str(e).lower():
                 raise
         self._indexes.add(name)
+
+    def _route(self, scope: Scope) -> Optional[str]:
+        """Where a scope's entries live, or None when nothing was ever stored for it."""
+        route = self._routes.get(scope.key)
+        if route is None:
+            route = _str(self.client.hget(self.settings.routes_key, scope.key))
+            if route:
+                self._routes[scope.key] = route
+        return route
+
+    def index_for(self, scope: Scope) -> str:
+        """The index a scope's new entries go to (decided on its first store, then fixed)."""
+        s = self.settings
+        route = self._routes.get(scope.key) or _str(
+            self._route_script(keys=[s.routes_key], args=[scope.key, s.dedicated_indexes]))
+        if route == "d":
+            try:
+                self._create(s.dedicated_index(scope))
+            except Exception:  # noqa: BLE001 - e.g. the engine's index cap: share instead
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hset(s.routes_key, scope.key, "s")
+                pipe.hincrby(s.routes_key, "#dedicated", -1)
+                pipe.execute()
+                route = "s"
+        if route == "s" and scope.key not in self._routes:
+            self.metric(m.CACHE_SHARED_SCOPE, 1)
+        self._routes[scope.key] = route
+        if route == "s":
+            self._create(s.shared_index)
+            return s.shared_index
+        return s.dedicated_index(scope)
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
@@ -206,15 +268,20 @@ class ResponseCache:
     def candidates(self, state: Lookup) -> list[Candidate]:
         """Top-k entries in scope, best first. The reply carries no response bodies
         (answers can be kilobytes each); only the chosen one is fetched."""
-        s = self.settings
-        query = f"*=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
+        s, scope = self.settings, state.scope
+        route = self._route(scope)
+        if route is None:
+            return []  # nothing stored in this scope yet: no embedding, no search
+        index, where = (s.dedicated_index(scope), "*") if route == "d" else (s.shared_index, f"(@scope:{{{scope.key}}})")
+        query = f"{where}=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
         try:
             reply = self.client.execute_command(
-                "FT.SEARCH", s.scope_index(state.scope), query, "PARAMS", "2", "vec", self._vector(state),
+                "FT.SEARCH", index, query, "PARAMS", "2", "vec", self._vector(state),
                 "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
-                return []  # nothing stored in this scope yet
+                self._routes.pop(scope.key, None)  # dropped (a new version started): look again next time
+                return []
             raise
         out = []
         for i in range(1, len(reply), 2):
@@ -254,10 +321,9 @@ class ResponseCache:
             pipe.set(exact, body, ex=ttl)
             pipe.sadd(scope_set, exact)
             if self._semantic_allowed(params, state):
-                self._create(state.scope)
-                doc = f"{s.doc_prefix(state.scope)}{state.key}"
-                pipe.hset(doc, mapping={"ts": now, "vec": self._vector(state), "q": state.text,
-                                        "resp": json.dumps(response, separators=(",", ":"))})
+                doc = f"{self.index_for(state.scope)}:{state.key}"
+                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state),
+                                        "q": state.text, "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
             pipe.expire(scope_set, max(ttl, s.default_ttl_s, *s.tier_ttl_s.values()))
