@@ -281,6 +281,7 @@ class ResponseCache:
         except Exception as e:  # noqa: BLE001
             if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
                 self._routes.pop(scope.key, None)  # dropped (a new version started): look again next time
+                self._indexes.discard(index)
                 return []
             raise
         out = []
