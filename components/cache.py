@@ -50,10 +50,12 @@ class SemanticCache(pulumi.ComponentResource):
         subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids,
                                               description="private subnets for the cache", tags=tags, opts=child(self))
         family = f"valkey{args.engine_version.split('.')[0]}"
+        # Every cached answer has a TTL, so volatile-lru evicts only answers under memory
+        # pressure, never the scope routes and tenant registries (no TTL, a few bytes each).
         params = aws.elasticache.ParameterGroup(f"{name}-params", family=family, tags=tags, opts=child(self),
                                                 description="llm-blueprint cache parameters",
                                                 parameters=[aws.elasticache.ParameterGroupParameterArgs(
-                                                    name="maxmemory-policy", value="allkeys-lru")])
+                                                    name="maxmemory-policy", value="volatile-lru")])
         token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=child(self))
         self.secret = aws.secretsmanager.Secret(f"{name}-auth", description="Valkey auth token for the router",
                                                 kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,

@@ -43,7 +43,6 @@ def _free_port() -> int:
 @dataclass
 class ValkeyServer:
     port: int = 0
-    maxmemory_mb: int = 0
     _proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     _dir: Optional[str] = field(default=None, repr=False)
 
@@ -53,8 +52,6 @@ class ValkeyServer:
         self._dir = tempfile.mkdtemp(prefix="llm-blueprint-valkey-")
         args = [str(server), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self._dir, "--loadmodule", str(module), "--protected-mode", "yes"]
-        if self.maxmemory_mb:
-            args += ["--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", "allkeys-lru"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

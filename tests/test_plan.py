@@ -48,6 +48,9 @@ def test_dev_plan_has_real_settings():
     assert i["engine"] == "valkey" and i["engineVersion"] == "8.2"
     assert i["transitEncryptionEnabled"] is True and i["atRestEncryptionEnabled"] is True
     assert i["numCacheClusters"] == 1 and i["nodeType"] == "cache.t4g.small"
+    [params] = plan.of_type("aws:elasticache/parameterGroup:ParameterGroup")
+    assert params.inputs["family"] == "valkey8"
+    assert params.inputs["parameters"] == [{"name": "maxmemory-policy", "value": "volatile-lru"}]
     [fn] = [f for f in plan.of_type("aws:lambda/function:Function") if f.name.endswith("-router")]
     assert fn.inputs["architectures"] == ["arm64"] and fn.inputs["tracingConfig"] == {"mode": "Active"}
     assert fn.inputs["reservedConcurrentExecutions"] == 20
