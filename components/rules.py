@@ -453,7 +453,7 @@ def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
     if cfg.cache.nodes is None:
         cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
     if cfg.cache.dedicated_indexes is None:
-        cfg.cache.dedicated_indexes = max(0, s.search_index_limit(cfg.cache.engine_version) - 2)
+        cfg.cache.dedicated_indexes = s.search_index_limit(cfg.cache.engine_version) - 2
     az = cfg.serving.azure_openai
     if az is not None and az.private is None:
         az.private = prod
