@@ -101,7 +101,8 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
         knn, lookup = [], []
         client.config_resetstat()  # the server's own FT.SEARCH percentiles cover the KNN pass only
         for n in range(queries):
-            state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *query_vec()))
+            state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *query_vec()),
+                           dedicated=indexes[n % tenants] != settings.shared_index)  # placement known: KNN alone
             t0 = time.perf_counter()
             cache.candidates(state)
             knn.append(time.perf_counter() - t0)

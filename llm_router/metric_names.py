@@ -13,8 +13,8 @@ BUDGET_CAPPED = "BudgetCapped"
 CACHE_HITS = "CacheHits"
 CACHE_MISSES = "CacheMisses"
 CACHE_FAIL_OPEN = "CacheFailOpen"
-#: A scope beyond the dedicated-index budget went to the shared (filtered) index.
-CACHE_SHARED_SCOPE = "CacheSharedScope"
+#: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
+CACHE_SHARED_STORE = "CacheSharedStores"
 FALLBACKS = "Fallbacks"
 LATENCY_MS = "LatencyMs"
 FAITHFULNESS = "Faithfulness"

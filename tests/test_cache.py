@@ -148,8 +148,8 @@ def test_scopes_beyond_the_index_budget_share_one_filtered_index_and_stay_isolat
     s = cache.settings
     ours = sorted(x.decode() for x in cache.client.execute_command("FT._LIST") if x.decode().startswith(s.prefix))
     assert len(ours) == 3 and s.shared_index in ours  # two dedicated + the shared one, whatever the tenant count
-    assert [cache.index_for(Scope(t, "fast")) == s.shared_index for t in tenants] == [False, False, True, True]
-    assert [n for n, _ in make_cache.metrics].count(m.CACHE_SHARED_SCOPE) == 2
+    assert [n for n, _ in make_cache.metrics].count(m.CACHE_SHARED_STORE) == 2
+    assert [cache.client.hexists(s.routes_key, Scope(t, "fast").key) for t in tenants] == [True, True, False, False]
     # Another router process (empty memory) finds every scope where the first one put it.
     other = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, s)
     for t in tenants:
@@ -178,18 +178,26 @@ def test_a_scope_the_engine_refuses_an_index_for_goes_to_the_shared_index(make_c
     assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit.layer == "semantic"
 
 
-def test_a_scope_with_nothing_stored_costs_no_embedding_and_no_search(make_cache, minilm):
-    class Counting:
-        name, dimensions, calls = minilm.name, minilm.dimensions, 0
-
-        def embed(self, texts):
-            Counting.calls += 1
-            return minilm.embed(texts)
-
-    cache = make_cache(embedder=Counting())
-    Recorder.sent.clear()
-    assert cache.lookup(Scope("acme", "fast"), ask("Anything new?"), P).hit is None
-    assert Counting.calls == 0 and not [c for c in Recorder.sent if c[0] == "FT.SEARCH"]
+def test_a_starting_router_reclaims_the_slots_of_scopes_with_no_entries_left(make_cache, valkey_server, minilm):
+    cache = make_cache(dedicated_indexes=2)
+    s = cache.settings
+    put(cache, Scope("acme", "fast"), "How do I rotate keys?")
+    put(cache, Scope("globex", "fast"), "How do I rotate keys?")
+    put(cache, Scope("initech", "fast"), "How do I rotate keys?")  # no slot left: shared
+    assert cache.invalidate("acme") == 2  # acme's entries are gone (expiry does the same)
+    restarted = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, s)
+    assert restarted.ensure_index()
+    names = {x.decode() for x in restarted.client.execute_command("FT._LIST")}
+    assert s.dedicated_index(Scope("acme", "fast")) not in names  # empty: slot given back
+    assert s.dedicated_index(Scope("globex", "fast")) in names  # live: kept
+    # acme comes back through the router process that still remembers creating its index:
+    # it takes the free slot and creates the index again (else its entries would be unindexed)
+    assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit is None
+    put(cache, Scope("acme", "fast"), "How do I rotate keys?")
+    assert cache.client.hget(s.routes_key, "#dedicated") == b"2"
+    assert cache.client.hexists(s.routes_key, Scope("acme", "fast").key)
+    hit = cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit
+    assert hit.layer == "semantic"
 
 
 def test_start_up_drops_only_this_prefix_s_indexes_of_other_versions(make_cache):

@@ -10,6 +10,7 @@ uncached and a metric says so; the client never sees a cache error.
 from __future__ import annotations
 
 import json
+import random
 import re
 import struct
 import time
@@ -59,7 +60,8 @@ class CacheSettings:
 
     @property
     def routes_key(self) -> str:
-        """Hash: scope → "d" (dedicated) or "s" (shared), decided once for every router."""
+        """Hash of the scopes that hold a dedicated index (and their count): one place every
+        router looks; a scope not in it is on the shared index."""
         return f"{self.index_name}:routes"
 
     def ttl(self, tier: str) -> int:
@@ -93,6 +95,7 @@ class Lookup:
     text: Optional[str]
     vector: Optional[bytes] = None
     hit: Optional[CacheHit] = None
+    dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
 
 
 class Candidate(NamedTuple):
@@ -149,19 +152,28 @@ def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temp
     return None
 
 
-# Decides a scope's index once, atomically, for every router process: the first
-# `dedicated_indexes` scopes get their own, the rest the shared one.
+# Where a scope's new entries go, decided atomically for every router: a free dedicated
+# slot if there is one ("new"), the slot it holds ("d"), else the shared index ("s").
 _ROUTE = """
-local route = redis.call('HGET', KEYS[1], ARGV[1])
-if route then return route end
-route = 's'
-if tonumber(redis.call('HGET', KEYS[1], '#dedicated') or '0') < tonumber(ARGV[2]) then
-  redis.call('HINCRBY', KEYS[1], '#dedicated', 1)
-  route = 'd'
-end
-redis.call('HSET', KEYS[1], ARGV[1], route)
-return route
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'd' end
+if tonumber(redis.call('HGET', KEYS[1], '#dedicated') or '0') >= tonumber(ARGV[2]) then return 's' end
+redis.call('HINCRBY', KEYS[1], '#dedicated', 1)
+redis.call('HSET', KEYS[1], ARGV[1], 1)
+return 'new'
 """
+# Gives a slot back exactly once, however many routers reclaim it at the same time.
+_RELEASE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], '#dedicated', -1) end
+return 0
+"""
+#: Dedicated indexes a starting router checks for reclaimable slots.
+RECLAIM_CHECKS = 32
+
+
+def _num_docs(info: Any) -> Optional[int]:
+    fields = dict(zip(map(_str, info[::2]), info[1::2])) if isinstance(info, list) else info
+    value = fields.get("num_docs")
+    return None if value is None else int(float(_str(value)))
 
 
 class ResponseCache:
@@ -171,25 +183,42 @@ class ResponseCache:
         self.client, self.embedder, self.settings = client, embedder, settings
         self.metric, self.clock = on_metric, clock
         self._indexes: set[str] = set()
-        self._routes: dict[str, str] = {}
         self._route_script = client.register_script(_ROUTE)
+        self._release_script = client.register_script(_RELEASE)
 
     # ------------------------------------------------------------------ index
     def ensure_index(self) -> bool:
         """Start-up: drop this prefix's indexes of other versions (a new embedder or dimension
-        must not count against the cluster's index cap) and create the shared index.
+        must not count against the cluster's index cap), reclaim dedicated slots whose entries
+        have all expired or been invalidated when none is free, create the shared index.
         Idempotent; never inside MULTI. False (and a metric) when Valkey is unusable."""
         s = self.settings
         ours = re.compile(rf"^{re.escape(s.prefix)}_v\d+_")
         try:
-            for raw in self.client.execute_command("FT._LIST"):
-                name = _str(raw)
+            names = [_str(n) for n in self.client.execute_command("FT._LIST")]
+            for name in names:
                 if ours.match(name) and not name.startswith(f"{s.index_name}_"):
                     self.client.execute_command("FT.DROPINDEX", name)  # entries stay and expire by TTL
+            dedicated = [n for n in names if n.startswith(f"{s.index_name}_") and n != s.shared_index]
+            if len(dedicated) >= s.dedicated_indexes:
+                for name in random.sample(dedicated, min(len(dedicated), RECLAIM_CHECKS)):
+                    self._reclaim(name)
             self._create(s.shared_index)
             return True
         except Exception as e:  # noqa: BLE001 - fail open
             return self._failed("ensure_index", e)
+
+    def _reclaim(self, name: str) -> None:
+        """Free an empty dedicated index's slot. The route goes first, so lookups move to the
+        shared index before the index disappears; an entry stored in between is lost (a miss)."""
+        if _num_docs(self.client.execute_command("FT.INFO", name)) != 0:
+            return
+        self._release_script(keys=[self.settings.routes_key], args=[name[len(self.settings.index_name) + 1:]])
+        try:
+            self.client.execute_command("FT.DROPINDEX", name)
+        except Exception as e:  # noqa: BLE001 - another router reclaimed it first
+            if "unknown" not in str(e).lower() and "no such" not in str(e).lower():
+                raise
 
     def _create(self, name: str) -> None:
         if name in self._indexes:
@@ -204,46 +233,38 @@ class ResponseCache:
                 raise
         self._indexes.add(name)
 
-    def _route(self, scope: Scope) -> Optional[str]:
-        """Where a scope's entries live, or None when nothing was ever stored for it."""
-        route = self._routes.get(scope.key)
-        if route is None:
-            route = _str(self.client.hget(self.settings.routes_key, scope.key))
-            if route:
-                self._routes[scope.key] = route
-        return route
-
     def index_for(self, scope: Scope) -> str:
-        """The index a scope's new entries go to (decided on its first store, then fixed)."""
+        """The index a scope's new entries go to: its dedicated one while it holds a slot."""
         s = self.settings
-        route = self._routes.get(scope.key) or _str(
-            self._route_script(keys=[s.routes_key], args=[scope.key, s.dedicated_indexes]))
-        if route == "d":
+        route = _str(self._route_script(keys=[s.routes_key], args=[scope.key, s.dedicated_indexes]))
+        if route != "s":
+            name = s.dedicated_index(scope)
+            if route == "new":
+                self._indexes.discard(name)  # a reclaimed slot's index was dropped: create it again
             try:
-                self._create(s.dedicated_index(scope))
-            except Exception:  # noqa: BLE001 - e.g. the engine's index cap: share instead
-                pipe = self.client.pipeline(transaction=True)
-                pipe.hset(s.routes_key, scope.key, "s")
-                pipe.hincrby(s.routes_key, "#dedicated", -1)
-                pipe.execute()
-                route = "s"
-        if route == "s" and scope.key not in self._routes:
-            self.metric(m.CACHE_SHARED_SCOPE, 1)
-        self._routes[scope.key] = route
-        if route == "s":
-            self._create(s.shared_index)
-            return s.shared_index
-        return s.dedicated_index(scope)
+                self._create(name)
+                return name
+            except Exception:  # noqa: BLE001 - e.g. the engine's index cap, reached by others: share
+                self._release_script(keys=[s.routes_key], args=[scope.key])
+        self.metric(m.CACHE_SHARED_STORE, 1)
+        self._create(s.shared_index)
+        return s.shared_index
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
         state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages))
+        semantic = self._semantic_allowed(params, state)
         try:
-            raw = self.client.get(f"{self.settings.prefix}x:{state.key}")
+            pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
+            pipe.get(f"{self.settings.prefix}x:{state.key}")
+            if semantic:
+                pipe.hexists(self.settings.routes_key, scope.key)
+            raw, *dedicated = pipe.execute()
             if raw is not None:
                 entry = json.loads(raw)
                 state.hit = CacheHit("exact", entry["response"], None, self.clock() - entry["ts"])
-            elif self._semantic_allowed(params, state):
+            elif semantic:
+                state.dedicated = bool(dedicated[0])
                 state.hit = self._semantic(state)
         except Exception as e:  # noqa: BLE001 - any cache failure: proceed uncached
             self._failed("lookup", e)
@@ -269,10 +290,9 @@ class ResponseCache:
         """Top-k entries in scope, best first. The reply carries no response bodies
         (answers can be kilobytes each); only the chosen one is fetched."""
         s, scope = self.settings, state.scope
-        route = self._route(scope)
-        if route is None:
-            return []  # nothing stored in this scope yet: no embedding, no search
-        index, where = (s.dedicated_index(scope), "*") if route == "d" else (s.shared_index, f"(@scope:{{{scope.key}}})")
+        if state.dedicated is None:
+            state.dedicated = bool(self.client.hexists(s.routes_key, scope.key))
+        index, where = (s.dedicated_index(scope), "*") if state.dedicated else (s.shared_index, f"(@scope:{{{scope.key}}})")
         query = f"{where}=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
         try:
             reply = self.client.execute_command(
@@ -280,8 +300,7 @@ class ResponseCache:
                 "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
-                self._routes.pop(scope.key, None)  # dropped (a new version started): look again next time
-                self._indexes.discard(index)
+                self._indexes.discard(index)  # dropped (reclaimed, or a new version started)
                 return []
             raise
         out = []
