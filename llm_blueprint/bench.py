@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import struct
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -150,20 +151,41 @@ class _Instant:
                 "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
 
 
-def import_ms(runs: int = 5) -> float:
-    """Cold import of the Lambda handler module with the artifact's dependencies first on the path."""
+#: What the Lambda Python runtime provides besides the artifact.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six")
+
+
+@contextlib.contextmanager
+def lambda_runtime() -> Iterator[tuple[list[str], dict[str, str]]]:
+    """A Python command and environment that import like the Lambda runtime: no site-packages
+    (`-S`), the artifact and the runtime's own boto3/botocore on the path, its variables set."""
+    import importlib
     import os
-    import subprocess
     import sys
+    import tempfile
 
     from components.artifact import DEPS_DIR, PROJECT_DIR
 
+    with tempfile.TemporaryDirectory() as runtime:
+        for name in RUNTIME_PACKAGES:
+            origin = Path(importlib.import_module(name).__file__)
+            source = origin.parent if origin.name == "__init__.py" else origin
+            os.symlink(source, Path(runtime) / source.name)
+        yield [sys.executable, "-S", "-c"], {
+            "PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(map(str, (DEPS_DIR, PROJECT_DIR, runtime))),
+            "LAMBDA_TASK_ROOT": str(PROJECT_DIR), "AWS_LAMBDA_FUNCTION_NAME": "bench", "POWERTOOLS_SERVICE_NAME": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+
+def import_ms(runs: int = 5) -> float:
+    """Cold import of the Lambda handler module, as the runtime does it."""
+    import subprocess
+
     code = ("import time; t = time.perf_counter(); import llm_router.lambda_handler; "
             "print((time.perf_counter() - t) * 1000)")
-    env = {**os.environ, "PYTHONPATH": f"{DEPS_DIR}{os.pathsep}{PROJECT_DIR}", "POWERTOOLS_SERVICE_NAME": "bench",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    samples = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                    check=True).stdout) for _ in range(runs)]
+    with lambda_runtime() as (python, env):
+        samples = [float(subprocess.run([*python, code], env=env, capture_output=True, text=True, check=True).stdout)
+                   for _ in range(runs)]
     return round(statistics.median(samples), 1)
 
 

@@ -14,7 +14,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from . import metric_names as m
 from .router import Reply, Router
 
-logger, tracer = Logger(), Tracer()
+# Patch only the clients the router calls through (boto3 for Bedrock, http.client for the
+# rest): patch_all would import every library X-Ray supports that it can find.
+logger, tracer = Logger(), Tracer(patch_modules=("botocore", "httplib"))
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", m.NAMESPACE))
 app = APIGatewayHttpResolver()
 UNITS = {"Count": MetricUnit.Count, "Milliseconds": MetricUnit.Milliseconds, "None": MetricUnit.NoUnit}

@@ -46,3 +46,18 @@ def test_bench_router_prints_its_figures():
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"miss_overhead_ms", "hit_latency_ms", "requests_per_s", "import_ms", "artifact_mb"} <= set(figures)
     assert 0 < figures["artifact_mb"] < 10 and figures["import_ms"] > 0
+
+
+def test_the_handler_patches_only_the_clients_it_uses_under_the_lambda_runtime():
+    import subprocess
+
+    from llm_blueprint.bench import lambda_runtime
+
+    code = ("import sys, json, llm_router.lambda_handler; from aws_xray_sdk.core import patcher; "
+            "print(json.dumps([sorted(patcher._PATCHED_MODULES), [m for m in ('httpx', 'requests', 'sqlite3') "
+            "if m in sys.modules]]))")
+    with lambda_runtime() as (python, env):
+        out = subprocess.run([*python, code], env=env, capture_output=True, text=True, check=True).stdout
+    patched, stray = json.loads(out)
+    # patch_all would patch sqlite3 (and httpx or requests where installed) but not http.client
+    assert patched == ["botocore", "httplib"] and stray == []
