@@ -84,9 +84,9 @@ def test_search_index_budget_follows_the_engine_version():
     [p] = problems(cfg)
     assert p.path == "cache.dedicatedIndexes" and p.value == 9 and p.allowed == "0 ≤ value ≤ 8"
     cfg["llm-blueprint:cache"]["engineVersion"] = "9.0"  # 1,000 indexes
-    assert rules.validate(*_raw(cfg, ()), "stacks/Pulumi.test.yaml").cache.dedicated_indexes == 9
+    assert rules.validate(_raw(cfg)[0]).cache.dedicated_indexes == 9
     del cfg["llm-blueprint:cache"]["dedicatedIndexes"]
-    assert rules.validate(*_raw(cfg, ()), "stacks/Pulumi.test.yaml").cache.dedicated_indexes == 998
+    assert rules.validate(_raw(cfg)[0]).cache.dedicated_indexes == 998
     cfg["llm-blueprint:cache"]["engineVersion"] = "7.2"
     [p] = problems(cfg)
     assert p.path == "cache.engineVersion" and p.allowed == "≥ 8.2"

@@ -170,6 +170,12 @@ return 0
 RECLAIM_CHECKS = 32
 
 
+def _no_such_index(error: Exception) -> bool:
+    """RediSearch says "Unknown index name", valkey-search "no such index"."""
+    text = str(error).lower()
+    return "index" in text and ("no such" in text or "unknown" in text)
+
+
 def _num_docs(info: Any) -> Optional[int]:
     fields = dict(zip(map(_str, info[::2]), info[1::2])) if isinstance(info, list) else info
     value = fields.get("num_docs")
@@ -217,7 +223,7 @@ class ResponseCache:
         try:
             self.client.execute_command("FT.DROPINDEX", name)
         except Exception as e:  # noqa: BLE001 - another router reclaimed it first
-            if "unknown" not in str(e).lower() and "no such" not in str(e).lower():
+            if not _no_such_index(e):
                 raise
 
     def _create(self, name: str) -> None:
@@ -299,7 +305,7 @@ class ResponseCache:
                 "FT.SEARCH", index, query, "PARAMS", "2", "vec", self._vector(state),
                 "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
-            if "index" in str(e).lower() and ("no such" in str(e).lower() or "unknown" in str(e).lower()):
+            if _no_such_index(e):
                 self._indexes.discard(index)  # dropped (reclaimed, or a new version started)
                 return []
             raise
