@@ -2,10 +2,10 @@
 
 Pure pydantic: no Pulumi import, so the CLI (`new-stack`, `cost`) and the
 tests share it with the program. Structure is checked here; rules that
-compare fields across sections live in `components/rules.py`.
+compare fields across sections live in `components/config_rules.py`.
 
 Defaults are the secure, production-sensible choice. Fields left as `None`
-take an environment-dependent default in `rules.apply_environment_defaults`
+take an environment-dependent default in `config_rules.apply_environment_defaults`
 (for example prod gets a Multi-AZ cache and three availability zones).
 """
 

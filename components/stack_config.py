@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .rules import validate
+from .config_rules import validate
 from .schema import StackConfig
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from policies import rules as _rules  # noqa: F401  (registers the rules)
+from policies import policy_rules as _rules  # noqa: F401  (registers the rules)
 from policies.registry import Resource, Violation, evaluate
-from components.rules import logging_owner_conflicts
-from policies.rules import bedrock_logging_owners
+from components.config_rules import logging_owner_conflicts
+from policies.policy_rules import bedrock_logging_owners
 
 from . import offline
 

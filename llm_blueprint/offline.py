@@ -21,7 +21,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
 
-from components.rules import SECRET_PLACEHOLDER, ConfigError
+from components.config_rules import SECRET_PLACEHOLDER, ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PROJECT = "llm-blueprint"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from components.rules import validate
+from components.config_rules import validate
 from components.stack_config import raw_config
 
 from .offline import config_text

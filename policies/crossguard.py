@@ -14,7 +14,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from . import rules  # noqa: F401  (registers the rules)
+from . import policy_rules  # noqa: F401  (registers the rules)
 from .registry import RESOURCE_RULES, STACK_RULES, Resource, Rule, StackRule
 
 LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}

@@ -114,7 +114,7 @@ class Violation:
 
 def evaluate(stack: str, resources: list[Resource]) -> list[Violation]:
     """Apply every resource and stack rule to one stack's resources."""
-    from . import rules  # noqa: F401  (registers the rules)
+    from . import policy_rules  # noqa: F401  (registers the rules)
 
     found: list[Violation] = []
     for r in resources:

@@ -27,7 +27,7 @@ def example_config(stack: str) -> dict:
 
 def validated_config(stack: str):
     """An example stack's config through the same schema the program uses."""
-    from components import rules
+    from components import config_rules as rules
     from components.stack_config import raw_config
 
     src = offline.read_stack(stack)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import rules, schema
+from components import config_rules as rules, schema
 from components.stack_config import raw_config
 from llm_blueprint import offline
 from tests.conftest import EXAMPLE_STACKS, example_config
@@ -233,6 +233,6 @@ def test_schema_module_does_not_import_pulumi():
     import subprocess
     import sys
 
-    code = "import sys, components.schema, components.rules; sys.exit(any(m.startswith('pulumi') for m in sys.modules))"
+    code = "import sys, components.schema, components.config_rules; sys.exit(any(m.startswith('pulumi') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=offline.PROJECT_DIR).returncode == 0
     assert schema.SECTIONS[0] == "environment"

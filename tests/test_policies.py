@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from llm_blueprint.check import check
 from llm_blueprint.cli import app
-from policies import rules as R
+from policies import policy_rules as R
 from policies.registry import RESOURCE_RULES, STACK_RULES, Resource, evaluate
 from tests.conftest import EXAMPLE_STACKS, example_config
 

@@ -7,7 +7,7 @@ import pytest
 from components.gpu_cluster import GPU_LABELS, GPU_TAINT
 from llm_blueprint import offline
 from llm_blueprint.check import resources_of
-from policies import rules as R
+from policies import policy_rules as R
 from tests.conftest import example_config, example_plan
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

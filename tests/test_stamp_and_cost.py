@@ -8,7 +8,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from components import rules
+from components import config_rules as rules
 from components.stack_config import raw_config
 from llm_blueprint import offline
 from llm_blueprint.check import check, resources_of

@@ -1,0 +1,110 @@
+"""`bench`: benchmarks that print their figures."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import err, load_config, out
+
+app = typer.Typer(help="Benchmarks that print their figures (JSON with --json).", no_args_is_help=True)
+
+
+@app.command("plan")
+def bench_plan(
+    stacks: list[str] = typer.Argument(None, help="Stacks to plan (default: every stack in stacks/)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time the offline plan of stacks in one process, imports included."""
+    started = time.perf_counter()
+    from .. import offline
+
+    names = stacks or offline.stack_names()
+    per_stack = {}
+    for name in names:
+        t0 = time.perf_counter()
+        result = offline.plan(name)
+        per_stack[name] = {"seconds": round(time.perf_counter() - t0, 3), "resources": len(result.resources)}
+    figures = {"stacks": per_stack, "total_seconds": round(time.perf_counter() - started, 3), "target_seconds": 15}
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table(title="offline plan", title_justify="left")
+    for col in ("stack", "resources", "seconds"):
+        table.add_column(col, justify="right" if col != "stack" else "left")
+    for name, f in per_stack.items():
+        table.add_row(name, str(f["resources"]), f"{f['seconds']:.2f}")
+    out.print(table)
+    out.print(f"total {figures['total_seconds']:.2f} s including imports (target ≤ 15 s)")
+
+
+@app.command("cache")
+def bench_cache_cmd(
+    entries: int = typer.Option(10_000, min=1, help="Entries in the index (synthetic unit vectors)."),
+    dimensions: int = typer.Option(384, min=8),
+    queries: int = typer.Option(500, min=10),
+    ef_runtime: int = typer.Option(32, min=5, help="HNSW search breadth (the stack's cache.efRuntime)."),
+    dedicated_indexes: Optional[int] = typer.Option(
+        None, min=0, help="Scopes with an index of their own (default: all 10); the rest share a filtered index."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Insert and lookup latency (p50/p99 ms) and memory per entry on a local Valkey with vector search."""
+    from ..bench import bench_cache
+
+    figures = bench_cache(entries, dimensions, queries, ef_runtime=ef_runtime, dedicated_indexes=dedicated_indexes,
+                          progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("insert_ms", "knn_ms", "lookup_ms"):
+        out.print(f"{key:>10}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms")
+    if figures["server_knn_ms"]:
+        out.print(f"{'server knn':>10}: p50 {figures['server_knn_ms']['p50']:.3f} ms, "
+                  f"p99 {figures['server_knn_ms']['p99']:.3f} ms (FT.SEARCH inside the server)")
+    out.print(f"{figures['entries']:,} entries, {figures['bytes_per_entry']:,} bytes/entry, "
+              f"loaded at {figures['load_entries_per_s']:,}/s")
+
+
+@app.command("router")
+def bench_router_cmd(
+    requests: int = typer.Option(2000, min=10),
+    hits: int = typer.Option(300, min=10),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Router overhead on a miss, cache-hit latency, requests/s, handler import time, artifact size."""
+    from ..bench import bench_router
+
+    figures = bench_router(requests, hits, progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("miss_overhead_ms", "hit_latency_ms"):
+        out.print(f"{key:>17}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms")
+    out.print(f"requests/s {figures['requests_per_s']:,}, import {figures['import_ms']} ms, "
+              f"artifact {figures['artifact_mb']} MB")
+
+
+@app.command("tiering")
+def bench_tiering_cmd(
+    stack: str = typer.Option("dev", help="Stack whose tiering rules and price table to use."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Accuracy of `auto` tiering on the labelled set and the blended cost reduction."""
+    from ..bench import bench_tiering
+
+    _, cfg = load_config(stack)
+    figures = bench_tiering(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    out.print(f"{figures['queries']} labelled queries: accuracy {figures['accuracy']:.1%}; "
+              f"expensive→cheap {figures['expensive_sent_to_cheap']}, cheap→expensive "
+              f"{figures['cheap_sent_to_expensive']}; cost {figures['cost_reduction_vs_all_expensive']:.1%} "
+              f"below sending everything to '{figures['tiers']['expensive']}'")
+    for miss in figures["misrouted"][:15]:
+        out.print(f"  {miss['expected']}→{miss['got']} ({miss['reason']}): {miss['query']}", highlight=False)

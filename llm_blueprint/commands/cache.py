@@ -1,0 +1,138 @@
+"""`cache`: measure and calibrate the semantic cache on labelled pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import fail, fail_config, load_config, out
+
+app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs.", no_args_is_help=True)
+PAIRS_HELP = "Labelled pairs (JSON lines: origin, similar, cluster[, similar_cluster][, class])."
+EMBEDDER_HELP = ("local-minilm (offline), or stack: the stack's cache.embedder — thresholds differ per embedder, "
+                 "so calibrate the one you deploy.")
+
+
+class EvalEmbedder(str, Enum):
+    local_minilm = "local-minilm"
+    stack = "stack"
+
+
+def eval_embedder(choice: EvalEmbedder, cfg):
+    """Thresholds are per embedder: `stack` measures the one the stack deploys (Bedrock
+    Titan needs AWS credentials; an OpenAI-compatible key comes from EMBEDDINGS_API_KEY)."""
+    from llm_router.cache.embedders import LocalMiniLM, from_settings
+
+    if choice is EvalEmbedder.local_minilm:
+        return LocalMiniLM()
+    settings = cfg.cache.embedder.model_dump(by_alias=True)
+    return from_settings(settings, region=cfg.region, api_key=os.environ.get("EMBEDDINGS_API_KEY"))
+
+
+def _eval_run(pairs: Path, holdout: float, origins: int, seed: int, embedder_choice: EvalEmbedder, cfg):
+    """Split, start a server, embed, and collect every query's top-k."""
+    from ..cache_eval import collect, load_pairs, split
+    from ..valkey_server import ValkeyServer
+
+    try:
+        data = load_pairs(pairs)
+    except (OSError, ValueError) as e:
+        fail_config(str(e))
+    if not 0 <= holdout < 1:
+        fail_config(f"--holdout {holdout}: allowed: 0 ≤ holdout < 1")
+    import valkey
+
+    embedder = eval_embedder(embedder_choice, cfg)
+    parts = split(data, holdout, origins, seed)
+    with ValkeyServer() as server:
+        try:
+            collected = collect(parts, embedder, valkey.Valkey(port=server.port))
+        except Exception as e:  # noqa: BLE001 - credentials, network, quota: say so, no trace
+            fail(f"embedding with {embedder.name} failed: {type(e).__name__}: {e}")
+    return parts, collected, embedder.name
+
+
+@app.command("eval")
+def cache_eval(
+    pairs: Path = typer.Option(..., help=PAIRS_HELP),
+    holdout: float = typer.Option(0.3, help="Share of clusters held out (their queries must miss)."),
+    origins: int = typer.Option(3000, min=1, help="Origins inserted into the cache."),
+    threshold: Optional[float] = typer.Option(None, help="Similarity threshold (default: the stack's)."),
+    stack: str = typer.Option("dev", help="Stack whose cache settings to use."),
+    no_guards: bool = typer.Option(False, help="Turn the lexical guards off (to see what they buy)."),
+    seed: int = typer.Option(0),
+    embedder: EvalEmbedder = typer.Option(EvalEmbedder.local_minilm, help=EMBEDDER_HELP),
+    errors: Optional[Path] = typer.Option(None, help="Write every hit the labels call wrong here (JSON lines), to audit."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder."""
+    from ..cache_eval import score
+
+    _, cfg = load_config(stack)
+    parts, collected, name = _eval_run(pairs, holdout, origins, seed, embedder, cfg)
+    wrong: list = []
+    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_guards, wrong)
+    result["embedder"] = name
+    if errors:
+        errors.parent.mkdir(parents=True, exist_ok=True)
+        errors.write_text("".join(json.dumps(e) + "\n" for e in wrong))
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(f"{name}, threshold {result['threshold']:.2f}, guards {'on' if result['guards'] else 'off'}: "
+              f"recall {result['recall']:.1%}, precision {result['precision']:.1%}, "
+              f"false hits {result['false_hit_rate']:.2%} ({result['hits']} hits / {result['queries']} queries)")
+
+
+@app.command("calibrate")
+def cache_calibrate(
+    stack: str = typer.Option("dev", help="Stack whose precision target (cache.precisionTarget) to meet."),
+    pairs: Path = typer.Option(..., help=PAIRS_HELP),
+    holdout: float = typer.Option(0.3),
+    origins: int = typer.Option(3000, min=1),
+    seed: int = typer.Option(0),
+    out_dir: Path = typer.Option(Path("build") / "calibration", help="Where the table (CSV) and plot (PNG) go."),
+    embedder: EvalEmbedder = typer.Option(EvalEmbedder.local_minilm, help=EMBEDDER_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Sweep thresholds; recommend the loosest that meets the stack's precision target."""
+    from ..cache_eval import recommend, save, sweep
+
+    _, cfg = load_config(stack)
+    target = cfg.cache.precision_target
+    parts, collected, name = _eval_run(pairs, holdout, origins, seed, embedder, cfg)
+    rows = sweep(collected, parts.entries)
+    best = recommend(rows, target)
+    table_path, plot = save(rows, out_dir, f"{pairs.name} ({name}): guards on, holdout {holdout:g}", target)
+    result = {"embedder": name, "precision_target": target, "recommended": best, "rows": rows, "table": str(table_path),
+              "plot": str(plot)}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        table = Table(title=f"threshold sweep on {pairs.name} with {name}", title_justify="left")
+        for col in ("threshold", "recall", "precision", "false hits", "hits"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(f"{r['threshold']:.2f}", f"{r['recall']:.1%}", f"{r['precision']:.1%}",
+                          f"{r['false_hit_rate']:.2%}", str(r["hits"]))
+        out.print(table)
+        if best:
+            out.print(f"recommended similarityThreshold: {best['threshold']:.2f} "
+                      f"(precision {best['precision']:.1%} ≥ target {target:.1%}, recall {best['recall']:.1%})")
+        else:
+            top = max(rows, key=lambda r: r["precision"])
+            out.print(f"[yellow]no threshold reaches precision {target:.1%}[/] on this data; the best is "
+                      f"{top['precision']:.1%} at {top['threshold']:.2f} (recall {top['recall']:.1%})")
+        if name != cfg.cache.embedder.provider:
+            out.print(f"[yellow]measured with {name}; stack '{stack}' embeds with {cfg.cache.embedder.provider}[/]: "
+                      "thresholds do not carry over between embedders (--embedder stack measures that one)")
+        out.print(f"table: {table_path}\nplot: {plot}")
+    if best is None:
+        raise typer.Exit(1)
