@@ -11,6 +11,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from llm_router.settings import dump
+
 from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
 from .cache import SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
@@ -123,7 +125,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
-        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, settings=router_settings(cfg),
+        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, settings=dump(router_settings(cfg)),
         env=env, policies=policies, secret_arns=secret_arns, memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
         reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,
         throttle_rate=r.throttling.rate_limit, throttle_burst=r.throttling.burst_limit,

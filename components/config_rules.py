@@ -311,6 +311,41 @@ def budgets_fit_gateway_timeout(serving: s.ServingConfig, router: s.RouterConfig
 
 
 @rule
+def embeddings_models(serving: s.ServingConfig) -> Iterator[Problem]:
+    tiers = {t.name for t in serving.tiers}
+    seen: set[str] = set()
+    for i, e in enumerate(serving.embeddings):
+        path = f"serving.embeddings[{i}]"
+        if e.name in seen or e.name in tiers:
+            yield Problem(f"{path}.name", "a model alias must be unique across tiers and embeddings", e.name)
+        seen.add(e.name)
+        spec = s.EMBEDDING_MODELS.get(e.model)
+        if spec is None and e.dimensions is None:
+            yield Problem(f"{path}.dimensions", f"required: the router does not know the size of '{e.model}'",
+                          allowed=f"an integer, or a known model: {', '.join(s.EMBEDDING_MODELS)}")
+        elif spec is not None and e.dimensions is not None and e.dimensions not in spec.dimensions and not (
+                spec.any_smaller and e.dimensions <= spec.dimensions[0]):
+            sizes = f"1..{spec.dimensions[0]}" if spec.any_smaller else ", ".join(map(str, spec.dimensions))
+            yield Problem(f"{path}.dimensions", f"'{e.model}' does not return this size", e.dimensions, sizes)
+        if spec is not None and e.max_inputs is not None and e.max_inputs > spec.max_inputs:
+            yield Problem(f"{path}.maxInputs", f"'{e.model}' takes at most {spec.max_inputs} inputs per request",
+                          e.max_inputs, f"1 ≤ value ≤ {spec.max_inputs}")
+        if e.backend == "bedrock" and not e.model.startswith(("amazon.titan-embed", "cohere.embed")):
+            yield Problem(f"{path}.model", "not a Bedrock embeddings model", e.model,
+                          ", ".join(m for m in s.EMBEDDING_MODELS if "." in m))
+        if (e.url is not None) != (e.backend == "openai-compatible"):
+            yield Problem(f"{path}.url", "an openai-compatible embeddings model needs url; other backends take none",
+                          e.url)
+        if (e.azure is not None) != (e.backend == "azure-openai"):
+            yield Problem(f"{path}.azure", "an azure-openai embeddings model needs its deployment block (modelVersion, "
+                          "sku, capacity); other backends take none")
+        if e.backend == "azure-openai" and serving.azure_openai is None:
+            yield Problem("serving.azureOpenai", f"required because embeddings model '{e.name}' uses azure-openai")
+        if e.backend == "openai" and serving.openai is None:
+            yield Problem("serving.openai", f"required because embeddings model '{e.name}' uses openai")
+
+
+@rule
 def cache_dimensions(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator[Problem]:
     emb = cache.embedder
     dims = s.EMBEDDER_DIMENSIONS.get(emb.provider)

@@ -1,26 +1,65 @@
-"""What the data plane reads from its environment: no secrets, no Outputs.
+"""The one function that turns a validated stack config into the router's settings.
 
 Pure (no Pulumi import): `llm-blueprint serve` builds the same settings locally.
+Every field is set here by keyword from the schema, so a renamed schema field
+fails the plan instead of becoming a default in the router.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Optional
 
-from .schema import StackConfig
+from llm_router import settings as rs
+
+from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig
 
 
-def router_settings(cfg: StackConfig) -> dict[str, Any]:
-    """What the data plane reads from its environment: no secrets, no Outputs."""
-    return {
-        "environment": cfg.environment,
-        "tiers": [t.model_dump(by_alias=True, exclude={"bedrock", "azure", "vllm"}, exclude_none=True)
-                  for t in cfg.serving.tiers],
-        "router": cfg.router.model_dump(by_alias=True, exclude={"memory_mb", "reserved_concurrency",
-                                                                "provisioned_concurrency", "throttling",
-                                                                "log_retention_days"}),
-        "cache": cfg.cache.model_dump(by_alias=True, include={"enabled", "embedder", "similarity_threshold",
-                                                               "max_cacheable_temperature", "ttl", "timeout_ms",
-                                                               "ef_runtime", "dedicated_indexes"}),
-        "guardrail": {"id": cfg.serving.bedrock.guardrail_id, "version": cfg.serving.bedrock.guardrail_version},
-    }
+def _price(p: Optional[Price]) -> Optional[rs.Price]:
+    return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
+
+
+def _timeouts(timeout_seconds: int) -> rs.Timeouts:
+    return rs.Timeouts(buffered_s=float(min(timeout_seconds, 29)), stream_s=float(timeout_seconds),
+                       upstream_connect_s=2.0, upstream_read_s=float(min(timeout_seconds, 60)))
+
+
+def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
+    spec = EMBEDDING_MODELS.get(e.model)
+    native = spec.dimensions if spec else (e.dimensions,)
+    return rs.EmbeddingModelSettings(
+        name=e.name, backend=e.backend, model=e.model, dimensions=tuple(native),
+        default_dimensions=e.dimensions or native[0], max_inputs=e.max_inputs or (spec.max_inputs if spec else 2048),
+        max_input_tokens=spec.max_input_tokens if spec else 8192, any_smaller=bool(spec and spec.any_smaller),
+        price=_price(e.price))
+
+
+def router_settings(cfg: StackConfig) -> rs.RouterSettings:
+    """What the data plane reads: no secrets, no Outputs."""
+    r, c, t = cfg.router, cfg.cache, cfg.router.tiering
+    b = cfg.serving.bedrock
+    return rs.RouterSettings(
+        environment=cfg.environment,
+        tiers=tuple(rs.TierSettings(
+            name=tier.name, backend=tier.backend, model=tier.model, max_prompt_tokens=tier.max_prompt_tokens,
+            max_tokens=tier.max_tokens, min_tokens_per_second=tier.min_tokens_per_second, fallback=tier.fallback,
+            price=_price(tier.price)) for tier in cfg.serving.tiers),
+        router=rs.FrontDoorSettings(
+            default_tier=r.default_tier,
+            tiering=rs.TieringSettings(
+                cheap_tier=t.cheap_tier, expensive_tier=t.expensive_tier, long_prompt_tokens=t.long_prompt_tokens,
+                long_conversation_turns=t.long_conversation_turns, keywords=tuple(k.lower() for k in t.keywords),
+                code_blocks=t.code_blocks),
+            max_tokens_policy=r.max_tokens_policy,
+            limits=rs.RequestLimits(max_body_bytes=r.max_body_bytes, max_messages=r.max_messages),
+            timeouts=_timeouts(r.timeout_seconds),
+            log_prompts=r.log_prompts),
+        cache=rs.CacheSettings(
+            enabled=c.enabled,
+            embedder=rs.EmbedderSettings(provider=c.embedder.provider, model=c.embedder.model,
+                                         dimensions=c.embedder.dimensions, url=c.embedder.url),
+            similarity_threshold=c.similarity_threshold, max_cacheable_temperature=c.max_cacheable_temperature,
+            ttl=rs.CacheTtl(default_seconds=c.ttl.default_seconds, tiers=dict(c.ttl.tiers)),
+            timeout_ms=c.timeout_ms, ef_runtime=c.ef_runtime, dedicated_indexes=c.dedicated_indexes),
+        embeddings=tuple(_embeddings(e) for e in cfg.serving.embeddings),
+        guardrail=rs.Guardrail(id=b.guardrail_id, version=b.guardrail_version) if b.guardrail_id else None,
+    )

@@ -12,6 +12,7 @@ take an environment-dependent default in `config_rules.apply_environment_default
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 from typing import Annotated
@@ -209,8 +210,55 @@ class EksConfig(Section):
         return v
 
 
+@dataclass(frozen=True)
+class EmbeddingModelSpec:
+    """What an embeddings model takes: output sizes, inputs per request, tokens per input."""
+
+    #: Sizes the model can return; its native size first.
+    dimensions: tuple[int, ...]
+    max_inputs: int
+    max_input_tokens: int
+    #: Any size from 1 up to the native one (OpenAI's text-embedding-3 family).
+    any_smaller: bool = False
+
+
+#: Embeddings models the router knows. Titan takes one text per call, so a request's
+#: inputs are capped where the latency of one call each stays reasonable.
+EMBEDDING_MODELS: dict[str, EmbeddingModelSpec] = {
+    "amazon.titan-embed-text-v2:0": EmbeddingModelSpec((1024, 512, 256), 32, 8192),
+    "cohere.embed-english-v3": EmbeddingModelSpec((1024,), 96, 512),
+    "cohere.embed-multilingual-v3": EmbeddingModelSpec((1024,), 96, 512),
+    "cohere.embed-v4:0": EmbeddingModelSpec((1536, 1024, 512, 256), 96, 128_000),
+    "text-embedding-3-small": EmbeddingModelSpec((1536,), 2048, 8191, any_smaller=True),
+    "text-embedding-3-large": EmbeddingModelSpec((3072,), 2048, 8191, any_smaller=True),
+    "text-embedding-ada-002": EmbeddingModelSpec((1536,), 2048, 8191),
+}
+
+
+class EmbeddingModel(Section):
+    """An alias served at `/v1/embeddings` (the examples use `embed`) and what serves it."""
+
+    name: str = Field(pattern=TIER_NAME)
+    #: `bedrock` (Titan Text Embeddings v2, Cohere Embed), `azure-openai` (a deployment in the
+    #: stack's account), `openai` (the `serving.openai` API), `openai-compatible` (`url`).
+    backend: Literal["bedrock", "azure-openai", "openai", "openai-compatible"]
+    model: str = Field(min_length=1, max_length=200)
+    #: Size returned when a request names none. None: the model's native size. Required for
+    #: models the router does not know.
+    dimensions: Optional[int] = Field(None, ge=1, le=8192)
+    #: Inputs per request. None: what the model takes (Titan: 32, Cohere: 96, OpenAI: 2048).
+    max_inputs: Optional[int] = Field(None, ge=1, le=2048)
+    #: Base URL of an OpenAI-compatible `/v1/embeddings` server (openai-compatible only).
+    url: Optional[str] = Field(None, pattern=r"^https?://")
+    price: Optional[Price] = None
+    #: The Azure OpenAI deployment (azure-openai only).
+    azure: Optional[AzureDeployment] = None
+
+
 class ServingConfig(Section):
     tiers: list[Tier] = Field(min_length=1)
+    #: Embeddings aliases for `/v1/embeddings`; none by default.
+    embeddings: list[EmbeddingModel] = []
     bedrock: BedrockConfig = BedrockConfig()
     azure_openai: Optional[AzureOpenAIConfig] = None
     openai: Optional[OpenAIConfig] = None
@@ -246,6 +294,9 @@ class RouterConfig(Section):
     #: What to do with `max_tokens` above the tier budget.
     max_tokens_policy: Literal["clamp", "reject"] = "clamp"
     max_body_bytes: int = Field(256 * 1024, ge=1024, le=6 * 1024 * 1024)
+    #: Messages per request: fitting a budget is linear, but thousands of tiny messages
+    #: are abuse, not a conversation.
+    max_messages: int = Field(1000, ge=2, le=100_000)
     memory_mb: int = Field(1024, ge=128, le=10240)
     timeout_seconds: int = Field(29, ge=1, le=29)
     reserved_concurrency: int = Field(50, ge=1)

@@ -17,13 +17,13 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ms), 3), "p99": round(pick(0.99), 3)}
 
 
-def timed(fn: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+def example_settings(stack: str = "dev"):
+    """The benchmarks run with an example stack's router settings: the schema's defaults."""
+    from components.router_settings import router_settings
+
+    from .offline import validated
+
+    return router_settings(validated(stack))
 
 
 def server_percentiles(client, command: str) -> dict[str, float]:
@@ -51,7 +51,9 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
     import numpy as np
     import valkey
 
-    from llm_router.cache import CacheSettings, ResponseCache, Scope
+    import dataclasses
+
+    from llm_router.cache import ResponseCache, Scope
     from llm_router.cache.store import Lookup
 
     from .valkey_server import ValkeyServer
@@ -60,10 +62,11 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
     with ValkeyServer() as server:
         client = valkey.Valkey(port=server.port)
         embedder = _Fixed(dimensions)
-        settings = CacheSettings(dimensions=dimensions, embedder="bench", prefix="bench", default_ttl_s=86400,
-                                 similarity_threshold=0.95, ef_runtime=ef_runtime,
-                                 dedicated_indexes=tenants if dedicated_indexes is None else dedicated_indexes)
-        cache = ResponseCache(client, embedder, settings)
+        base = example_settings().cache
+        settings = dataclasses.replace(
+            base, similarity_threshold=0.95, ef_runtime=ef_runtime, ttl=dataclasses.replace(base.ttl, default_seconds=86400),
+            dedicated_indexes=tenants if dedicated_indexes is None else dedicated_indexes)
+        cache = ResponseCache(client, embedder, settings, prefix="bench")
         cache.ensure_index()
         base = client.info("memory")["used_memory"]
         scopes = [Scope(f"tenant{i}", "fast") for i in range(tenants)]
@@ -103,7 +106,7 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
         client.config_resetstat()  # the server's own FT.SEARCH percentiles cover the KNN pass only
         for n in range(queries):
             state = Lookup(scopes[n % tenants], "k", "q", struct.pack(f"{dimensions}f", *query_vec()),
-                           dedicated=indexes[n % tenants] != settings.shared_index)  # placement known: KNN alone
+                           dedicated=indexes[n % tenants] != cache.layout.shared_index)  # placement known: KNN alone
             t0 = time.perf_counter()
             cache.candidates(state)
             knn.append(time.perf_counter() - t0)
@@ -119,8 +122,8 @@ def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants
             "server_knn_ms": server_knn,
             "bytes_per_entry": round(bytes_per_entry), "load_entries_per_s": round(entries / load_s),
             "index": {"algorithm": "HNSW", "M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": settings.ef_runtime,
-                      "k": settings.k, "dedicated_scopes": sum(i != settings.shared_index for i in indexes),
-                      "shared_scopes": sum(i == settings.shared_index for i in indexes)}}
+                      "k": cache.k, "dedicated_scopes": sum(i != cache.layout.shared_index for i in indexes),
+                      "shared_scopes": sum(i == cache.layout.shared_index for i in indexes)}}
 
 
 class _Random:
@@ -177,12 +180,18 @@ def lambda_runtime() -> Iterator[tuple[list[str], dict[str, str]]]:
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
 
 
+#: What a cold Lambda environment imports before it can answer: uvicorn and the app (the
+#: start script's work), then what the app's start-up loads (Powertools, X-Ray, boto3 wiring).
+COLD_START = ("import uvicorn, llm_router.http_app, llm_router.wiring, llm_router.settings\n"
+              "from llm_router import observability\n"
+              "observability.lambda_logger('bench'); observability.lambda_tracer(); observability.EmfMetrics('bench')")
+
+
 def import_ms(runs: int = 5) -> float:
-    """Cold import of the Lambda handler module, as the runtime does it."""
+    """Cold import of the router's app and its start-up modules, as the runtime does it."""
     import subprocess
 
-    code = ("import time; t = time.perf_counter(); import llm_router.lambda_handler; "
-            "print((time.perf_counter() - t) * 1000)")
+    code = f"import time; t = time.perf_counter()\n{COLD_START}\nprint((time.perf_counter() - t) * 1000)"
     with lambda_runtime() as (python, env):
         samples = [float(subprocess.run([*python, code], env=env, capture_output=True, text=True, check=True).stdout)
                    for _ in range(runs)]
@@ -193,18 +202,16 @@ def bench_router(requests: int = 2000, hits: int = 300, progress: Callable[[str]
     import valkey
 
     from components.artifact import build
-    from llm_router.cache import CacheSettings, ResponseCache
+    from llm_router.cache import ResponseCache
     from llm_router.cache.embedders import LocalMiniLM
-    from llm_router.config import RouterConfig, TierConfig
     from llm_router.router import Router
 
     from .valkey_server import ValkeyServer
 
-    config = RouterConfig({"fast": TierConfig("fast", "bench", "bench-model", fallback=None)},
-                          cache={"enabled": True})
+    config = example_settings()
     with ValkeyServer() as server:
         client = valkey.Valkey(port=server.port)
-        miss_cache = ResponseCache(client, _Random(384), CacheSettings(prefix="benchmiss", embedder="bench"))
+        miss_cache = ResponseCache(client, _Random(384), config.cache, prefix="benchmiss")
         miss_cache.ensure_index()
         router = Router(config, {"fast": _Instant()}, miss_cache)
         body = lambda i: json.dumps({"model": "fast", "temperature": 0,  # noqa: E731
@@ -221,7 +228,7 @@ def bench_router(requests: int = 2000, hits: int = 300, progress: Callable[[str]
         rps = requests / (time.perf_counter() - t0)
         progress("misses measured; loading MiniLM for the hit path")
         minilm = LocalMiniLM()
-        hit_cache = ResponseCache(client, minilm, CacheSettings(prefix="benchhit", embedder=minilm.name))
+        hit_cache = ResponseCache(client, minilm, config.cache, prefix="benchhit")
         hit_cache.ensure_index()
         hit_router = Router(config, {"fast": _Instant()}, hit_cache)
         seed = lambda q: json.dumps({"model": "fast", "temperature": 0,  # noqa: E731
@@ -249,18 +256,18 @@ def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Pa
     """Accuracy of `auto` on the labelled set, and the blended cost against sending
     everything to the expensive tier, under the stack's price table."""
     from components.router_settings import router_settings
-    from llm_router.config import RouterConfig
     from llm_router.tiering import auto_tier
     from llm_router.tokens import count_messages
 
-    config = RouterConfig.from_settings(router_settings(cfg))
-    cheap = config.tiering.cheap_tier or next(iter(config.tiers))
-    expensive = config.tiering.expensive_tier or list(config.tiers)[-1]
+    config = router_settings(cfg)
+    tiers = {t.name: t for t in config.tiers}
+    cheap = config.router.tiering.cheap_tier or config.tier_names[0]
+    expensive = config.router.tiering.expensive_tier or config.tier_names[-1]
     labels = {"fast": cheap, "smart": expensive}
     # A simple answer is short, a multi-step one long: completion length follows the need.
     completion_tokens = completion_tokens or {"fast": 150, "smart": 700}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    confusion: dict[str, dict[str, int]] = {e: {t: 0 for t in config.tiers} for e in config.tiers}
+    confusion: dict[str, dict[str, int]] = {e: {t: 0 for t in tiers} for e in tiers}
     cost_routed = cost_expensive = 0.0
     misses = []
     for row in rows:
@@ -271,7 +278,7 @@ def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Pa
         if tier != expected:
             misses.append({"query": row["query"][:80], "expected": expected, "got": tier, "reason": reason})
         p, c = count_messages(messages), completion_tokens[row["expected"]]
-        price = lambda t: (p * config.tiers[t].price_in + c * config.tiers[t].price_out) / 1e6  # noqa: E731
+        price = lambda t: (p * tiers[t].price.input_per_mtok + c * tiers[t].price.output_per_mtok) / 1e6  # noqa: E731
         cost_routed += price(tier)
         cost_expensive += price(expensive)
     correct = sum(confusion[t][t] for t in confusion)

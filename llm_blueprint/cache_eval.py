@@ -9,6 +9,8 @@ returned entry's cluster is the query's cluster.
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import hashlib
 import json
@@ -19,7 +21,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llm_router.cache.keys import Scope
-from llm_router.cache.store import CacheSettings, Lookup, ResponseCache, choose
+from llm_router.cache.store import Lookup, ResponseCache, choose
+from llm_router.settings import CacheSettings
 
 THRESHOLDS = [round(0.80 + 0.01 * i, 2) for i in range(20)]
 
@@ -65,11 +68,13 @@ def split(pairs: list[dict[str, Any]], holdout: float, origins: int, seed: int =
     return Split(entries, could + must)
 
 
-def collect(split_: Split, embedder, client, k: int = 5, prefix: str = "eval") -> list[tuple[str, int, list]]:
-    """Insert the entries, then fetch each query's top-k candidates through the library."""
-    settings = CacheSettings(dimensions=embedder.dimensions, embedder=embedder.name, prefix=prefix, k=k,
-                             similarity_threshold=0.0, default_ttl_s=86400)
-    cache = ResponseCache(client, embedder, settings)
+def collect(split_: Split, embedder, client, settings: CacheSettings, k: int = 5,
+            prefix: str = "eval") -> list[tuple[str, int, list]]:
+    """Insert the entries, then fetch each query's top-k candidates through the library
+    (with the stack's cache settings; entries live a day, whatever the stack's TTL)."""
+    settings = dataclasses.replace(settings, ttl=dataclasses.replace(settings.ttl, default_seconds=86400))
+    cache = ResponseCache(client, embedder, settings, prefix=prefix)
+    cache.k = k
     cache.ensure_index()
     scope, params = Scope("eval", "eval"), {"temperature": 0}
     texts = list(split_.entries)

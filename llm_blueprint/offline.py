@@ -106,6 +106,18 @@ def read_stack(stack: str) -> StackSource:
     return StackSource(name, path, config, secret_keys)
 
 
+def validate_source(source: StackSource):
+    """A stack file's config through the same schema the program uses (raises ConfigError)."""
+    from components.config_rules import validate
+    from components.stack_config import raw_config
+
+    return validate(*raw_config(source.config, source.secret_keys, PROJECT), str(source.path))
+
+
+def validated(stack: str):
+    return validate_source(read_stack(stack))
+
+
 def account_of(source: StackSource) -> Optional[str]:
     """The AWS account a stack deploys to, when `aws:allowedAccountIds` pins one."""
     import json

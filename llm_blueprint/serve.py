@@ -1,20 +1,21 @@
-"""`llm-blueprint serve`: the router on localhost, with a real Valkey search server
-and the local MiniLM embedder, in front of any OpenAI-compatible upstream."""
+"""`llm-blueprint serve`: the router's one ASGI app on localhost, with a real Valkey
+search server and the local MiniLM embedder, in front of any OpenAI-compatible upstream."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from components.router_settings import router_settings
 from components.schema import StackConfig
-from llm_router.app import local
-from llm_router.asgi import make_app
 from llm_router.authorizer import key_hash
-from llm_router.cache import CacheSettings, ResponseCache
-from llm_router.config import RouterConfig
+from llm_router.cache import ResponseCache
+from llm_router.http_app import KeyAuth, create_app
+from llm_router.observability import MemoryMetrics
 from llm_router.router import Router
+from llm_router.wiring import local
 
 from .valkey_server import ValkeyServer
 
@@ -22,7 +23,7 @@ from .valkey_server import ValkeyServer
 @dataclass
 class LocalStack:
     router: Router
-    app: object
+    app: Any
     keys: dict[str, str]
     server: Optional[ValkeyServer] = None
     plain_keys: dict[str, str] = field(default_factory=dict)
@@ -33,26 +34,25 @@ class LocalStack:
 
 
 def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = None, cache: bool = True,
-          embedder=None, upstream_key: Optional[str] = None, **overrides) -> LocalStack:
+          embedder=None, upstream_key: Optional[str] = None, **router_overrides: Any) -> LocalStack:
+    """The stack's router settings (optionally with some `router` fields replaced, for tests
+    and benchmarks) behind the app `serve` runs."""
     settings = router_settings(cfg)
-    settings["router"].update(overrides)
-    config = RouterConfig.from_settings(settings)
+    if router_overrides:
+        settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
     plain = api_keys or {f"sk-local-{secrets.token_urlsafe(16)}": "local"}
+    metrics = MemoryMetrics()
     server, response_cache = None, None
-    if cache and cfg.cache.enabled:
+    if cache and settings.cache.enabled:
         import valkey
 
         from llm_router.cache.embedders import LocalMiniLM
 
         server = ValkeyServer().start()
         embedder = embedder or LocalMiniLM()
-        cache_settings = CacheSettings.from_router_settings(settings["cache"])
-        cache_settings.embedder, cache_settings.dimensions = embedder.name, embedder.dimensions
-        client = valkey.Valkey(port=server.port, socket_timeout=cache_settings.timeout_ms / 1000)
-        response_cache = ResponseCache(client, embedder, cache_settings)
+        client = valkey.Valkey(port=server.port, socket_timeout=settings.cache.timeout_ms / 1000)
+        response_cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
         response_cache.ensure_index()
-    router = local(config, upstream, response_cache, api_key=upstream_key)
-    if response_cache is not None:
-        response_cache.metric = lambda n, v: router.metrics.add(n, v)
+    router = local(settings, upstream, response_cache, metrics, api_key=upstream_key)
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
-    return LocalStack(router, make_app(router, keys), keys, server, plain)
+    return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)

@@ -1,21 +1,34 @@
-"""Model backends, each answering an OpenAI chat-completion body with an
-OpenAI chat-completion response, or raising `UpstreamError`."""
+"""Model backends. Each answers an OpenAI chat-completions body with an OpenAI
+`chat.completion` (`complete`) or a stream of `chat.completion.chunk` dicts
+(`stream`), or raises `UpstreamError`. A stream can be closed from another
+thread (a client that went away), which aborts the upstream request."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 import uuid
-from typing import Any, Optional, Protocol
+from collections import deque
+from typing import Any, Iterator, Optional, Protocol
 from urllib.parse import urlsplit
 
+from . import sse
 from .resilience import UpstreamError
+from .settings import Timeouts
 
 #: Request fields an upstream chat-completions API accepts from the client.
 PASSTHROUGH = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
-               "response_format", "tools", "tool_choice", "user", "logprobs", "top_logprobs")
+               "response_format", "tools", "tool_choice", "parallel_tool_calls", "user", "logprobs", "top_logprobs",
+               "reasoning_effort")
+
+
+class UpstreamStream(Protocol):
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
 
 
 class Backend(Protocol):
@@ -23,6 +36,8 @@ class Backend(Protocol):
     model: str
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]: ...
+
+    def stream(self, body: dict[str, Any], timeout_s: float) -> UpstreamStream: ...
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -32,45 +47,141 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         return None
 
 
-class _Pool(threading.local):
-    """One kept-alive connection per (scheme, host, port) per thread."""
+class ConnectionPool:
+    """Kept-alive upstream connections, shared by every thread: a stream is read by
+    whichever worker thread the server hands the next chunk to."""
 
-    def __init__(self):
-        self.conns: dict[tuple, http.client.HTTPConnection] = {}
+    def __init__(self, max_idle: int = 32):
+        self._idle: dict[tuple, deque[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self.max_idle = max_idle
 
-
-_POOL = _Pool()
-
-
-def post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> dict[str, Any]:
-    parts = urlsplit(url)
-    key = (parts.scheme, parts.hostname, parts.port)
-    conn = _POOL.conns.get(key)
-    if conn is None:
+    def get(self, parts, timeout_s: float) -> tuple[http.client.HTTPConnection, bool]:
+        key = (parts.scheme, parts.hostname, parts.port)
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                conn = idle.pop()
+                conn.timeout = timeout_s
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout_s)
+                return conn, True
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = _POOL.conns[key] = cls(parts.hostname, parts.port, timeout=timeout_s)
-    conn.timeout = timeout_s
-    if conn.sock is not None:
-        conn.sock.settimeout(timeout_s)
+        return cls(parts.hostname, parts.port, timeout=timeout_s), False
+
+    def put(self, parts, conn: http.client.HTTPConnection) -> None:
+        key = (parts.scheme, parts.hostname, parts.port)
+        with self._lock:
+            idle = self._idle.setdefault(key, deque())
+            if len(idle) < self.max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+
+POOL = ConnectionPool()
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+def _transport_error(e: BaseException) -> UpstreamError:
+    timed_out = isinstance(e, (TimeoutError, socket.timeout)) or "timed out" in str(e)
+    return UpstreamError(504 if timed_out else 502, f"upstream {'timed out' if timed_out else 'unreachable'}")
+
+
+def _open(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float):
+    """Send a POST; return (connection, response, url parts). A kept-alive connection the
+    upstream has closed meanwhile is replaced once, transparently."""
+    parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     payload = json.dumps(body).encode()
-    try:
-        conn.request("POST", path, payload, {"content-type": "application/json", **headers})
-        resp = conn.getresponse()
-        raw = resp.read()
-    except (TimeoutError, OSError, http.client.HTTPException) as e:
-        conn.close()
-        _POOL.conns.pop(key, None)
-        timed_out = isinstance(e, TimeoutError) or "timed out" in str(e)
-        raise UpstreamError(504 if timed_out else 502, f"upstream {'timed out' if timed_out else 'unreachable'}") from e
+    for _ in range(2):
+        conn, reused = POOL.get(parts, timeout_s)
+        try:
+            conn.request("POST", path, payload, {"content-type": "application/json", **headers})
+            return conn, conn.getresponse(), parts
+        except _STALE as e:
+            conn.close()
+            if not reused:
+                raise _transport_error(e) from e
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise _transport_error(e) from e
+    raise UpstreamError(502, "upstream unreachable")
+
+
+def _raise_for_status(resp: http.client.HTTPResponse) -> None:
     if resp.status >= 400:
         retryable = resp.status == 429 or resp.status >= 500
         raise UpstreamError(resp.status, f"upstream answered {resp.status}", _retry_after(resp.getheader("retry-after")),
                             retryable)
+
+
+def post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float) -> dict[str, Any]:
+    conn, resp, parts = _open(url, body, headers, timeout_s)
+    try:
+        raw = resp.read()
+    except (TimeoutError, OSError, http.client.HTTPException) as e:
+        conn.close()
+        raise _transport_error(e) from e
+    if resp.will_close:
+        conn.close()
+    else:
+        POOL.put(parts, conn)
+    _raise_for_status(resp)
     try:
         return json.loads(raw)
     except ValueError as e:
         raise UpstreamError(502, "upstream sent invalid JSON") from e
+
+
+class HttpStream:
+    """An upstream `text/event-stream` answer, chunk by chunk."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, parts):
+        self._conn, self._resp, self._parts = conn, resp, parts
+        self._closed = False
+        self._finished = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for data in sse.data_lines(iter(self._resp.readline, b"")):
+                try:
+                    chunk = json.loads(data)
+                except ValueError as e:
+                    raise UpstreamError(502, "upstream sent an invalid stream event") from e
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise UpstreamError(502, "upstream reported an error mid-stream", retryable=False)
+                yield chunk
+            self._finished = True
+        except UpstreamError:
+            raise
+        except (TimeoutError, OSError, http.client.HTTPException, UnicodeDecodeError) as e:
+            if self._closed:
+                return
+            raise _transport_error(e) from e
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._finished and not self._closed and not self._resp.will_close:
+            self._resp.read()  # the chunked terminator, so the connection can be reused
+            POOL.put(self._parts, self._conn)
+        else:
+            self._conn.close()
+        self._closed = True
+
+    def close(self) -> None:
+        """Abort: safe from any thread while another is blocked reading."""
+        if self._closed:
+            return
+        self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()
 
 
 class OpenAICompatible:
@@ -78,43 +189,119 @@ class OpenAICompatible:
 
     kind = "openai-compatible"
 
-    def __init__(self, base_url: str, model: str, api_key: Optional[str] = None):
+    def __init__(self, base_url: str, model: str, api_key: Optional[str] = None,
+                 connect_s: float = 2.0, read_s: float = 60.0):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.connect_s, self.read_s = connect_s, read_s
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         return post_json(self.url, {**body, "model": self.model}, self.headers, timeout_s)
+
+    def stream(self, body: dict[str, Any], timeout_s: float) -> HttpStream:
+        # Usage is always asked for (the router counts tokens); the client sees it only if it asked.
+        request = {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
+        conn, resp, parts = _open(self.url, request, {**self.headers, "accept": "text/event-stream"},
+                                  min(timeout_s, self.connect_s + self.read_s))
+        try:
+            _raise_for_status(resp)
+        except UpstreamError:
+            conn.close()
+            raise
+        if conn.sock is not None:
+            conn.sock.settimeout(self.read_s)
+        return HttpStream(conn, resp, parts)
 
 
 class AzureOpenAI(OpenAICompatible):
     kind = "azure-openai"
 
     def __init__(self, endpoint: str, deployment: str, api_key: Optional[str] = None, token: Optional[str] = None,
-                 api_version: str = "2024-10-21"):
+                 api_version: str = "2024-10-21", connect_s: float = 2.0, read_s: float = 60.0):
         self.url = f"{endpoint.rstrip('/')}/openai/deployments/{deployment}/chat/completions?api-version={api_version}"
         self.model = deployment
         self.headers = {"api-key": api_key} if api_key else {"authorization": f"Bearer {token}"}
+        self.connect_s, self.read_s = connect_s, read_s
 
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
           "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
 
 
+def bedrock_error(e: Exception) -> UpstreamError:
+    """Bedrock's error codes in the router's terms: throttling retries, bad input does not."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(e, ClientError):
+        return UpstreamError(504 if "timeout" in str(e).lower() else 502, "bedrock unreachable")
+    code = e.response.get("Error", {}).get("Code", "")
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    if code in ("ThrottlingException", "ServiceQuotaExceededException", "throttlingException"):
+        return UpstreamError(429, f"bedrock: {code}")
+    if code in ("ValidationException", "validationException"):
+        return UpstreamError(400, f"bedrock: {code}", retryable=False)
+    if code in ("AccessDeniedException", "ResourceNotFoundException"):
+        return UpstreamError(502, f"bedrock: {code}", retryable=False)
+    return UpstreamError(status if status >= 500 else 502, f"bedrock: {code}")
+
+
+class BedrockStream:
+    def __init__(self, response: dict[str, Any], model: str):
+        self._events = response["stream"]
+        self.model = model
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        try:
+            yield from _converse_chunks(self._events, self.model, cid, created)
+        except (ClientError, BotoCoreError) as e:
+            raise bedrock_error(e) from e
+
+    def close(self) -> None:
+        self._events.close()
+
+
+def _converse_chunks(events, model: str, cid: str, created: int) -> Iterator[dict[str, Any]]:
+    """ConverseStream events → OpenAI chunks (text deltas, stop reason, usage)."""
+    finish = None
+    for ev in events:
+        if "messageStart" in ev:
+            yield sse.chunk(cid, created, model, {"role": "assistant", "content": ""})
+        elif "contentBlockDelta" in ev:
+            text = ev["contentBlockDelta"].get("delta", {}).get("text")
+            if text:
+                yield sse.chunk(cid, created, model, {"content": text})
+        elif "messageStop" in ev:
+            finish = FINISH.get(ev["messageStop"].get("stopReason", ""), "stop")
+            yield sse.chunk(cid, created, model, {}, finish)
+        elif "metadata" in ev:
+            u = ev["metadata"].get("usage", {})
+            yield sse.usage_chunk(cid, created, model, {
+                "prompt_tokens": u.get("inputTokens", 0), "completion_tokens": u.get("outputTokens", 0),
+                "total_tokens": u.get("totalTokens", 0)})
+
+
 class Bedrock:
-    """Amazon Bedrock through the Converse API (authorised by bedrock:InvokeModel)."""
+    """Amazon Bedrock through the Converse and ConverseStream APIs (authorised by
+    bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream)."""
 
     kind = "bedrock"
 
-    def __init__(self, model: str, client=None, region: Optional[str] = None, guardrail: Optional[dict] = None):
+    def __init__(self, model: str, client=None, region: Optional[str] = None, guardrail: Optional[dict] = None,
+                 timeouts: Optional[Timeouts] = None):
         self.model = model
         self.guardrail = guardrail if guardrail and guardrail.get("id") else None
         if client is None:
             import boto3
             from botocore.config import Config
 
-            client = boto3.client("bedrock-runtime", region_name=region,
-                                  config=Config(retries={"max_attempts": 1}, read_timeout=29, connect_timeout=2))
+            t = timeouts
+            client = boto3.client("bedrock-runtime", region_name=region, config=Config(
+                retries={"max_attempts": 1}, read_timeout=t.buffered_s if t else 29,
+                connect_timeout=t.upstream_connect_s if t else 2))
         self.client = client
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -149,17 +336,8 @@ class Bedrock:
 
         try:
             resp = self.client.converse(**self.request(body))
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
-            if code in ("ThrottlingException", "ServiceQuotaExceededException"):
-                raise UpstreamError(429, f"bedrock: {code}") from e
-            if code in ("ValidationException", "AccessDeniedException", "ResourceNotFoundException"):
-                raise UpstreamError(400 if code == "ValidationException" else 502, f"bedrock: {code}",
-                                    retryable=False) from e
-            raise UpstreamError(status if status >= 500 else 502, f"bedrock: {code}") from e
-        except BotoCoreError as e:
-            raise UpstreamError(504 if "timeout" in str(e).lower() else 502, "bedrock unreachable") from e
+        except (ClientError, BotoCoreError) as e:
+            raise bedrock_error(e) from e
         text = "".join(c.get("text", "") for c in resp["output"]["message"]["content"])
         usage = resp.get("usage", {})
         return {
@@ -170,3 +348,11 @@ class Bedrock:
             "usage": {"prompt_tokens": usage.get("inputTokens", 0), "completion_tokens": usage.get("outputTokens", 0),
                       "total_tokens": usage.get("totalTokens", 0)},
         }
+
+    def stream(self, body: dict[str, Any], timeout_s: float) -> BedrockStream:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return BedrockStream(self.client.converse_stream(**self.request(body)), self.model)
+        except (ClientError, BotoCoreError) as e:
+            raise bedrock_error(e) from e

@@ -1,14 +1,19 @@
 """Token budgets per tier: clamp or reject `max_tokens`, fit the prompt by
-dropping the oldest turns, never the system prompt or the last user turn."""
+dropping the oldest turns, never the system prompt or the last user turn.
+
+Fitting is linear in the conversation: each message is counted once and the
+running total shrinks as turns are dropped (thousands of tiny messages used to
+take seconds when the whole conversation was recounted per drop).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .config import TierConfig
 from .errors import ApiError, bad_request
-from .tokens import SAFETY, count_messages
+from .settings import TierSettings
+from .tokens import SAFETY, count_message, count_messages
 
 
 @dataclass
@@ -19,7 +24,21 @@ class Fitted:
     capped: list[str]  # what was cut: "max_tokens", "prompt"
 
 
-def fit(tier: TierConfig, messages: list[dict[str, Any]], max_tokens: Optional[int], policy: str) -> Fitted:
+def _results_of(messages: list[dict[str, Any]], i: int) -> list[int]:
+    """The tool messages answering assistant message `i`'s calls: a result without its
+    call (or a call without its result) is invalid, so they are dropped together."""
+    ids = {c.get("id") for c in messages[i].get("tool_calls") or [] if isinstance(c, dict)}
+    out = []
+    for j in range(i + 1, len(messages)):
+        m = messages[j]
+        if m.get("role") != "tool":
+            break
+        if not ids or m.get("tool_call_id") in ids:
+            out.append(j)
+    return out
+
+
+def fit(tier: TierSettings, messages: list[dict[str, Any]], max_tokens: Optional[int], policy: str) -> Fitted:
     capped = []
     if max_tokens is None:
         max_tokens = tier.max_tokens
@@ -29,27 +48,29 @@ def fit(tier: TierConfig, messages: list[dict[str, Any]], max_tokens: Optional[i
                               "max_tokens", "max_tokens_over_budget")
         max_tokens, capped = tier.max_tokens, ["max_tokens"]
     budget = int(tier.max_prompt_tokens / SAFETY)
-    kept = list(messages)
-    tokens = count_messages(kept)
+    counts = [count_message(m) for m in messages]
+    tokens = count_messages(messages, counts)
+    if tokens <= budget:
+        return Fitted(list(messages), max_tokens, tokens, capped)
+    pinned = {i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")}
+    pinned.add(max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 1))
+    dropped = [False] * len(messages)
+    for i in range(len(messages)):  # oldest first
+        if tokens <= budget:
+            break
+        if i in pinned or dropped[i]:
+            continue
+        group = [i]
+        if messages[i].get("role") == "assistant" and messages[i].get("tool_calls"):
+            group += [j for j in _results_of(messages, i) if j not in pinned]
+        for j in group:
+            if not dropped[j]:
+                dropped[j] = True
+                tokens -= counts[j]
     if tokens > budget:
-        pinned = {i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")}
-        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=len(messages) - 1)
-        pinned.add(last_user)
-        droppable = [i for i in range(len(messages)) if i not in pinned]  # oldest first
-        dropped: set[int] = set()
-        for i in droppable:
-            if tokens <= budget:
-                break
-            dropped.add(i)
-            # A tool result without its call (or a call without its result) is invalid: drop them together.
-            if messages[i].get("role") == "assistant" and messages[i].get("tool_calls"):
-                dropped |= {j for j in droppable if messages[j].get("role") == "tool" and j > i}
-            kept = [m for j, m in enumerate(messages) if j not in dropped]
-            tokens = count_messages(kept)
-        if tokens > budget:
-            raise ApiError(413, f"The prompt needs about {tokens} tokens but the '{tier.name}' tier allows "
-                                f"{tier.max_prompt_tokens} (system prompt and last user message cannot be dropped); "
-                                "shorten the message or use a tier with a larger budget",
-                           "invalid_request_error", "context_length_exceeded", "messages")
-        capped.append("prompt")
-    return Fitted(kept, max_tokens, tokens, capped)
+        raise ApiError(413, f"The prompt needs about {tokens} tokens but the '{tier.name}' tier allows "
+                            f"{tier.max_prompt_tokens} (system prompt and last user message cannot be dropped); "
+                            "shorten the message or use a tier with a larger budget",
+                       "invalid_request_error", "context_length_exceeded", "messages")
+    capped.append("prompt")
+    return Fitted([m for i, m in enumerate(messages) if not dropped[i]], max_tokens, tokens, capped)

@@ -1,20 +1,40 @@
 """CloudWatch metric names the router emits (EMF) and the SLO alarms read.
 
-One list, so the data plane and the alarms can never drift apart.
+One list, so the data plane and the alarms can never drift apart: the alarms
+import these constants, and a test fails if an alarm watches a name that is
+not here.
 """
 
 NAMESPACE = "LlmBlueprint"
 DIMENSION = "service"
 
 REQUESTS = "Requests"
+CLIENT_ERRORS = "ClientErrors"
+SERVER_ERRORS = "ServerErrors"
+LATENCY_MS = "LatencyMs"
+#: Request start to the first byte of a streamed answer (also per `tier` and `backend`).
+TIME_TO_FIRST_TOKEN_MS = "TimeToFirstTokenMs"
 UPSTREAM_ERRORS = "UpstreamErrors"
 UPSTREAM_THROTTLED = "UpstreamThrottled"
+UPSTREAM_RETRIES = "UpstreamRetries"
+#: Streams that broke after their first byte (the client got an error event).
+STREAM_ERRORS = "StreamErrors"
+#: Streams the client abandoned; their upstream request was cancelled.
+STREAMS_CANCELLED = "StreamsCancelled"
 BUDGET_CAPPED = "BudgetCapped"
 CACHE_HITS = "CacheHits"
 CACHE_MISSES = "CacheMisses"
 CACHE_FAIL_OPEN = "CacheFailOpen"
+CACHE_GUARD_REJECTED = "CacheGuardRejected"
 #: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
 CACHE_SHARED_STORE = "CacheSharedStores"
 FALLBACKS = "Fallbacks"
-LATENCY_MS = "LatencyMs"
+TOKENS_IN = "TokensIn"
+TOKENS_OUT = "TokensOut"
+ESTIMATED_COST_USD = "EstimatedCostUsd"
+#: Per tier: `TierRequests_<tier>`.
+TIER_REQUESTS_PREFIX = "TierRequests_"
+EMBEDDING_INPUTS = "EmbeddingInputs"
+#: Something after the answer failed (cache write, metrics): the answer was delivered anyway.
+SIDE_EFFECT_ERRORS = "SideEffectErrors"
 FAITHFULNESS = "Faithfulness"

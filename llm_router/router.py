@@ -1,39 +1,44 @@
-"""The router core: one request in, one OpenAI-compatible reply out.
+"""The router core: one request in, one OpenAI-compatible answer out.
 
 request → validate → tier → budgets → cache (exact, semantic) → backend chain
-(retries, circuit breakers, fallbacks) → cache write → reply with headers that
-say which tier, backend and model answered, from where and why. Both adapters
-(Lambda, local ASGI) call `Router.chat`; neither adds behaviour.
+(retries, circuit breakers, fallbacks) → cache write → answer, with headers that
+say which tier, backend and model answered, from where and why. A streamed
+answer is a `StreamReply`: retries and fallbacks happen only until its first
+byte; after that a failure ends the stream with an error event. The HTTP app
+(`http_app.py`) calls `Router.chat`; it adds no behaviour.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol, Union
 
 from . import metric_names as m
-from .backends import PASSTHROUGH, Backend
-from .budgets import fit
+from . import requests, sse
+from .backends import PASSTHROUGH, Backend, UpstreamStream
+from .budgets import Fitted, fit
 from .cache import ResponseCache, Scope
 from .cache.keys import system_prompt
-from .config import RouterConfig
-from .errors import ApiError, bad_request
+from .cache.store import Lookup
+from .errors import ApiError, internal_error, unauthorized
 from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
+from .settings import RouterSettings, TierSettings
 from .tiering import choose_tier
-
-ROLES = {"system", "developer", "user", "assistant", "tool"}
+from .tokens import count_text
 
 
 class Metrics(Protocol):
-    def add(self, name: str, value: float, unit: str = "Count") -> None: ...
+    def add(self, name: str, value: float, unit: str = "Count",
+            dimensions: Optional[dict[str, str]] = None) -> None: ...
 
 
 class NullMetrics:
-    def add(self, name: str, value: float, unit: str = "Count") -> None:
+    def add(self, name: str, value: float, unit: str = "Count",
+            dimensions: Optional[dict[str, str]] = None) -> None:
         pass
 
 
@@ -44,142 +49,221 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def parse(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    if len(raw) > max_bytes:
-        raise ApiError(413, f"request body is {len(raw)} bytes; the limit is {max_bytes}", code="body_too_large")
-    try:
-        body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("request body must be a JSON object", code="invalid_json")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array", "messages", "missing_messages")
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise bad_request(f"messages[{i}] must be an object", f"messages[{i}]")
-        if msg.get("role") not in ROLES:
-            raise bad_request(f"messages[{i}].role {msg.get('role')!r} is not one of {', '.join(sorted(ROLES))}",
-                              f"messages[{i}].role", "invalid_role")
-        content = msg.get("content")
-        if content is None and not msg.get("tool_calls"):
-            raise bad_request(f"messages[{i}].content is required", f"messages[{i}].content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise bad_request(f"messages[{i}].content must be a string or an array of parts", f"messages[{i}].content")
-    if not any(m_.get("role") == "user" for m_ in messages):
-        raise bad_request("at least one message must have role 'user'", "messages")
-    for name in ("max_tokens", "max_completion_tokens"):
-        v = body.get(name)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise bad_request(f"'{name}' must be a positive integer", name)
-    t = body.get("temperature")
-    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 2):
-        raise bad_request("'temperature' must be a number between 0 and 2", "temperature")
-    if body.get("stream"):
-        raise bad_request("streaming is not available through this endpoint (API Gateway HTTP APIs buffer "
-                          "responses); send stream: false", "stream", "stream_unsupported")
-    if (body.get("n") or 1) != 1:
-        raise bad_request("only n = 1 is supported", "n")
-    if body.get("model") is not None and not isinstance(body.get("model"), str):
-        raise bad_request("'model' must be a string", "model")
-    return body
+@dataclass
+class StreamReply:
+    """A streamed answer whose first chunk is known to be good: `chunks` yields SSE bytes;
+    `cancel` aborts the upstream request (the client went away) from any thread."""
+
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    cancel: Callable[[], None]
+    status: int = 200
+
+
+@dataclass
+class Prepared:
+    """A checked request: its tier, fitted budget, the body for the backend and what the
+    cache lookup learned."""
+
+    body: dict[str, Any]
+    tier: TierSettings
+    fitted: Fitted
+    upstream: dict[str, Any]
+    headers: dict[str, str]
+    state: Optional[Lookup]
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.body.get("stream_options") or {}).get("include_usage"))
+
+
+class Observed:
+    """One request's outcome: counted, timed and logged exactly once (a stream finishes
+    long after `chat` has returned)."""
+
+    def __init__(self, router: "Router", request_id: str, tenant: Optional[str]):
+        self.router, self.started = router, time.monotonic()
+        self.context: dict[str, Any] = {"request_id": request_id, "tenant": tenant}
+        self.done = False
+        router.safely("metrics", router.metrics.add, m.REQUESTS, 1)
+
+    def ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+    def finish(self, status: int) -> None:
+        if self.done:
+            return
+        self.done = True
+        r, elapsed = self.router, self.ms()
+        r.safely("metrics", r.metrics.add, m.LATENCY_MS, elapsed, "Milliseconds")
+        if 400 <= status < 500:
+            r.safely("metrics", r.metrics.add, m.CLIENT_ERRORS, 1)
+        elif status >= 500:
+            r.safely("metrics", r.metrics.add, m.SERVER_ERRORS, 1)
+        r.log.info("chat", extra={**self.context, "status": status, "latency_ms": round(elapsed, 2)})
 
 
 class Router:
-    def __init__(self, config: RouterConfig, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
+    def __init__(self, settings: RouterSettings, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
                  metrics: Optional[Metrics] = None, log: Optional[logging.Logger] = None,
                  retry: Optional[RetryPolicy] = None):
-        self.config, self.backends, self.cache = config, backends, cache
+        self.settings, self.backends, self.cache = settings, backends, cache
+        self.tiers = {t.name: t for t in settings.tiers}
         self.metrics = metrics or NullMetrics()
         self.log = log or logging.getLogger("llm_router")
         self.retry = retry or RetryPolicy()
         self.breakers = {tier: CircuitBreaker() for tier in backends}
+
+    # ----------------------------------------------------------- plumbing
+    def safely(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a side effect that must never cost the client its answer: a failure is
+        logged once with its kind and counted."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - the answer comes first
+            self.log.warning("%s failed after the answer: %s", what, type(e).__name__)
+            with contextlib.suppress(Exception):
+                self.metrics.add(m.SIDE_EFFECT_ERRORS, 1)
+            return None
 
     # ---------------------------------------------------------------- models
     def models(self) -> Reply:
         created = int(time.time())
         data = [{"id": "auto", "object": "model", "created": created, "owned_by": "llm-blueprint"}]
         data += [{"id": t.name, "object": "model", "created": created, "owned_by": t.backend}
-                 for t in self.config.tiers.values()]
+                 for t in self.settings.tiers]
         return Reply(200, {"object": "list", "data": data})
 
     # ------------------------------------------------------------------ chat
-    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Reply:
-        started = time.monotonic()
-        request_id = request_id or uuid.uuid4().hex
-        self.metrics.add(m.REQUESTS, 1)
-        context: dict[str, Any] = {"request_id": request_id, "tenant": tenant}
+    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Union[Reply, StreamReply]:
+        """Never raises: every failure is an OpenAI error reply."""
+        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
         try:
             if not tenant:
-                raise ApiError(401, "missing or invalid API key", "invalid_request_error", "invalid_api_key")
-            reply = self._chat(raw, tenant, started, context)
+                raise unauthorized()
+            prepared = self._prepare(raw, tenant, obs)
+            if prepared.state is not None and prepared.state.hit is not None:
+                reply = self._cached(prepared, obs)
+            elif prepared.stream:
+                reply = self._stream(prepared, obs)
+            else:
+                reply = self._complete(prepared, obs)
         except ApiError as e:
-            status = e.status
-            reply = Reply(status, e.body(), dict(e.headers))
-            context["error"] = e.code
+            reply = Reply(e.status, e.body(), dict(e.headers))
+            obs.context["error"] = e.code
         except Exception:  # noqa: BLE001 - never a stack trace to the client
-            self.log.exception("unexpected error", extra={"request_id": request_id})
-            reply = Reply(500, ApiError(500, "internal error; the request id identifies it in the logs",
-                                        "server_error", "internal_error").body())
-        elapsed_ms = (time.monotonic() - started) * 1000
-        self.metrics.add(m.LATENCY_MS, elapsed_ms, "Milliseconds")
-        if 400 <= reply.status < 500:
-            self.metrics.add("ClientErrors", 1)
-        elif reply.status >= 500:
-            self.metrics.add("ServerErrors", 1)
-        reply.headers["x-request-id"] = request_id
-        self.log.info("chat", extra={**context, "status": reply.status, "latency_ms": round(elapsed_ms, 2)})
+            self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
+            reply = Reply(500, internal_error().body())
+        reply.headers["x-request-id"] = obs.context["request_id"]
+        if isinstance(reply, Reply):
+            obs.finish(reply.status)
         return reply
 
-    def _chat(self, raw: bytes, tenant: str, started: float, context: dict[str, Any]) -> Reply:
-        body = parse(raw, self.config.max_body_bytes)
-        tier_name, reason = choose_tier(self.config, body.get("model"), body["messages"])
-        tier = self.config.tiers[tier_name]
+    def _prepare(self, raw: bytes, tenant: str, obs: Observed) -> Prepared:
+        limits = self.settings.router.limits
+        body = requests.chat(raw, limits.max_body_bytes, limits.max_messages)
+        tier_name, reason = choose_tier(self.settings, body.get("model"), body["messages"])
+        tier = self.tiers[tier_name]
         requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        fitted = fit(tier, body["messages"], requested, self.config.max_tokens_policy)
-        context.update(tier=tier_name, tier_reason=reason)
-        if self.config.log_prompts:
-            context["messages"] = fitted.messages
+        fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy)
+        obs.context.update(tier=tier_name, tier_reason=reason, stream=bool(body.get("stream")))
+        if self.settings.router.log_prompts:
+            obs.context["messages"] = fitted.messages
         if fitted.capped:
-            self.metrics.add(m.BUDGET_CAPPED, 1)
+            self.safely("metrics", self.metrics.add, m.BUDGET_CAPPED, 1)
         upstream = {k: body[k] for k in PASSTHROUGH if k in body}
         upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
         headers = {"x-llm-tier": tier_name, "x-llm-tier-reason": reason}
         if fitted.capped:
             headers["x-llm-budget"] = ",".join(fitted.capped)
+        state = None
+        if self.cache is not None:
+            state = self.cache.lookup(Scope(tenant, tier_name, system_prompt(fitted.messages)), fitted.messages,
+                                      upstream)
+            headers["x-llm-cache"] = state.hit.layer if state.hit else "miss"
+        else:
+            headers["x-llm-cache"] = "off"
+        return Prepared(body, tier, fitted, upstream, headers, state)
 
-        scope = Scope(tenant, tier_name, system_prompt(fitted.messages))
-        state = self.cache.lookup(scope, fitted.messages, upstream) if self.cache else None
-        if state is not None and state.hit is not None:
-            context["cache"] = state.hit.layer
-            hit = state.hit
-            headers.update({"x-llm-cache": hit.layer, "x-llm-backend": "cache",
-                            "x-llm-model": str(hit.response.get("model", tier.model))})
-            if hit.similarity is not None:
-                headers["x-llm-cache-similarity"] = f"{hit.similarity:.4f}"
-            response = {**hit.response, "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+    def _cached(self, p: Prepared, obs: Observed) -> Union[Reply, StreamReply]:
+        hit = p.state.hit
+        obs.context["cache"] = hit.layer
+        headers = {**p.headers, "x-llm-backend": "cache", "x-llm-model": str(hit.response.get("model", p.tier.model))}
+        if hit.similarity is not None:
+            headers["x-llm-cache-similarity"] = f"{hit.similarity:.4f}"
+        response = {**hit.response, "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+        if not p.stream:
             return Reply(200, response, headers)
-        headers["x-llm-cache"] = "miss" if self.cache else "off"
 
-        deadline = started + self.config.timeout_s - 0.3
-        response, answered_by, degraded = self._call_chain(tier_name, upstream, deadline, context)
-        t = self.config.tiers[answered_by]
+        def replay() -> Iterator[bytes]:
+            try:
+                for c in sse.replay(response, p.include_usage):
+                    yield sse.event(c)
+                yield sse.DONE
+            finally:
+                obs.finish(200)
+        return StreamReply(headers, replay(), lambda: None)
+
+    # ------------------------------------------------------------- buffered
+    def _complete(self, p: Prepared, obs: Observed) -> Reply:
+        deadline = obs.started + self.settings.router.timeouts.buffered_s - 0.3
+        response, answered_by, degraded = self._call_chain(
+            p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
+        headers = self._answered(p, answered_by, degraded, obs)
         usage = response.get("usage") or {}
-        pin, pout = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-        self.metrics.add("TokensIn", pin)
-        self.metrics.add("TokensOut", pout)
-        self.metrics.add("EstimatedCostUsd", (pin * t.price_in + pout * t.price_out) / 1e6, "None")
-        self.metrics.add(f"TierRequests_{answered_by}", 1)
-        headers.update({"x-llm-backend": self.backends[answered_by].kind, "x-llm-model": t.model})
-        if degraded:
-            headers["x-llm-fallback"] = f"{tier_name}->{answered_by}"
-        if state is not None:
-            self.cache.store(state, upstream, response, degraded=degraded)
+        self.safely("metrics", self._account, answered_by, usage.get("prompt_tokens", 0),
+                    usage.get("completion_tokens", 0))
+        if p.state is not None:
+            self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
         return Reply(200, response, headers)
 
+    def _answered(self, p: Prepared, answered_by: str, degraded: bool, obs: Observed) -> dict[str, str]:
+        headers = {**p.headers, "x-llm-backend": self.backends[answered_by].kind,
+                   "x-llm-model": self.tiers[answered_by].model}
+        if degraded:
+            headers["x-llm-fallback"] = f"{p.tier.name}->{answered_by}"
+            obs.context["fallback"] = answered_by
+        return headers
+
+    def _account(self, tier: str, tokens_in: int, tokens_out: int) -> None:
+        t = self.tiers[tier]
+        self.metrics.add(m.TOKENS_IN, tokens_in)
+        self.metrics.add(m.TOKENS_OUT, tokens_out)
+        if t.price is not None:
+            cost = (tokens_in * t.price.input_per_mtok + tokens_out * t.price.output_per_mtok) / 1e6
+            self.metrics.add(m.ESTIMATED_COST_USD, cost, "None")
+        self.metrics.add(f"{m.TIER_REQUESTS_PREFIX}{tier}", 1)
+
+    # ------------------------------------------------------------- streamed
+    def _stream(self, p: Prepared, obs: Observed) -> StreamReply:
+        deadline = obs.started + self.settings.router.timeouts.stream_s - 0.3
+
+        def open_first(backend: Backend, body: dict[str, Any], remaining: float):
+            upstream = backend.stream(body, remaining)
+            chunks = iter(upstream)
+            try:
+                first = next(chunks)
+            except StopIteration:
+                upstream.close()
+                raise UpstreamError(502, "upstream ended the stream before its first chunk") from None
+            except BaseException:
+                upstream.close()
+                raise
+            return upstream, chunks, first
+
+        (upstream, chunks, first), answered_by, degraded = self._call_chain(
+            p.tier.name, deadline, obs, open_first, p.upstream)
+        headers = self._answered(p, answered_by, degraded, obs)
+        relay = _Relay(self, p, obs, upstream, chunks, first, answered_by, degraded)
+        return StreamReply(headers, iter(relay), relay.cancel)
+
+    # --------------------------------------------------------- backend chain
     def _retried(self, error: UpstreamError) -> None:
-        self.metrics.add("UpstreamRetries", 1)
+        self.metrics.add(m.UPSTREAM_RETRIES, 1)
         if error.throttled:
             self.metrics.add(m.UPSTREAM_THROTTLED, 1)
 
@@ -188,27 +272,26 @@ class Router:
         while tier and tier not in seen and tier in self.backends:
             chain.append(tier)
             seen.add(tier)
-            tier = self.config.tiers[tier].fallback
+            tier = self.tiers[tier].fallback
         return chain
 
-    def _call_chain(self, tier: str, body: dict[str, Any], deadline: float,
-                    context: dict[str, Any]) -> tuple[dict[str, Any], str, bool]:
+    def _call_chain(self, tier: str, deadline: float, obs: Observed,
+                    call: Callable[[Backend, dict[str, Any], float], Any], body: dict[str, Any]) -> tuple[Any, str, bool]:
+        """Try the tier, then its fallbacks, each with an equal share of the time left
+        (a hung backend leaves room for the next); retries inside each."""
         last: Optional[Exception] = None
         chain = self._chain(tier)
         for i, name in enumerate(chain):
             backend = self.backends[name]
-            # Each tier gets an equal share of the time left, so a hung backend leaves room for its fallbacks.
             now = time.monotonic()
             tier_deadline = now + (deadline - now) / (len(chain) - i)
-            budget = self.config.tiers[name].max_tokens
-            call_body = {**body, "max_tokens": min(body["max_tokens"], budget)}
+            call_body = {**body, "max_tokens": min(body["max_tokens"], self.tiers[name].max_tokens)}
             try:
-                response = self.retry.run(lambda remaining: backend.complete(call_body, remaining), tier_deadline,
-                                          self.breakers[name], on_retry=self._retried)
+                result = self.retry.run(lambda remaining: call(backend, call_body, remaining), tier_deadline,
+                                        self.breakers[name], on_retry=self._retried)
                 if i:
                     self.metrics.add(m.FALLBACKS, 1)
-                    context["fallback"] = name
-                return response, name, i > 0
+                return result, name, i > 0
             except CircuitOpen as e:
                 last = e
             except UpstreamError as e:
@@ -222,3 +305,85 @@ class Router:
                            "upstream_unavailable", headers={"retry-after": "5"})
         status = 504 if isinstance(last, UpstreamError) and last.status == 504 else 502
         raise ApiError(status, f"the model backend failed ({last})", "server_error", "upstream_error")
+
+
+class _Relay:
+    """Relays one upstream stream to the client chunk by chunk: counts time to first byte,
+    hides the usage chunk unless the client asked for it, ends a broken stream with an
+    error event, and caches the answer only when the stream finished normally."""
+
+    def __init__(self, router: Router, p: Prepared, obs: Observed, upstream: UpstreamStream,
+                 chunks: Iterator[dict[str, Any]], first: dict[str, Any], tier: str, degraded: bool):
+        self.router, self.p, self.obs = router, p, obs
+        self.upstream, self.chunks, self.first = upstream, chunks, first
+        self.tier, self.degraded = tier, degraded
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.upstream.close()
+
+    def _visible(self, c: dict[str, Any]) -> bool:
+        return bool(c.get("choices")) or self.p.include_usage
+
+    def __iter__(self) -> Iterator[bytes]:
+        r, obs = self.router, self.obs
+        answer = sse.Assembler()
+        status, first_sent = 200, False
+        try:
+            for c in _prepend(self.first, self.chunks):
+                answer.add(c)
+                if not self._visible(c):
+                    continue
+                if not first_sent:
+                    first_sent = True
+                    self._time_to_first_byte()
+                yield sse.event(c)
+            if self.cancelled:
+                status = 499
+            elif answer.finish_reason is None:
+                raise UpstreamError(502, "upstream ended the stream without a finish reason")
+            else:
+                self._finished(answer)
+                yield sse.DONE
+        except UpstreamError as e:
+            if self.cancelled:
+                status = 499
+            else:
+                status = 502
+                obs.context["error"] = "stream_broken"
+                r.safely("metrics", r.metrics.add, m.STREAM_ERRORS, 1)
+                r.log.warning("stream broke after its first byte: %s", e, extra={"request_id": obs.context["request_id"]})
+                yield sse.error_event(f"the model backend failed mid-stream ({e})", "server_error", "upstream_error")
+        except GeneratorExit:
+            status = 499
+            self.upstream.close()
+            raise
+        finally:
+            if status == 499:
+                self.cancelled = True
+                obs.context["cancelled"] = True
+                r.safely("metrics", r.metrics.add, m.STREAMS_CANCELLED, 1)
+            obs.finish(status)
+
+    def _time_to_first_byte(self) -> None:
+        r, ms = self.router, self.obs.ms()
+        r.safely("metrics", r.metrics.add, m.TIME_TO_FIRST_TOKEN_MS, ms, "Milliseconds")
+        r.safely("metrics", r.metrics.add, m.TIME_TO_FIRST_TOKEN_MS, ms, "Milliseconds",
+                 {"tier": self.tier, "backend": r.backends[self.tier].kind})
+
+    def _finished(self, answer: sse.Assembler) -> None:
+        r, p = self.router, self.p
+        usage = answer.usage or {}
+        tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
+        tokens_out = usage.get("completion_tokens", count_text(answer.text))
+        r.safely("metrics", r._account, self.tier, tokens_in, tokens_out)
+        if p.state is not None and not answer.tool_calls:
+            completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                                            "total_tokens": tokens_in + tokens_out})
+            r.safely("cache write", r.cache.store, p.state, p.upstream, completion, self.degraded)
+
+
+def _prepend(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rest

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import RouterConfig
+from .settings import RouterSettings
 from .errors import ApiError
 from .tokens import content_text, count_text
 
 
-def choose_tier(config: RouterConfig, requested: str | None, messages: list[dict[str, Any]]) -> tuple[str, str]:
+def choose_tier(settings: RouterSettings, requested: str | None, messages: list[dict[str, Any]]) -> tuple[str, str]:
     """(tier, reason). Unknown model names are a 404, as with the OpenAI API."""
-    name = requested or config.default_tier
-    if name in config.tiers:
+    name = requested or settings.router.default_tier
+    if name in settings.tier_names:
         return name, "requested" if requested else "default"
     if name != "auto":
-        known = ", ".join(["auto", *config.tiers])
+        known = ", ".join(["auto", *settings.tier_names])
         raise ApiError(404, f"The model '{name}' does not exist; available: {known}", "invalid_request_error",
                        "model_not_found", "model")
-    return auto_tier(config, messages)
+    return auto_tier(settings, messages)
 
 
-def auto_tier(config: RouterConfig, messages: list[dict[str, Any]]) -> tuple[str, str]:
-    t = config.tiering
-    names = list(config.tiers)
-    cheap = t.cheap_tier if t.cheap_tier in config.tiers else names[0]
-    expensive = t.expensive_tier if t.expensive_tier in config.tiers else names[-1]
+def auto_tier(settings: RouterSettings, messages: list[dict[str, Any]]) -> tuple[str, str]:
+    t, names = settings.router.tiering, settings.tier_names
+    cheap = t.cheap_tier if t.cheap_tier in names else names[0]
+    expensive = t.expensive_tier if t.expensive_tier in names else names[-1]
     users = [m for m in messages if m.get("role") == "user"]
     last = content_text(users[-1]) if users else ""
     lowered = last.lower()

@@ -27,11 +27,25 @@ def example_config(stack: str) -> dict:
 
 def validated_config(stack: str):
     """An example stack's config through the same schema the program uses."""
-    from components import config_rules as rules
-    from components.stack_config import raw_config
+    return offline.validated(stack)
 
-    src = offline.read_stack(stack)
-    return rules.validate(*raw_config(src.config, src.secret_keys, offline.PROJECT))
+
+def router_settings_of(stack: str = "dev", **router: object):
+    """An example stack's router settings, optionally with some `router` fields replaced."""
+    import dataclasses
+
+    from components.router_settings import router_settings
+
+    settings = router_settings(validated_config(stack))
+    return dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router)) if router else settings
+
+
+def cache_settings(stack: str = "dev", **changes: object):
+    """An example stack's cache settings with some fields replaced (the schema stays the
+    one home of every default)."""
+    import dataclasses
+
+    return dataclasses.replace(router_settings_of(stack).cache, **changes)
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """A fake OpenAI-compatible model server for tests (a fixture, not the product).
 
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
-Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes).
+Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes),
+and for streams: drip (one chunk every `drip_s`), break (drops the connection
+after two chunks), hang (sends two chunks, then nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ class FakeUpstream:
         self.modes: dict[str, str] = {}
         self.calls: list[dict] = []
         self.slow_s = 3.0
+        self.drip_s = 0.2
         self.throttle_times: dict[str, int] = {}
+        #: Streams whose client went away before the end (the router cancelled them).
+        self.aborted = 0
+        self.streams_finished = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,11 +50,55 @@ class FakeUpstream:
                     time.sleep(fake.slow_s)
                 last = body["messages"][-1]["content"]
                 text = f"[{model}] answer to: {last}"[: 4 * body.get("max_tokens", 1000)]
+                if body.get("stream"):
+                    return self._stream(body, model, text, mode)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "length" if mode == "truncate" else "stop"}],
                     "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+
+            def _stream(self, body, model, text, mode):
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+
+                def chunk(delta, finish=None, usage=None):
+                    c = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
+                         "model": model, "choices": [] if usage else
+                         [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+                    if usage:
+                        c["usage"] = usage
+                    self._write(b"data: " + json.dumps(c).encode() + b"\n\n")
+
+                words = text.split(" ")
+                try:
+                    chunk({"role": "assistant", "content": ""})
+                    for i, word in enumerate(words):
+                        chunk({"content": (" " if i else "") + word})
+                        if mode == "break" and i == 1:
+                            self.close_connection = True
+                            self.connection.shutdown(2)
+                            return
+                        if mode == "hang" and i == 1:
+                            time.sleep(fake.slow_s)
+                        if mode == "drip":
+                            time.sleep(fake.drip_s)
+                    chunk({}, "length" if mode == "truncate" else "stop")
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        chunk({}, usage={"prompt_tokens": 11, "completion_tokens": len(words),
+                                         "total_tokens": 11 + len(words)})
+                    self._write(b"data: [DONE]\n\n")
+                    self._write(b"")
+                    fake.streams_finished += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    fake.aborted += 1
+                    self.close_connection = True
+
+            def _write(self, data: bytes):
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
 
             def _send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()

@@ -11,9 +11,11 @@ import pytest
 import valkey
 
 from llm_router import metric_names as m
-from llm_router.cache import CacheSettings, ResponseCache, Scope, near_miss
+from llm_router.cache import ResponseCache, Scope, near_miss
 from llm_router.cache.ft_subset import violations
 from llm_router.cache.store import connect, why_not_cacheable
+from llm_router.settings import CacheTtl
+from tests.conftest import cache_settings
 
 
 class Recorder(valkey.Valkey):
@@ -46,8 +48,8 @@ def make_cache(valkey_server, minilm):
 
     def make(embedder=minilm, **settings):
         client = Recorder(port=valkey_server.port)
-        s = CacheSettings(prefix=f"t{uuid.uuid4().hex[:8]}", **settings)
-        cache = ResponseCache(client, embedder, s, on_metric=lambda n, v: metrics.append((n, v)))
+        cache = ResponseCache(client, embedder, cache_settings(**settings), prefix=f"t{uuid.uuid4().hex[:8]}",
+                              on_metric=lambda n, v: metrics.append((n, v)))
         assert cache.ensure_index()
         return cache
 
@@ -145,13 +147,13 @@ def test_scopes_beyond_the_index_budget_share_one_filtered_index_and_stay_isolat
     tenants = ["acme", "globex", "initech", "umbrella"]
     for t in tenants:
         put(cache, Scope(t, "fast"), "What is our refund policy?", response=answer(f"{t}: refunds"))
-    s = cache.settings
+    s = cache.layout
     ours = sorted(x.decode() for x in cache.client.execute_command("FT._LIST") if x.decode().startswith(s.prefix))
     assert len(ours) == 3 and s.shared_index in ours  # two dedicated + the shared one, whatever the tenant count
     assert [n for n, _ in make_cache.metrics].count(m.CACHE_SHARED_STORE) == 2
     assert [cache.client.hexists(s.routes_key, Scope(t, "fast").key) for t in tenants] == [True, True, False, False]
     # Another router process (empty memory) finds every scope where the first one put it.
-    other = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, s)
+    other = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, cache.settings, prefix=s.prefix)
     for t in tenants:
         hit = other.lookup(Scope(t, "fast"), ask("What's our refund policy?"), P).hit
         assert hit.layer == "semantic" and content(hit) == f"{t}: refunds"
@@ -173,19 +175,19 @@ def test_a_scope_the_engine_refuses_an_index_for_goes_to_the_shared_index(make_c
     cache.client = CappedAtShared(port=cache.client.connection_pool.connection_kwargs["port"])
     cache._route_script = cache.client.register_script(cache._route_script.script)
     put(cache, Scope("acme", "fast"), "How do I rotate keys?")
-    assert cache.index_for(Scope("acme", "fast")) == cache.settings.shared_index
-    assert cache.client.hget(cache.settings.routes_key, "#dedicated") == b"0"  # the slot is given back
+    assert cache.index_for(Scope("acme", "fast")) == cache.layout.shared_index
+    assert cache.client.hget(cache.layout.routes_key, "#dedicated") == b"0"  # the slot is given back
     assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit.layer == "semantic"
 
 
 def test_a_starting_router_reclaims_the_slots_of_scopes_with_no_entries_left(make_cache, valkey_server, minilm):
     cache = make_cache(dedicated_indexes=2)
-    s = cache.settings
+    s = cache.layout
     put(cache, Scope("acme", "fast"), "How do I rotate keys?")
     put(cache, Scope("globex", "fast"), "How do I rotate keys?")
     put(cache, Scope("initech", "fast"), "How do I rotate keys?")  # no slot left: shared
     assert cache.invalidate("acme") == 2  # acme's entries are gone (expiry does the same)
-    restarted = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, s)
+    restarted = ResponseCache(valkey.Valkey(port=valkey_server.port), minilm, cache.settings, prefix=s.prefix)
     assert restarted.ensure_index()
     names = {x.decode() for x in restarted.client.execute_command("FT._LIST")}
     assert s.dedicated_index(Scope("acme", "fast")) not in names  # empty: slot given back
@@ -202,12 +204,12 @@ def test_a_starting_router_reclaims_the_slots_of_scopes_with_no_entries_left(mak
 
 def test_start_up_drops_only_this_prefix_s_indexes_of_other_versions(make_cache):
     cache = make_cache()
-    s, c = cache.settings, cache.client
+    s, c = cache.layout, cache.client
     stale, foreign = f"{s.prefix}_v3_bedrock_titan_v2_d512_abc", f"x{s.prefix}_v3_other_d8_abc"
     for name in (stale, foreign):
         c.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:", "SCHEMA", "ts", "NUMERIC")
     put(cache, Scope("acme", "fast"), "How do I rotate keys?")
-    assert ResponseCache(c, cache.embedder, s).ensure_index()  # a new router process starts
+    assert ResponseCache(c, cache.embedder, cache.settings, prefix=s.prefix).ensure_index()  # a new router process starts
     names = {x.decode() for x in c.execute_command("FT._LIST")}
     assert stale not in names and foreign in names and s.shared_index in names
     assert s.dedicated_index(Scope("acme", "fast")) in names  # the current version's are kept
@@ -234,12 +236,12 @@ def test_multi_turn_requests_use_the_exact_layer_only(make_cache):
 
 
 def test_ttl_per_tier(make_cache, valkey_server):
-    cache = make_cache(default_ttl_s=3600, tier_ttl_s={"smart": 120})
+    cache = make_cache(ttl=CacheTtl(default_seconds=3600, tiers={"smart": 120}))
     for tier in ("fast", "smart"):
         put(cache, Scope("acme", tier), f"Tell me about {tier} things")
     client = valkey.Valkey(port=valkey_server.port)
     ttls = {}
-    for key in client.scan_iter(f"{cache.settings.prefix}x:*"):
+    for key in client.scan_iter(f"{cache.layout.prefix}x:*"):
         ttls[client.ttl(key)] = key
     assert any(3590 <= t <= 3600 for t in ttls) and any(110 <= t <= 120 for t in ttls)
 
@@ -294,9 +296,9 @@ def test_index_is_idempotent_and_a_dimension_change_gets_a_new_index(make_cache,
     cache = make_cache()
     assert cache.ensure_index() and cache.ensure_index()
     small = ResponseCache(valkey.Valkey(port=valkey_server.port), FakeEmbedder(8),
-                          CacheSettings(prefix=cache.settings.prefix, dimensions=8, embedder="fake"))
+                          cache.settings, prefix=cache.layout.prefix)
     assert small.ensure_index()
-    assert small.settings.index_name != cache.settings.index_name
+    assert small.layout.index_name != cache.layout.index_name
     put(cache, Scope("acme", "fast"), "How do I rotate keys?")
     put(small, Scope("acme", "fast"), "How do I rotate certificates?")
     assert cache.lookup(Scope("acme", "fast"), ask("How can I rotate keys?"), P).hit.layer == "semantic"
@@ -345,7 +347,7 @@ def test_fails_open_when_valkey_is_unreachable(minilm):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     metrics = []
-    cache = ResponseCache(connect("127.0.0.1", port, timeout_ms=50), minilm, CacheSettings(timeout_ms=50),
+    cache = ResponseCache(connect("127.0.0.1", port, timeout_ms=50), minilm, cache_settings(timeout_ms=50),
                           on_metric=lambda n, v: metrics.append(n))
     assert cache.ensure_index() is False
     state = cache.lookup(Scope("acme", "fast"), ask("Anything?"), P)
@@ -372,7 +374,7 @@ def test_fails_open_within_the_time_budget_when_valkey_hangs(minilm):
     threading.Thread(target=accept, daemon=True).start()
     metrics = []
     cache = ResponseCache(connect("127.0.0.1", listener.getsockname()[1], timeout_ms=50), minilm,
-                          CacheSettings(timeout_ms=50), on_metric=lambda n, v: metrics.append(n))
+                          cache_settings(timeout_ms=50), on_metric=lambda n, v: metrics.append(n))
     started = time.monotonic()
     state = cache.lookup(Scope("acme", "fast"), ask("Anything?"), P)
     elapsed = time.monotonic() - started

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from llm_blueprint.cache_eval import collect, recommend, score, split, sweep
 from llm_blueprint.cli import app
+from tests.conftest import cache_settings
 
 PAIRS = [
     ("How do I reset my password?", "How can I reset my password?", 1),
@@ -46,7 +47,7 @@ def test_scores_on_the_real_server_and_embedder(pairs_file, valkey_server, minil
     from llm_blueprint.cache_eval import load_pairs
 
     parts = split(load_pairs(pairs_file), holdout=0.0, origins=100)
-    collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), prefix="evaltest")
+    collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), cache_settings(), prefix="evaltest")
     guarded = score(collected, parts.entries, 0.75, guards=True)
     wrong: list = []
     open_ = score(collected, parts.entries, 0.75, guards=False, errors=wrong)

@@ -56,10 +56,10 @@ def test_dev_plan_has_real_settings():
     assert fn.inputs["reservedConcurrentExecutions"] == 20
     settings = json.loads(fn.inputs["environment"]["variables"]["LLM_ROUTER_SETTINGS"])
     assert [t["name"] for t in settings["tiers"]] == ["fast", "smart"]
-    from llm_router.cache import CacheSettings
+    from llm_router.settings import RouterSettings, load
 
-    cache = CacheSettings.from_router_settings(settings["cache"])  # what the Lambda will run with
-    assert (cache.ef_runtime, cache.dimensions, cache.embedder) == (32, 512, "bedrock-titan-v2")
+    cache = load(RouterSettings, settings).cache  # what the Lambda will run with
+    assert (cache.ef_runtime, cache.embedder.dimensions, cache.embedder.provider) == (32, 512, "bedrock-titan-v2")
     assert cache.dedicated_indexes == 8  # Valkey 8.2: 10 indexes, less the shared one and one spare
     assert len(plan.of_type("aws:bedrockmodel/invocationLoggingConfiguration:InvocationLoggingConfiguration")) == 1
 
@@ -172,6 +172,6 @@ def test_lambda_artifact_is_reproducible(tmp_path):
 
 
 def test_data_plane_does_not_import_pulumi():
-    code = ("import sys, llm_router.lambda_handler, llm_router.authorizer; "
+    code = ("import sys, llm_router.http_app, llm_router.wiring, llm_router.authorizer; "
             "sys.exit(any(m.split('.')[0] in ('pulumi', 'pulumi_aws', 'components') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=offline.PROJECT_DIR).returncode == 0

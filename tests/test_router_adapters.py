@@ -1,73 +1,101 @@
-"""The Lambda adapter (API Gateway HTTP API events), the Bedrock Converse backend, token counts."""
+"""The app as Lambda runs it (the start script, gateway authorisation, EMF metrics), the
+Bedrock Converse backend, resilience primitives, token counts, wiring from the environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from types import SimpleNamespace
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
 
 import boto3
+import httpx
+import openai
 import pytest
 from botocore.stub import Stubber
 
-from llm_router import lambda_handler, tokens
+from llm_router import settings as rs
+from llm_router import tokens
 from llm_router.backends import Bedrock
-from llm_router.config import RouterConfig, TierConfig
 from llm_router.resilience import CircuitBreaker, RetryPolicy, UpstreamError
-from llm_router.router import Router
+from tests.conftest import router_settings_of
+from tests.fake_upstream import FakeUpstream
 
-CONTEXT = SimpleNamespace(function_name="router", memory_limit_in_mb=1024, aws_request_id="req-1",
-                          invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:router")
-
-
-class Echo:
-    kind, model = "bedrock", "m"
-
-    def complete(self, body, timeout_s):
-        return {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY = {"x-amzn-request-context": json.dumps({"requestId": "gw-1", "authorizer": {"tenant": "acme", "keyId": "k1"}})}
 
 
-def event(route, body=None, tenant="acme"):
-    method, path = route.split(" ")
-    ctx = {"requestId": "abc", "http": {"method": method, "path": path, "sourceIp": "10.0.0.1"},
-           "routeKey": route, "stage": "$default"}
-    if tenant:
-        ctx["authorizer"] = {"lambda": {"tenant": tenant}}
-    return {"version": "2.0", "routeKey": route, "rawPath": path, "rawQueryString": "", "headers": {},
-            "requestContext": ctx, "body": body, "isBase64Encoded": False}
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-@pytest.fixture
-def lambda_router(monkeypatch):
-    config = RouterConfig({"fast": TierConfig("fast", "bedrock", "m")})
-    monkeypatch.setattr(lambda_handler, "_router", Router(config, {"fast": Echo()}, metrics=lambda_handler._Sink()))
+@pytest.fixture(scope="module")
+def lambda_app():
+    """`llm_router/run.sh` started the way Lambda Web Adapter starts it, with the prod stack's
+    settings and its self-hosted tier pointing at a fake model server."""
+    with FakeUpstream() as upstream:
+        port = _port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LLM_ROUTER"))}
+        env.update(PORT=str(port), LAMBDA_TASK_ROOT=str(ROOT), LLM_ROUTER_AUTH="gateway",
+                   POWERTOOLS_SERVICE_NAME="llm-router-test", AWS_REGION="us-east-1",
+                   PATH=f"{Path(os.sys.executable).parent}:{env.get('PATH', '')}",
+                   LLM_ROUTER_SETTINGS=json.dumps(rs.dump(router_settings_of("prod"))),
+                   SELF_HOSTED_ENDPOINTS=json.dumps({"fast": upstream.url}))
+        proc = subprocess.Popen([str(ROOT / "llm_router" / "run.sh")], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            proc.kill()
+            pytest.fail(f"the app did not start: {proc.stdout.read()}")
+        yield base, proc, upstream
+        proc.terminate()
+        proc.wait(10)
 
 
-def test_lambda_chat_and_models(lambda_router, capsys):
-    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
-    resp = lambda_handler.handler(event("POST /v1/chat/completions", body), CONTEXT)
-    assert resp["statusCode"] == 200
-    assert json.loads(resp["body"])["choices"][0]["message"]["content"] == "hello"
-    assert resp["headers"]["x-llm-tier"] == "fast" and resp["headers"]["x-request-id"] == "abc"
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert emf and emf[-1]["Requests"] == [1.0] and emf[-1]["TokensOut"] == [1.0]
-    assert emf[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LlmBlueprint"
-    models = lambda_handler.handler(event("GET /v1/models"), CONTEXT)
-    assert [m["id"] for m in json.loads(models["body"])["data"]] == ["auto", "fast"]
+def test_lambda_app_trusts_only_the_gateway_verdict(lambda_app):
+    base, _, _ = lambda_app
+    ok = openai.OpenAI(base_url=f"{base}/v1", api_key="ignored-by-the-app", default_headers=GATEWAY, max_retries=0)
+    resp = ok.chat.completions.with_raw_response.create(
+        model="fast", messages=[{"role": "user", "content": "my secret diagnosis"}])
+    assert resp.parse().choices[0].message.content.endswith("my secret diagnosis")
+    assert resp.headers["x-llm-tier"] == "fast" and resp.headers["x-llm-backend"] == "openai-compatible"
+    chunks = list(ok.chat.completions.create(model="fast", stream=True,
+                                             messages=[{"role": "user", "content": "stream in lambda"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("stream in lambda")
+    # No gateway verdict (or a forged, malformed one): nobody is authorised.
+    anonymous = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-anything", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.models.list()
+    forged = openai.OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0,
+                           default_headers={"x-amzn-request-context": "{not json"})
+    with pytest.raises(openai.AuthenticationError):
+        forged.models.list()
 
 
-def test_lambda_rejects_missing_tenant_and_bad_json(lambda_router):
-    resp = lambda_handler.handler(event("POST /v1/chat/completions", "{}", tenant=None), CONTEXT)
-    assert resp["statusCode"] == 401
-    resp = lambda_handler.handler(event("POST /v1/chat/completions", "{oops"), CONTEXT)
-    assert resp["statusCode"] == 400 and json.loads(resp["body"])["error"]["code"] == "invalid_json"
-
-
-def test_lambda_does_not_log_prompts(lambda_router, capsys):
-    body = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "my secret diagnosis"}]})
-    lambda_handler.handler(event("POST /v1/chat/completions", body), CONTEXT)
-    assert "my secret diagnosis" not in capsys.readouterr().out
+def test_lambda_app_writes_emf_metrics_and_no_prompt_text(lambda_app):
+    base, proc, _ = lambda_app
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="x", default_headers=GATEWAY, max_retries=0)
+    list(client.chat.completions.create(model="fast", stream=True,
+                                        messages=[{"role": "user", "content": "patient has condition X"}]))
+    proc.terminate()  # flushes and closes stdout
+    out = proc.communicate(timeout=10)[0]
+    emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    assert emf and all(e["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LlmBlueprint" for e in emf)
+    assert any("Requests" in e and e.get("service") == "llm-router-test" for e in emf)
+    per_tier = [e for e in emf if "TimeToFirstTokenMs" in e and e.get("tier") == "fast"]
+    assert per_tier and per_tier[0]["backend"] == "openai-compatible"
+    assert "patient has condition X" not in out and "my secret diagnosis" not in out
 
 
 def test_bedrock_converse_request_and_response_mapping():
@@ -149,7 +177,7 @@ def test_token_estimate_error_bound_against_cl100k():
 def test_backends_from_the_environment_read_credentials_from_secrets_manager(monkeypatch):
     from moto import mock_aws
 
-    from llm_router.app import backends_from_environment
+    from llm_router.wiring import backends
 
     for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
@@ -159,12 +187,16 @@ def test_backends_from_the_environment_read_credentials_from_secrets_manager(mon
                                                                       "apiKey": "sk-hosted"}))["ARN"]
         azure = sm.create_secret(Name="a", SecretString=json.dumps({"endpoint": "https://x.openai.azure.com/",
                                                                      "apiKey": "az-key"}))["ARN"]
-        config = RouterConfig({"a": TierConfig("a", "openai", "gpt-4.1"), "b": TierConfig("b", "azure-openai", "gpt-4o"),
-                               "c": TierConfig("c", "vllm-eks", "llama"), "d": TierConfig("d", "bedrock", "m")})
+        base = router_settings_of("dev")
+        tier = base.tiers[0]
+        config = dataclasses.replace(base, tiers=tuple(
+            dataclasses.replace(tier, name=n, backend=b, model=model, fallback=None)
+            for n, b, model in (("a", "openai", "gpt-4.1"), ("b", "azure-openai", "gpt-4o"), ("c", "vllm-eks", "llama"),
+                                ("d", "bedrock", "m"))))
         env = {"OPENAI_SECRET_ARN": hosted, "AZURE_OPENAI_SECRET_ARN": azure, "AWS_REGION": "us-east-1",
                "SELF_HOSTED_ENDPOINTS": json.dumps({"c": "http://internal-nlb/v1"}),
                "BEDROCK_PROVISIONED_ARNS": json.dumps({"d": "arn:aws:bedrock:us-east-1:1:provisioned-model/x"})}
-        backends = backends_from_environment(config, env)
+        backends = backends(config, rs.Resources.from_environment(env))
     assert backends["a"].url == "https://api.example.com/v1/chat/completions"
     assert backends["a"].headers == {"authorization": "Bearer sk-hosted"}
     assert backends["b"].url.startswith("https://x.openai.azure.com/openai/deployments/b/chat/completions?api-version=")

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 
 from llm_blueprint.bench import TIERING_SET, bench_tiering
 from llm_blueprint.cli import app
-from tests.conftest import validated_config
-from llm_router.config import RouterConfig, TieringConfig, TierConfig
+import dataclasses
+
+from tests.conftest import router_settings_of, validated_config
 from llm_router.tiering import auto_tier
 
 
@@ -29,8 +30,9 @@ def test_auto_tiering_accuracy_and_cost_on_the_labelled_set():
 
 
 def test_each_rule_fires():
-    config = RouterConfig({"fast": TierConfig("fast", "x", "a"), "smart": TierConfig("smart", "x", "b")},
-                          tiering=TieringConfig("fast", "smart", long_prompt_tokens=50, long_conversation_turns=4))
+    dev = router_settings_of("dev")
+    config = router_settings_of("dev", tiering=dataclasses.replace(
+        dev.router.tiering, cheap_tier="fast", expensive_tier="smart", long_prompt_tokens=50, long_conversation_turns=4))
     user = lambda t: [{"role": "user", "content": t}]  # noqa: E731
     assert auto_tier(config, user("hi")) == ("fast", "simple")
     assert auto_tier(config, user("Please COMPARE these"))[1] == "keyword:compare"
@@ -48,12 +50,12 @@ def test_bench_router_prints_its_figures():
     assert 0 < figures["artifact_mb"] < 10 and figures["import_ms"] > 0
 
 
-def test_the_handler_patches_only_the_clients_it_uses_under_the_lambda_runtime():
+def test_the_app_patches_only_the_clients_it_uses_under_the_lambda_runtime():
     import subprocess
 
-    from llm_blueprint.bench import lambda_runtime
+    from llm_blueprint.bench import COLD_START, lambda_runtime
 
-    code = ("import sys, json, llm_router.lambda_handler; from aws_xray_sdk.core import patcher; "
+    code = (f"import sys, json\n{COLD_START}\nfrom aws_xray_sdk.core import patcher\n"
             "print(json.dumps([sorted(patcher._PATCHED_MODULES), [m for m in ('httpx', 'requests', 'sqlite3') "
             "if m in sys.modules]]))")
     with lambda_runtime() as (python, env):

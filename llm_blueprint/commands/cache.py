@@ -32,12 +32,16 @@ def eval_embedder(choice: EvalEmbedder, cfg):
 
     if choice is EvalEmbedder.local_minilm:
         return LocalMiniLM()
-    settings = cfg.cache.embedder.model_dump(by_alias=True)
-    return from_settings(settings, region=cfg.region, api_key=os.environ.get("EMBEDDINGS_API_KEY"))
+    from components.router_settings import router_settings
+
+    return from_settings(router_settings(cfg).cache.embedder, region=cfg.region,
+                         api_key=os.environ.get("EMBEDDINGS_API_KEY"))
 
 
 def _eval_run(pairs: Path, holdout: float, origins: int, seed: int, embedder_choice: EvalEmbedder, cfg):
     """Split, start a server, embed, and collect every query's top-k."""
+    from components.router_settings import router_settings
+
     from ..cache_eval import collect, load_pairs, split
     from ..valkey_server import ValkeyServer
 
@@ -53,7 +57,7 @@ def _eval_run(pairs: Path, holdout: float, origins: int, seed: int, embedder_cho
     parts = split(data, holdout, origins, seed)
     with ValkeyServer() as server:
         try:
-            collected = collect(parts, embedder, valkey.Valkey(port=server.port))
+            collected = collect(parts, embedder, valkey.Valkey(port=server.port), router_settings(cfg).cache)
         except Exception as e:  # noqa: BLE001 - credentials, network, quota: say so, no trace
             fail(f"embedding with {embedder.name} failed: {type(e).__name__}: {e}")
     return parts, collected, embedder.name

@@ -44,14 +44,12 @@ def load_plan(stack: str):
 
 def load_config(stack: str):
     """Validate a stack file without planning; config problems exit 2."""
-    from components.config_rules import ConfigError, validate as validate_raw
-    from components.stack_config import raw_config
+    from components.config_rules import ConfigError
 
     from .. import offline
 
     try:
         source = offline.read_stack(stack)
-        raw, secret = raw_config(source.config, source.secret_keys, offline.PROJECT)
-        return source, validate_raw(raw, secret, str(source.path))
+        return source, offline.validate_source(source)
     except (ConfigError, offline.StackFileError) as e:
         fail_config(str(e))

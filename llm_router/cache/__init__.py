@@ -2,6 +2,6 @@
 
 from .guards import near_miss
 from .keys import Scope, exact_key, semantic_text
-from .store import CacheHit, CacheSettings, ResponseCache
+from .store import CacheHit, Layout, ResponseCache
 
-__all__ = ["CacheHit", "CacheSettings", "ResponseCache", "Scope", "exact_key", "near_miss", "semantic_text"]
+__all__ = ["CacheHit", "Layout", "ResponseCache", "Scope", "exact_key", "near_miss", "semantic_text"]

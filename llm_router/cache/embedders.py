@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
+from ..settings import EmbedderSettings
+
 
 class Embedder(Protocol):
     name: str
@@ -95,10 +97,9 @@ class OpenAICompatible:
         return vectors
 
 
-def from_settings(embedder: dict, region: Optional[str] = None, api_key: Optional[str] = None) -> Embedder:
-    provider = embedder.get("provider", "local-minilm")
-    if provider == "local-minilm":
+def from_settings(embedder: EmbedderSettings, region: Optional[str] = None, api_key: Optional[str] = None) -> Embedder:
+    if embedder.provider == "local-minilm":
         return LocalMiniLM()
-    if provider == "bedrock-titan-v2":
-        return TitanV2(embedder.get("dimensions", 1024), region=region)
-    return OpenAICompatible(embedder["url"], embedder["model"], embedder["dimensions"], api_key=api_key)
+    if embedder.provider == "bedrock-titan-v2":
+        return TitanV2(embedder.dimensions, region=region)
+    return OpenAICompatible(embedder.url, embedder.model, embedder.dimensions, api_key=api_key)

@@ -10,14 +10,16 @@ uncached and a metric says so; the client never sees a cache error.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
+from ..settings import CacheSettings
 from .embedders import Embedder
 from .guards import near_miss
 from .keys import Scope, exact_key, semantic_text
@@ -26,26 +28,17 @@ REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won
                      r"(help|assist|comply|provide|do that)", re.I)
 
 
-@dataclass
-class CacheSettings:
-    dimensions: int = 384
-    embedder: str = "local-minilm"
-    similarity_threshold: float = 0.90
-    max_cacheable_temperature: float = 0.3
-    default_ttl_s: int = 3600
-    tier_ttl_s: dict[str, int] = field(default_factory=dict)
-    timeout_ms: int = 50
-    k: int = 5
-    ef_runtime: int = 32
-    #: Scopes that get an index of their own; later ones share one index with a scope
-    #: filter. ElastiCache caps search indexes per cluster (10 on Valkey 8.x, 1,000 from
-    #: 9.0), so the router's settings derive this from the engine version.
-    dedicated_indexes: int = 8
-    prefix: str = "llmc"
+@dataclass(frozen=True)
+class Layout:
+    """Where entries live: key prefix and index names, versioned by layout, embedder and
+    dimension so a change gets new indexes, never a corrupt one."""
+
+    prefix: str
+    embedder: str
+    dimensions: int
 
     @property
     def index_name(self) -> str:
-        """Versioned by layout, embedder and dimension: a change gets new indexes, never a corrupt one."""
         return f"{self.prefix}_v4_{self.embedder.replace('-', '_')}_d{self.dimensions}"
 
     def dedicated_index(self, scope: Scope) -> str:
@@ -64,26 +57,12 @@ class CacheSettings:
         router looks; a scope not in it is on the shared index."""
         return f"{self.index_name}:routes"
 
-    def ttl(self, tier: str) -> int:
-        return self.tier_ttl_s.get(tier, self.default_ttl_s)
-
-    @classmethod
-    def from_router_settings(cls, cache: dict[str, Any]) -> "CacheSettings":
-        emb, ttl = cache.get("embedder", {}), cache.get("ttl", {})
-        return cls(dimensions=emb.get("dimensions", 384), embedder=emb.get("provider", "local-minilm"),
-                   similarity_threshold=cache.get("similarityThreshold", 0.9),
-                   max_cacheable_temperature=cache.get("maxCacheableTemperature", 0.3),
-                   default_ttl_s=ttl.get("defaultSeconds", 3600), tier_ttl_s=ttl.get("tiers", {}),
-                   timeout_ms=cache.get("timeoutMs", 50), ef_runtime=cache.get("efRuntime", 32),
-                   dedicated_indexes=cache.get("dedicatedIndexes", 8))
-
 
 @dataclass
 class CacheHit:
     layer: str  # "exact" | "semantic"
     response: dict[str, Any]
     similarity: Optional[float] = None
-    age_s: float = 0.0
 
 
 @dataclass
@@ -126,8 +105,6 @@ def choose(text: str, candidates: list[Candidate], threshold: float,
 
 def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temperature: float) -> Optional[str]:
     """Errors, refusals, truncated, sampled or tool-calling answers are never cached."""
-    if params.get("stream"):
-        return "stream"
     if (params.get("n") or 1) > 1:
         return "n>1"
     temperature = params.get("temperature")
@@ -182,12 +159,23 @@ def _num_docs(info: Any) -> Optional[int]:
     return None if value is None else int(float(_str(value)))
 
 
+#: Candidates the KNN query returns; the guards re-rank them.
+TOP_K = 5
+
+
 class ResponseCache:
-    def __init__(self, client, embedder: Optional[Embedder], settings: CacheSettings,
+    """Both layers on one Valkey. `settings` is the stack's cache section; the index is
+    named after the embedder actually used (serve embeds locally whatever the stack says)."""
+
+    def __init__(self, client, embedder: Optional[Embedder], settings: CacheSettings, prefix: str = "llmc",
                  on_metric: Callable[[str, float], None] = lambda name, value: None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, log: Optional[logging.Logger] = None):
         self.client, self.embedder, self.settings = client, embedder, settings
+        named = embedder or settings.embedder
+        self.layout = Layout(prefix, getattr(named, "name", None) or settings.embedder.provider, named.dimensions)
+        self.k = TOP_K
         self.metric, self.clock = on_metric, clock
+        self.log = log or logging.getLogger("llm_router.cache")
         self._indexes: set[str] = set()
         self._route_script = client.register_script(_ROUTE)
         self._release_script = client.register_script(_RELEASE)
@@ -198,7 +186,7 @@ class ResponseCache:
         must not count against the cluster's index cap), reclaim dedicated slots whose entries
         have all expired or been invalidated when none is free, create the shared index.
         Idempotent; never inside MULTI. False (and a metric) when Valkey is unusable."""
-        s = self.settings
+        s = self.layout
         ours = re.compile(rf"^{re.escape(s.prefix)}_v\d+_")
         try:
             names = [_str(n) for n in self.client.execute_command("FT._LIST")]
@@ -206,7 +194,7 @@ class ResponseCache:
                 if ours.match(name) and not name.startswith(f"{s.index_name}_"):
                     self.client.execute_command("FT.DROPINDEX", name)  # entries stay and expire by TTL
             dedicated = [n for n in names if n.startswith(f"{s.index_name}_") and n != s.shared_index]
-            if len(dedicated) >= s.dedicated_indexes:
+            if len(dedicated) >= self.settings.dedicated_indexes:
                 for name in random.sample(dedicated, min(len(dedicated), RECLAIM_CHECKS)):
                     self._reclaim(name)
             self._create(s.shared_index)
@@ -219,7 +207,7 @@ class ResponseCache:
         shared index before the index disappears; an entry stored in between is lost (a miss)."""
         if _num_docs(self.client.execute_command("FT.INFO", name)) != 0:
             return
-        self._release_script(keys=[self.settings.routes_key], args=[name[len(self.settings.index_name) + 1:]])
+        self._release_script(keys=[self.layout.routes_key], args=[name[len(self.layout.index_name) + 1:]])
         try:
             self.client.execute_command("FT.DROPINDEX", name)
         except Exception as e:  # noqa: BLE001 - another router reclaimed it first
@@ -232,7 +220,7 @@ class ResponseCache:
         try:
             self.client.execute_command(
                 "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", f"{name}:", "SCHEMA", "scope", "TAG",
-                "ts", "NUMERIC", "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(self.settings.dimensions),
+                "ts", "NUMERIC", "vec", "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(self.layout.dimensions),
                 "DISTANCE_METRIC", "COSINE", "M", "16", "EF_CONSTRUCTION", "200")
         except Exception as e:  # noqa: BLE001 - "already exists" is success
             if "exists" not in str(e).lower():
@@ -241,8 +229,8 @@ class ResponseCache:
 
     def index_for(self, scope: Scope) -> str:
         """The index a scope's new entries go to: its dedicated one while it holds a slot."""
-        s = self.settings
-        route = _str(self._route_script(keys=[s.routes_key], args=[scope.key, s.dedicated_indexes]))
+        s = self.layout
+        route = _str(self._route_script(keys=[s.routes_key], args=[scope.key, self.settings.dedicated_indexes]))
         if route != "s":
             name = s.dedicated_index(scope)
             if route == "new":
@@ -262,13 +250,13 @@ class ResponseCache:
         semantic = self._semantic_allowed(params, state)
         try:
             pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
-            pipe.get(f"{self.settings.prefix}x:{state.key}")
+            pipe.get(f"{self.layout.prefix}x:{state.key}")
             if semantic:
-                pipe.hexists(self.settings.routes_key, scope.key)
+                pipe.hexists(self.layout.routes_key, scope.key)
             raw, *dedicated = pipe.execute()
             if raw is not None:
                 entry = json.loads(raw)
-                state.hit = CacheHit("exact", entry["response"], None, self.clock() - entry["ts"])
+                state.hit = CacheHit("exact", entry["response"])
             elif semantic:
                 state.dedicated = bool(dedicated[0])
                 state.hit = self._semantic(state)
@@ -295,15 +283,15 @@ class ResponseCache:
     def candidates(self, state: Lookup) -> list[Candidate]:
         """Top-k entries in scope, best first. The reply carries no response bodies
         (answers can be kilobytes each); only the chosen one is fetched."""
-        s, scope = self.settings, state.scope
+        s, scope = self.layout, state.scope
         if state.dedicated is None:
             state.dedicated = bool(self.client.hexists(s.routes_key, scope.key))
         index, where = (s.dedicated_index(scope), "*") if state.dedicated else (s.shared_index, f"(@scope:{{{scope.key}}})")
-        query = f"{where}=>[KNN {s.k} @vec $vec EF_RUNTIME {s.ef_runtime} AS dist]"
+        query = f"{where}=>[KNN {self.k} @vec $vec EF_RUNTIME {self.settings.ef_runtime} AS dist]"
         try:
             reply = self.client.execute_command(
                 "FT.SEARCH", index, query, "PARAMS", "2", "vec", self._vector(state),
-                "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+                "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(self.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if _no_such_index(e):
                 self._indexes.discard(index)  # dropped (reclaimed, or a new version started)
@@ -325,11 +313,11 @@ class ResponseCache:
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
         chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold)
         if rejected:
-            self.metric("CacheGuardRejected", rejected)
+            self.metric(m.CACHE_GUARD_REJECTED, rejected)
         response = None if chosen is None else self.answer(chosen)
         if response is None:
             return None
-        return CacheHit("semantic", response, chosen.similarity, self.clock() - chosen.stored_at)
+        return CacheHit("semantic", response, chosen.similarity)
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
@@ -337,8 +325,9 @@ class ResponseCache:
         reason = "degraded" if degraded else why_not_cacheable(params, response, self.settings.max_cacheable_temperature)
         if reason or state.hit is not None:
             return False
-        s, now = self.settings, self.clock()
-        ttl = s.ttl(state.scope.tier)
+        s, now = self.layout, self.clock()
+        ttls = self.settings.ttl
+        ttl = ttls.tiers.get(state.scope.tier, ttls.default_seconds)
         body = json.dumps({"response": response, "ts": now}, separators=(",", ":"))
         scope_set = f"{s.prefix}s:" + ":".join(state.scope.tags.values())
         try:
@@ -352,7 +341,7 @@ class ResponseCache:
                                         "q": state.text, "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
-            pipe.expire(scope_set, max(ttl, s.default_ttl_s, *s.tier_ttl_s.values()))
+            pipe.expire(scope_set, max(ttl, ttls.default_seconds, *ttls.tiers.values()))
             pipe.sadd(f"{s.prefix}t:{state.scope.tags['tenant']}", scope_set)
             pipe.execute()
             return True
@@ -362,7 +351,7 @@ class ResponseCache:
 
     def invalidate(self, tenant: str, tier: Optional[str] = None, system: Optional[str] = None) -> int:
         """Drop every entry of a tenant, optionally only one tier and/or system prompt."""
-        s = self.settings
+        s = self.layout
         probe = Scope(tenant, tier or "", system if system is not None else "").tags
         registry = f"{s.prefix}t:{probe['tenant']}"
         removed = 0
@@ -379,6 +368,8 @@ class ResponseCache:
         return removed
 
     def _failed(self, where: str, error: Exception) -> bool:
+        """Fail open, loudly: one log line with the kind of failure, one metric."""
+        self.log.warning("cache %s failed open: %s", where, type(error).__name__)
         self.metric(m.CACHE_FAIL_OPEN, 1)
         return False
 

@@ -1,0 +1,250 @@
+"""The router's only HTTP face: one Starlette app, served by uvicorn under
+`llm-blueprint serve` and by AWS Lambda Web Adapter in Lambda (`run.sh`).
+
+Routes are thin: authenticate (before the body is read), read the body with its
+size cap, hand it to the router core in a worker thread, and write the reply —
+JSON, or Server-Sent Events relayed chunk by chunk. A client that disconnects
+from a stream cancels the upstream request.
+
+In Lambda the module-level `app` builds its router from the environment at
+start-up; API Gateway's authorizer has checked the key, and Lambda Web Adapter
+forwards its verdict in the `x-amzn-request-context` header, which the app
+trusts only when `LLM_ROUTER_AUTH=gateway`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .authorizer import tenant_for
+from .errors import ApiError, error_body, internal_error, not_found, unauthorized
+from .router import Reply, Router, StreamReply
+
+OPENAPI = Path(__file__).with_name("openapi.json")
+#: Worker threads for the sync core; a stream holds one while it waits on its upstream.
+THREADS = 256
+
+
+class Authenticator(Protocol):
+    def __call__(self, request: Request) -> Optional[str]:
+        """The tenant the request acts for, or None."""
+
+
+class KeyAuth:
+    """`serve`: API keys checked here against their SHA-256 hashes, as the authorizer does."""
+
+    def __init__(self, keys: dict[str, Any]):
+        self.keys = keys
+
+    def __call__(self, request: Request) -> Optional[str]:
+        values = request.headers.getlist("authorization")
+        if len(values) > 1:
+            raise ApiError(400, "send exactly one Authorization header", code="duplicate_authorization")
+        return tenant_for(values[0] if values else None, self.keys)
+
+
+class GatewayAuth:
+    """Lambda: the API Gateway authorizer's verdict, forwarded by Lambda Web Adapter."""
+
+    def __call__(self, request: Request) -> Optional[str]:
+        raw = request.headers.get("x-amzn-request-context")
+        try:
+            context = json.loads(raw) if raw else {}
+        except ValueError:
+            return None
+        tenant = ((context.get("authorizer") or {}) if isinstance(context, dict) else {}).get("tenant")
+        return tenant if isinstance(tenant, str) and tenant else None
+
+
+def _json(reply: Reply) -> Response:
+    return JSONResponse(reply.body, reply.status, headers=reply.headers)
+
+
+def _error(e: ApiError, request_id: Optional[str] = None) -> Response:
+    headers = dict(e.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return JSONResponse(e.body(), e.status, headers=headers)
+
+
+class StreamResponse(Response):
+    """Relays a `StreamReply`: each chunk is produced in a worker thread and sent as soon
+    as it exists; on `http.disconnect` the upstream request is cancelled."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, reply: StreamReply, after: Callable[[], None]):
+        self.status_code, self.background = reply.status, None
+        self.init_headers({**reply.headers, "cache-control": "no-cache", "x-accel-buffering": "no"})  # no length
+        self.reply, self.after = reply, after
+
+    async def __call__(self, scope, receive, send) -> None:
+        reply, chunks = self.reply, self.reply.chunks
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    reply.cancel()  # unblocks the worker reading the upstream
+                    return
+
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                while True:
+                    chunk = await anyio.to_thread.run_sync(next, chunks, None)
+                    if chunk is None or gone:
+                        break
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                tasks.cancel_scope.cancel()
+            if not gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(chunks.close)
+                self.after()
+
+
+def create_app(router: Optional[Router], auth: Authenticator, *,
+               on_request: Callable[[Request], None] = lambda request: None,
+               after_request: Callable[[], None] = lambda: None,
+               lifespan: Optional[Callable[[Starlette], Any]] = None) -> Starlette:
+    """The app. `router` may be None until `lifespan` sets `app.state.router` (Lambda)."""
+
+    def core(request: Request) -> Router:
+        return request.app.state.router
+
+    def tenant(request: Request) -> str:
+        on_request(request)
+        found = auth(request)
+        if not found:
+            raise unauthorized()
+        return found
+
+    async def body(request: Request, limit: int) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body is over the limit of {limit} bytes", code="body_too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def respond(request: Request, call: Callable[[Router, bytes, str, Optional[str]], Any]) -> Response:
+        request_id = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
+        try:
+            who = tenant(request)
+            router = core(request)
+            raw = await body(request, router.settings.router.limits.max_body_bytes)
+        except ApiError as e:
+            after_request()
+            return _error(e, request_id)
+        reply = await anyio.to_thread.run_sync(call, router, raw, who, request_id)
+        if isinstance(reply, StreamReply):
+            return StreamResponse(reply, after_request)
+        after_request()
+        return _json(reply)
+
+    async def chat(request: Request) -> Response:
+        return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid))
+
+    async def models(request: Request) -> Response:
+        try:
+            tenant(request)
+            return _json(core(request).models())
+        except ApiError as e:
+            return _error(e)
+        finally:
+            after_request()
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi(request: Request) -> Response:
+        return Response(OPENAPI.read_bytes(), media_type="application/json")
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(not_found(f"no route {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return _error(ApiError(405, f"{request.method} is not allowed on {request.url.path}",
+                                   code="method_not_allowed"))
+        return JSONResponse(error_body(str(exc.detail)), exc.status_code)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        return _error(internal_error())
+
+    @contextlib.asynccontextmanager
+    async def sized(app_: Starlette):
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app_):
+                yield
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: crash},
+        lifespan=sized)
+    app.state.router = router
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lambda_lifespan(app: Starlette):
+    """Build the router from the deployed environment once per Lambda environment."""
+    from . import observability, settings, wiring
+
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "llm-router")
+    logger = observability.lambda_logger(service)
+    observability.lambda_tracer()
+    metrics = observability.EmfMetrics(service)
+    app.state.router = wiring.from_environment(settings.from_environment(), settings.Resources.from_environment(),
+                                               metrics, logger)
+    app.state.flush = metrics.flush
+    yield
+
+
+def _lambda_app() -> Starlette:
+    def on_request(request: Request) -> None:
+        from .observability import follow_trace
+
+        follow_trace(request.headers.get("x-amzn-trace-id"))
+
+    def after() -> None:
+        flush = getattr(app.state, "flush", None)
+        if flush is not None:
+            flush()
+
+    auth: Authenticator = GatewayAuth() if os.environ.get("LLM_ROUTER_AUTH") == "gateway" else _no_keys
+    app = create_app(None, auth, on_request=on_request, after_request=after, lifespan=_lambda_lifespan)
+    return app
+
+
+def _no_keys(request: Request) -> Optional[str]:
+    """Outside API Gateway nobody is authorised unless `serve` gave the app its keys."""
+    return None
+
+
+app = _lambda_app()

@@ -1,0 +1,286 @@
+"""The settings contract between the stack config and the data plane.
+
+The IaC side (`components/router_settings.py`) builds these objects from the
+validated stack config — by keyword, so a field renamed in the schema fails
+the plan — and hands them to the router as JSON (`LLM_ROUTER_SETTINGS`). The
+data plane parses that JSON with `load()`, which is strict: an unknown key, a
+missing key or a value of the wrong type is a `SettingsError` naming its path,
+never a silent default. Defaults live in the stack schema only; nothing here
+has one.
+
+Frozen dataclasses rather than pydantic: the router Lambda imports this at
+every cold start, and pydantic measured +130–150 ms there (README, "Speed").
+
+Deploy-time addresses (endpoints, secret ARNs) are not known when a plan is
+reviewed, so they travel apart from the settings, as `Resources` read from
+environment variables whose names are declared here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Optional, TypeVar, Union
+
+T = TypeVar("T")
+
+SETTINGS_ENV = "LLM_ROUTER_SETTINGS"
+
+BackendKind = Literal["bedrock", "azure-openai", "vllm-eks", "openai"]
+EmbeddingsBackendKind = Literal["bedrock", "azure-openai", "openai", "openai-compatible"]
+
+
+class SettingsError(ValueError):
+    """The router's settings do not match the contract (a deployment bug, not a user error)."""
+
+
+# --------------------------------------------------------------------- tiers
+@dataclass(frozen=True)
+class Price:
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    """A model alias the router serves and the budgets it enforces."""
+
+    name: str
+    backend: BackendKind
+    model: str
+    max_prompt_tokens: int
+    max_tokens: int
+    min_tokens_per_second: float
+    fallback: Optional[str]
+    #: None: no price configured (cost metrics count 0).
+    price: Optional[Price]
+
+
+@dataclass(frozen=True)
+class TieringSettings:
+    cheap_tier: Optional[str]
+    expensive_tier: Optional[str]
+    long_prompt_tokens: int
+    long_conversation_turns: int
+    keywords: tuple[str, ...]
+    code_blocks: bool
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. Derived in one place (`llm_router.timeouts`) from `router.timeoutSeconds`."""
+
+    #: A buffered (non-streamed) answer must be complete by then: no byte reaches the client before.
+    buffered_s: float
+    #: A streamed answer may run this long in total.
+    stream_s: float
+    upstream_connect_s: float
+    #: Longest silence between two bytes of a streamed upstream answer.
+    upstream_read_s: float
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_body_bytes: int
+    max_messages: int
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings:
+    """`router` in the stack config, as far as the data plane reads it."""
+
+    default_tier: str
+    tiering: TieringSettings
+    max_tokens_policy: Literal["clamp", "reject"]
+    limits: RequestLimits
+    timeouts: Timeouts
+    #: Prompt text in logs only when the stack opts in.
+    log_prompts: bool
+
+
+# --------------------------------------------------------------------- cache
+@dataclass(frozen=True)
+class EmbedderSettings:
+    provider: Literal["local-minilm", "bedrock-titan-v2", "openai-compatible"]
+    model: Optional[str]
+    dimensions: int
+    url: Optional[str]
+
+
+@dataclass(frozen=True)
+class CacheTtl:
+    default_seconds: int
+    tiers: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool
+    embedder: EmbedderSettings
+    similarity_threshold: float
+    max_cacheable_temperature: float
+    ttl: CacheTtl
+    timeout_ms: int
+    ef_runtime: int
+    dedicated_indexes: int
+
+
+# ---------------------------------------------------------------- embeddings
+@dataclass(frozen=True)
+class EmbeddingModelSettings:
+    """An alias served at `/v1/embeddings` (e.g. `embed`)."""
+
+    name: str
+    backend: EmbeddingsBackendKind
+    model: str
+    #: Output dimensions the model can return (empty: only its native size).
+    dimensions: tuple[int, ...]
+    default_dimensions: int
+    #: Any size from 1 up to the native one may be asked for.
+    any_smaller: bool
+    max_inputs: int
+    max_input_tokens: int
+    price: Optional[Price]
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    id: str
+    version: str
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    environment: Literal["dev", "staging", "prod"]
+    tiers: tuple[TierSettings, ...]
+    router: FrontDoorSettings
+    cache: CacheSettings
+    embeddings: tuple[EmbeddingModelSettings, ...]
+    guardrail: Optional[Guardrail]
+
+    def tier(self, name: str) -> TierSettings:
+        return next(t for t in self.tiers if t.name == name)
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+
+# ----------------------------------------------------------------- resources
+def _env(name: str) -> Any:
+    return field(metadata={"env": name})
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Addresses known only once deployed, one environment variable each."""
+
+    region: Optional[str] = _env("AWS_REGION")
+    cache_endpoint: Optional[str] = _env("CACHE_ENDPOINT")
+    cache_secret_arn: Optional[str] = _env("CACHE_SECRET_ARN")
+    azure_openai_secret_arn: Optional[str] = _env("AZURE_OPENAI_SECRET_ARN")
+    openai_secret_arn: Optional[str] = _env("OPENAI_SECRET_ARN")
+    #: JSON: tier → base URL of its in-cluster server.
+    self_hosted_endpoints: Optional[str] = _env("SELF_HOSTED_ENDPOINTS")
+    self_hosted_api_key_secret_arn: Optional[str] = _env("SELF_HOSTED_API_KEY_SECRET_ARN")
+    #: JSON: tier → provisioned-throughput ARN.
+    bedrock_provisioned_arns: Optional[str] = _env("BEDROCK_PROVISIONED_ARNS")
+    api_keys_secret_arn: Optional[str] = _env("API_KEYS_SECRET_ARN")
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        return next(f.metadata["env"] for f in dataclasses.fields(cls) if f.name == field_name)
+
+    @classmethod
+    def from_environment(cls, env: Optional[Mapping[str, str]] = None) -> "Resources":
+        env = os.environ if env is None else env
+        return cls(**{f.name: env.get(f.metadata["env"]) or None for f in dataclasses.fields(cls)})
+
+    def json_map(self, field_name: str) -> dict[str, str]:
+        value = getattr(self, field_name)
+        try:
+            data = json.loads(value) if value else {}
+        except ValueError as e:
+            raise SettingsError(f"{self.env_name(field_name)}: not JSON") from e
+        if not isinstance(data, dict):
+            raise SettingsError(f"{self.env_name(field_name)}: expected a JSON object")
+        return data
+
+
+# ---------------------------------------------------------------- load/dump
+def dump(obj: Any) -> dict[str, Any]:
+    """Plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+def load(cls: type[T], data: Any, path: str = "settings") -> T:
+    """Parse `data` into `cls`, strictly: every field present, no others, types as declared."""
+    return _value(cls, data, path)
+
+
+def from_environment(env: Optional[Mapping[str, str]] = None) -> RouterSettings:
+    env = os.environ if env is None else env
+    text = env.get(SETTINGS_ENV)
+    if not text:
+        raise SettingsError(f"{SETTINGS_ENV} is not set")
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise SettingsError(f"{SETTINGS_ENV} is not JSON: {e}") from e
+    return load(RouterSettings, data)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _value(tp: Any, value: Any, path: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _value(inner[0], value, path)
+    if origin is Literal:
+        if value not in args:
+            raise SettingsError(f"{path}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, value, path)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise SettingsError(f"{path}: expected a list, got {type(value).__name__}")
+        item = args[0]
+        items = [_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SettingsError(f"{path}: expected an object, got {type(value).__name__}")
+        return {str(k): _value(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise SettingsError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise SettingsError(f"{path}: unsupported type {_type_name(tp)}")  # a contract bug
+
+
+def _dataclass(cls: type, value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise SettingsError(f"{path}: expected an object, got {type(value).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise SettingsError(f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
+    missing = [n for n in names if n not in value]
+    if missing:
+        raise SettingsError(f"{path}: missing field(s) {', '.join(missing)}")
+    return cls(**{n: _value(hints[n], value[n], f"{path}.{n}") for n in names})
