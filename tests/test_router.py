@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from llm_blueprint.serve import build
 from llm_router.settings import Timeouts
-from tests.conftest import validated_config
+from tests.conftest import running, validated_config
 from tests.fake_upstream import FakeUpstream
 
 KEY, OTHER_KEY = "sk-test-acme", "sk-test-globex"
@@ -35,12 +32,6 @@ class Metrics:
         return sum(v for n, v in self.seen if n == name)
 
 
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def upstream():
     with FakeUpstream() as up:
@@ -53,15 +44,8 @@ def served(upstream, minilm):
                   timeouts=Timeouts(buffered_s=3, stream_s=3, upstream_connect_s=1, upstream_read_s=2))
     local.router.metrics = Metrics()
     local.router.retry.base_s = 0.01
-    port = _port()
-    server = uvicorn.Server(uvicorn.Config(local.app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield local, f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(5)
+    with running(local.app) as base:
+        yield local, f"{base}/v1"
     local.close()
 
 

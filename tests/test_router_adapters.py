@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,17 +20,11 @@ from llm_router import settings as rs
 from llm_router import tokens
 from llm_router.backends import Bedrock
 from llm_router.resilience import CircuitBreaker, RetryPolicy, UpstreamError
-from tests.conftest import router_settings_of
+from tests.conftest import free_port, router_settings_of
 from tests.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = {"x-amzn-request-context": json.dumps({"requestId": "gw-1", "authorizer": {"tenant": "acme", "keyId": "k1"}})}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def lambda_app():
     """`llm_router/run.sh` started the way Lambda Web Adapter starts it, with the prod stack's
     settings and its self-hosted tier pointing at a fake model server."""
     with FakeUpstream() as upstream:
-        port = _port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LLM_ROUTER"))}
         env.update(PORT=str(port), LAMBDA_TASK_ROOT=str(ROOT), LLM_ROUTER_AUTH="gateway",
                    POWERTOOLS_SERVICE_NAME="llm-router-test", AWS_REGION="us-east-1",
