@@ -68,7 +68,8 @@ class BedrockAccessArgs:
     models: list[str]
     tags: dict[str, str]
     network: Optional[Network] = None
-    embedding_model: Optional[str] = None
+    #: Embeddings models the router calls: the cache's embedder and `/v1/embeddings` aliases.
+    embedding_models: list[str] = field(default_factory=list)
     guardrail_id: Optional[str] = None
     guardrail_version: Optional[str] = None
     #: Model invocation logging is one setting per account+region.
@@ -92,9 +93,10 @@ class BedrockAccess(pulumi.ComponentResource):
         tags = args.tags
         arns = sorted({a for m in args.models for a in model_arns(m, args.region, args.account_id)})
         statements = [{"Sid": "InvokeConfiguredModels", "Effect": "Allow", "Action": INVOKE_ACTIONS, "Resource": arns}]
-        if args.embedding_model:
-            statements.append({"Sid": "EmbedForCache", "Effect": "Allow", "Action": ["bedrock:InvokeModel"],
-                               "Resource": model_arns(args.embedding_model, args.region, args.account_id)})
+        if args.embedding_models:
+            embed_arns = sorted({a for m in args.embedding_models for a in model_arns(m, args.region, args.account_id)})
+            statements.append({"Sid": "InvokeEmbeddingModels", "Effect": "Allow", "Action": ["bedrock:InvokeModel"],
+                               "Resource": embed_arns})
         if args.guardrail_id:
             statements.append({"Sid": "ApplyGuardrail", "Effect": "Allow", "Action": ["bedrock:ApplyGuardrail"],
                                "Resource": [f"arn:aws:bedrock:{args.region}:{args.account_id}:guardrail/{args.guardrail_id}"]})

@@ -59,16 +59,18 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     bedrock_models = [t.model for t in cfg.tiers_on("bedrock")]
     titan = cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2"
+    embedding_models = sorted({e.model for e in cfg.serving.embeddings if e.backend == "bedrock"}
+                              | ({TITAN_EMBED_V2} if titan else set()))
     bedrock = None
-    if bedrock_models or titan or cfg.serving.bedrock.invocation_logging_owner:
+    if bedrock_models or embedding_models or cfg.serving.bedrock.invocation_logging_owner:
         b = cfg.serving.bedrock
         bedrock = BedrockAccess(f"{name}-bedrock", BedrockAccessArgs(
             region=cfg.region, account_id=account_id, models=bedrock_models, tags=tags, network=network,
-            embedding_model=TITAN_EMBED_V2 if titan else None, guardrail_id=b.guardrail_id,
+            embedding_models=embedding_models, guardrail_id=b.guardrail_id,
             guardrail_version=b.guardrail_version, invocation_logging_owner=b.invocation_logging_owner,
             invocation_log_retention_days=b.invocation_log_retention_days,
             invocation_log_bucket=b.invocation_log_bucket,
-            private_endpoint=b.private_endpoint and bool(bedrock_models or titan), stack=stack,
+            private_endpoint=b.private_endpoint and bool(bedrock_models or embedding_models), stack=stack,
             provisioned=[ProvisionedThroughput(t.name, t.model, t.bedrock.provisioned_model_units, t.bedrock.commitment)
                          for t in cfg.tiers_on("bedrock") if t.bedrock and t.bedrock.provisioned_model_units]))
         policies.update(bedrock.policies)
@@ -78,7 +80,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         if bedrock.provisioned_arns:
             env["BEDROCK_PROVISIONED_ARNS"] = pulumi.Output.json_dumps(bedrock.provisioned_arns)
 
-    azure_tiers = cfg.tiers_on("azure-openai")
+    # Chat tiers and embeddings aliases on Azure: one deployment each, named after the alias.
+    azure_tiers = [*cfg.tiers_on("azure-openai"), *(e for e in cfg.serving.embeddings if e.backend == "azure-openai")]
     if azure_tiers and cfg.serving.azure_openai is not None:
         from .azure_openai import AzureDeploymentSpec, AzureOpenAI, AzureOpenAIArgs
 

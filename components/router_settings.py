@@ -27,7 +27,7 @@ def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
     spec = EMBEDDING_MODELS.get(e.model)
     native = spec.dimensions if spec else (e.dimensions,)
     return rs.EmbeddingModelSettings(
-        name=e.name, backend=e.backend, model=e.model, dimensions=tuple(native),
+        name=e.name, backend=e.backend, model=e.model, url=e.url, dimensions=tuple(native),
         default_dimensions=e.dimensions or native[0], max_inputs=e.max_inputs or (spec.max_inputs if spec else 2048),
         max_input_tokens=spec.max_input_tokens if spec else 8192, any_smaller=bool(spec and spec.any_smaller),
         price=_price(e.price))

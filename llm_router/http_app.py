@@ -163,6 +163,9 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
     async def chat(request: Request) -> Response:
         return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid))
 
+    async def embeddings(request: Request) -> Response:
+        return await respond(request, lambda r, raw, who, rid: r.embed(raw, who, rid))
+
     async def models(request: Request) -> Response:
         try:
             tenant(request)
@@ -201,6 +204,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

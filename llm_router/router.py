@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol, Union
 
 from . import metric_names as m
-from . import requests, sse
+from . import embeddings, requests, sse
 from .backends import PASSTHROUGH, Backend, UpstreamStream
 from .budgets import Fitted, fit
 from .cache import ResponseCache, Scope
@@ -26,7 +26,8 @@ from .cache.keys import system_prompt
 from .cache.store import Lookup
 from .errors import ApiError, internal_error, unauthorized
 from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
-from .settings import RouterSettings, TierSettings
+from .embeddings import EmbeddingsBackend
+from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
 from .tokens import count_text
 
@@ -110,13 +111,15 @@ class Observed:
 class Router:
     def __init__(self, settings: RouterSettings, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
                  metrics: Optional[Metrics] = None, log: Optional[logging.Logger] = None,
-                 retry: Optional[RetryPolicy] = None):
+                 retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None):
         self.settings, self.backends, self.cache = settings, backends, cache
         self.tiers = {t.name: t for t in settings.tiers}
+        self.embedders = embedders or {}
+        self.embedding_models = {e.name: e for e in settings.embeddings if e.name in self.embedders}
         self.metrics = metrics or NullMetrics()
         self.log = log or logging.getLogger("llm_router")
         self.retry = retry or RetryPolicy()
-        self.breakers = {tier: CircuitBreaker() for tier in backends}
+        self.breakers = {name: CircuitBreaker() for name in (*backends, *self.embedders)}
 
     # ----------------------------------------------------------- plumbing
     def safely(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -136,7 +139,56 @@ class Router:
         data = [{"id": "auto", "object": "model", "created": created, "owned_by": "llm-blueprint"}]
         data += [{"id": t.name, "object": "model", "created": created, "owned_by": t.backend}
                  for t in self.settings.tiers]
+        data += [{"id": e.name, "object": "model", "created": created, "owned_by": e.backend}
+                 for e in self.embedding_models.values()]
         return Reply(200, {"object": "list", "data": data})
+
+    # ------------------------------------------------------------ embeddings
+    def embed(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Reply:
+        """`/v1/embeddings`. Never raises: every failure is an OpenAI error reply."""
+        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
+        try:
+            if not tenant:
+                raise unauthorized()
+            model, texts, encoding, dimensions = embeddings.parse(
+                raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
+            obs.context.update(model=model.name, inputs=len(texts))
+            backend = self.embedders[model.name]
+            deadline = obs.started + self.settings.router.timeouts.buffered_s - 0.3
+            try:
+                vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
+                                                 deadline, self.breakers[model.name], on_retry=self._retried)
+            except CircuitOpen:
+                raise ApiError(503, f"the '{model.name}' embeddings backend is failing; retry shortly", "server_error",
+                               "upstream_unavailable", headers={"retry-after": "5"}) from None
+            except UpstreamError as e:
+                self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
+                if e.status == 400:
+                    raise ApiError(400, f"the model rejected the input ({e})", code="upstream_rejected") from e
+                raise ApiError(504 if e.status == 504 else 502, f"the embeddings backend failed ({e})",
+                               "server_error", "upstream_error") from e
+            if any(len(v) != dimensions for v in vectors):
+                raise ApiError(502, f"the embeddings backend returned vectors of another size than {dimensions}",
+                               "server_error", "upstream_error")
+            tokens = tokens or sum(count_text(t) for t in texts)
+            self.safely("metrics", self._account_embeddings, model, len(texts), tokens)
+            reply = Reply(200, embeddings.response(model.name, vectors, encoding, tokens),
+                          {"x-llm-model": model.model, "x-llm-backend": backend.kind})
+        except ApiError as e:
+            reply = Reply(e.status, e.body(), dict(e.headers))
+            obs.context["error"] = e.code
+        except Exception:  # noqa: BLE001 - never a stack trace to the client
+            self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
+            reply = Reply(500, internal_error().body())
+        reply.headers["x-request-id"] = obs.context["request_id"]
+        obs.finish(reply.status)
+        return reply
+
+    def _account_embeddings(self, model: EmbeddingModelSettings, inputs: int, tokens: int) -> None:
+        self.metrics.add(m.EMBEDDING_INPUTS, inputs)
+        self.metrics.add(m.TOKENS_IN, tokens)
+        if model.price is not None:
+            self.metrics.add(m.ESTIMATED_COST_USD, tokens * model.price.input_per_mtok / 1e6, "None")
 
     # ------------------------------------------------------------------ chat
     def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Union[Reply, StreamReply]:

@@ -137,6 +137,8 @@ class EmbeddingModelSettings:
     name: str
     backend: EmbeddingsBackendKind
     model: str
+    #: Base URL of an OpenAI-compatible server (openai-compatible only).
+    url: Optional[str]
     #: Output dimensions the model can return (empty: only its native size).
     dimensions: tuple[int, ...]
     default_dimensions: int

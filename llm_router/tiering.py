@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .settings import RouterSettings
-from .errors import ApiError
+from .errors import ApiError, bad_request
 from .tokens import content_text, count_text
 
 
@@ -14,6 +14,9 @@ def choose_tier(settings: RouterSettings, requested: str | None, messages: list[
     name = requested or settings.router.default_tier
     if name in settings.tier_names:
         return name, "requested" if requested else "default"
+    if name in {e.name for e in settings.embeddings}:
+        raise bad_request(f"'{name}' is an embeddings model (POST /v1/embeddings); chat models here: "
+                          f"{', '.join(['auto', *settings.tier_names])}", "model", "not_a_chat_model")
     if name != "auto":
         known = ", ".join(["auto", *settings.tier_names])
         raise ApiError(404, f"The model '{name}' does not exist; available: {known}", "invalid_request_error",

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from . import metric_names as m
 from .backends import AzureOpenAI, Backend, Bedrock, OpenAICompatible
 from .cache import ResponseCache
+from .embeddings import CohereEmbeddings, EmbeddingsBackend, OpenAIEmbeddings, TitanEmbeddings
 from .router import Metrics, Router
 from .settings import Resources, RouterSettings
 
@@ -58,6 +59,25 @@ def backends(settings: RouterSettings, res: Resources) -> dict[str, Backend]:
     return out
 
 
+def embedders(settings: RouterSettings, res: Resources) -> dict[str, EmbeddingsBackend]:
+    """The `/v1/embeddings` aliases' backends, with credentials from Secrets Manager."""
+    out: dict[str, EmbeddingsBackend] = {}
+    for e in settings.embeddings:
+        if e.backend == "bedrock":
+            cls = TitanEmbeddings if e.model.startswith("amazon.titan-embed") else CohereEmbeddings
+            out[e.name] = cls(e.model, region=res.region)
+        elif e.backend == "azure-openai":
+            azure = secret(res.azure_openai_secret_arn)
+            out[e.name] = OpenAIEmbeddings.azure(azure["endpoint"], e.name, azure.get("apiKey"))
+        elif e.backend == "openai":
+            hosted = secret(res.openai_secret_arn)
+            out[e.name] = OpenAIEmbeddings.at(hosted.get("baseUrl", "https://api.openai.com/v1"), e.model,
+                                              hosted["apiKey"], send_dimensions=e.any_smaller)
+        else:
+            out[e.name] = OpenAIEmbeddings.at(e.url, e.model, send_dimensions=e.any_smaller)
+    return out
+
+
 def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optional[ResponseCache]:
     """The response cache, or None: a cache that cannot be reached or authenticated at
     start-up leaves the router working uncached (logged and counted), never failing."""
@@ -85,7 +105,8 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
 
 
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
-    return Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log)
+    return Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
+                  embedders=embedders(settings, res))
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,
@@ -94,4 +115,5 @@ def local(settings: RouterSettings, upstream: str, response_cache: Optional[Resp
     t = settings.router.timeouts
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.upstream_connect_s,
                                           read_s=t.upstream_read_s) for tier in settings.tiers}
-    return Router(settings, served, response_cache, metrics, log)
+    embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
+    return Router(settings, served, response_cache, metrics, log, embedders=embedding)

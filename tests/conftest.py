@@ -26,6 +26,25 @@ def example_config(stack: str) -> dict:
     return copy.deepcopy(yaml.safe_load((offline.STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())["config"])
 
 
+def raw_stack_config(config: dict, secret_keys=()) -> tuple[dict, set]:
+    """A stack file's `config:` block as the program receives it (keys without the project prefix)."""
+    from components.stack_config import raw_config
+
+    p = offline.PROJECT
+    source_cfg = {k if ":" in k else f"{p}:{k}": offline.config_text(v) for k, v in config.items()}
+    return raw_config(source_cfg, [f"{p}:{k}" for k in secret_keys], p)
+
+
+def config_problems(config: dict, secret_keys=()) -> list:
+    """Every problem validation finds in a `config:` block (it must find one)."""
+    from components import config_rules
+
+    raw, secret = raw_stack_config(config, secret_keys)
+    with pytest.raises(config_rules.ConfigError) as exc:
+        config_rules.validate(raw, secret, "stacks/Pulumi.test.yaml")
+    return exc.value.problems
+
+
 def validated_config(stack: str):
     """An example stack's config through the same schema the program uses."""
     return offline.validated(stack)

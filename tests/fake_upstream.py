@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible model server for tests (a fixture, not the product).
 
+Chat completions and embeddings (a vector whose first value is the input's length).
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
 Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes),
 and for streams: drip (one chunk every `drip_s`), break (drops the connection
@@ -36,6 +37,8 @@ class FakeUpstream:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 fake.calls.append(body)
                 model = body.get("model", "")
+                if self.path.endswith("/embeddings"):
+                    return self._embeddings(body, fake.modes.get(model, "ok"))
                 mode = fake.modes.get(model, "ok")
                 if mode == "throttle" and fake.throttle_times.get(model, 0) > 0:
                     fake.throttle_times[model] -= 1
@@ -95,6 +98,15 @@ class FakeUpstream:
                 except (BrokenPipeError, ConnectionResetError):
                     fake.aborted += 1
                     self.close_connection = True
+
+            def _embeddings(self, body, mode):
+                if mode == "error":
+                    return self._send(500, {"error": {"message": "boom"}})
+                size = body.get("dimensions", 8)
+                data = [{"object": "embedding", "index": i, "embedding": [float(len(text))] + [0.5] * (size - 1)}
+                        for i, text in enumerate(body["input"])]
+                self._send(200, {"object": "list", "data": list(reversed(data)), "model": body["model"],
+                                 "usage": {"prompt_tokens": 3 * len(data), "total_tokens": 3 * len(data)}})
 
             def _write(self, data: bytes):
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from components import config_rules as rules, schema
-from components.stack_config import raw_config
 from llm_blueprint import offline
-from tests.conftest import EXAMPLE_STACKS, example_config
+from tests.conftest import EXAMPLE_STACKS, config_problems, example_config, raw_stack_config
 
 P = "llm-blueprint"
 
 
-def _raw(config: dict, secret_keys=()) -> tuple[dict, set]:
-    source_cfg = {k if ":" in k else f"{P}:{k}": offline.config_text(v) for k, v in config.items()}
-    return raw_config(source_cfg, [f"{P}:{k}" for k in secret_keys], P)
-
-
-def problems(config: dict, secret_keys=()) -> list[rules.Problem]:
-    raw, secret = _raw(config, secret_keys)
-    with pytest.raises(rules.ConfigError) as exc:
-        rules.validate(raw, secret, "stacks/Pulumi.test.yaml")
-    return exc.value.problems
+_raw = raw_stack_config
+problems = config_problems
 
 
 def paths(config: dict, secret_keys=()) -> list[str]:

@@ -13,7 +13,12 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from llm_router.cache.embedders import OpenAICompatible, TitanV2
+from llm_router.cache.embedders import from_settings
+from llm_router.settings import EmbedderSettings
+
+
+def titan(dimensions):
+    return EmbedderSettings(provider="bedrock-titan-v2", model=None, dimensions=dimensions, url=None)
 
 
 def test_titan_v2_requests_the_configured_dimensions_and_normalises():
@@ -25,10 +30,10 @@ def test_titan_v2_requests_the_configured_dimensions_and_normalises():
                       {"modelId": "amazon.titan-embed-text-v2:0", "contentType": "application/json",
                        "accept": "application/json", "body": ANY})
     with stub:
-        [v] = TitanV2(256, client=client).embed(["hello"])
+        [v] = from_settings(titan(256), client=client).embed(["hello"])
     assert len(v) == 256 and v[:2] == pytest.approx([0.6, 0.8]) and math.isclose(sum(x * x for x in v), 1.0)
     with pytest.raises(ValueError):
-        TitanV2(384, client=client)
+        from_settings(titan(384), client=client)
 
 
 def test_openai_compatible_embeddings_endpoint():
@@ -51,10 +56,12 @@ def test_openai_compatible_embeddings_endpoint():
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        emb = OpenAICompatible(f"http://127.0.0.1:{server.server_port}/v1", "text-embedding-3-small", 4, api_key="k")
+        emb = from_settings(EmbedderSettings(provider="openai-compatible", model="text-embedding-3-small", dimensions=4,
+                                             url=f"http://127.0.0.1:{server.server_port}/v1"), api_key="k")
         vectors = emb.embed(["a", "b"])
     finally:
         server.shutdown()
     assert seen["path"] == "/v1/embeddings" and seen["auth"] == "Bearer k"
-    assert seen["body"] == {"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 4}
+    assert seen["body"] == {"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 4,
+                            "encoding_format": "float"}
     assert vectors == [[0.5] * 4, [0.5] * 4]  # ordered by index, unit length

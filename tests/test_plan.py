@@ -80,8 +80,20 @@ def test_prod_plan_is_multi_az_across_three_zones():
 def test_staging_azure_deployments_are_chained():
     plan = example_plan("staging")
     deployments = plan.of_type("azure-native:cognitiveservices:Deployment")
-    assert [d.name for d in deployments] == ["llm-staging-azure-fast", "llm-staging-azure-smart"]
-    assert deployments[0].urn in deployments[1].dependencies
+    assert [d.name for d in deployments] == ["llm-staging-azure-fast", "llm-staging-azure-smart",
+                                             "llm-staging-azure-embed"]  # the embeddings alias has its own
+    assert deployments[0].urn in deployments[1].dependencies and deployments[1].urn in deployments[2].dependencies
+    assert deployments[2].inputs["properties"]["model"]["name"] == "text-embedding-3-small"
+
+
+def test_bedrock_embeddings_models_are_invocable_by_exact_arn():
+    plan = example_plan("prod")
+    policy = next(json.loads(p.inputs["policy"]) for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+                  if "InvokeEmbeddingModels" in p.inputs.get("policy", ""))
+    [embed] = [s for s in policy["Statement"] if s["Sid"] == "InvokeEmbeddingModels"]
+    assert embed["Action"] == ["bedrock:InvokeModel"]
+    assert sorted(embed["Resource"]) == ["arn:aws:bedrock:us-west-2::foundation-model/amazon.titan-embed-text-v2:0",
+                                         "arn:aws:bedrock:us-west-2::foundation-model/cohere.embed-v4:0"]
 
 
 def test_outputs_unknown_until_deployed_and_known_from_config():

@@ -3,14 +3,15 @@ each reports its name for calibration records."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import urllib.request
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from ..settings import EmbedderSettings
+
+if TYPE_CHECKING:
+    from ..embeddings import EmbeddingsBackend
 
 
 class Embedder(Protocol):
@@ -47,59 +48,31 @@ class LocalMiniLM:
         return vectors.tolist()
 
 
-class TitanV2:
-    """Amazon Bedrock Titan Text Embeddings v2 (256, 512 or 1024 dimensions)."""
+class Managed:
+    """A cache embedder over one of the `/v1/embeddings` backends: unit vectors of a fixed
+    size, with a short time budget (an embedding is on the request path)."""
 
-    name = "bedrock-titan-v2"
-    MODEL = "amazon.titan-embed-text-v2:0"
-
-    def __init__(self, dimensions: int = 1024, client=None, region: Optional[str] = None):
-        if dimensions not in (256, 512, 1024):
-            raise ValueError("Titan v2 returns 256, 512 or 1024 dimensions")
-        self.dimensions = dimensions
-        if client is None:
-            import boto3
-
-            client = boto3.client("bedrock-runtime", region_name=region)
-        self._client = client
+    def __init__(self, name: str, backend: "EmbeddingsBackend", dimensions: int, timeout_s: float = 2.0):
+        self.name, self.backend, self.dimensions, self.timeout_s = name, backend, dimensions, timeout_s
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            resp = self._client.invoke_model(
-                modelId=self.MODEL, contentType="application/json", accept="application/json",
-                body=json.dumps({"inputText": text, "dimensions": self.dimensions, "normalize": True}))
-            out.append(_unit(json.loads(resp["body"].read())["embedding"]))
-        return out
-
-
-class OpenAICompatible:
-    """Any `/v1/embeddings` endpoint: Azure OpenAI, an in-cluster server, OpenAI."""
-
-    name = "openai-compatible"
-
-    def __init__(self, url: str, model: str, dimensions: int, api_key: Optional[str] = None, timeout_s: float = 2.0,
-                 azure: bool = False):
-        self.url, self.model, self.dimensions = url.rstrip("/"), model, dimensions
-        self._headers = {"content-type": "application/json"}
-        if api_key:
-            self._headers["api-key" if azure else "authorization"] = api_key if azure else f"Bearer {api_key}"
-        self._timeout = timeout_s
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        body = {"model": self.model, "input": list(texts), "dimensions": self.dimensions}
-        req = urllib.request.Request(f"{self.url}/embeddings", data=json.dumps(body).encode(), headers=self._headers)
-        with urllib.request.urlopen(req, timeout=self._timeout) as resp:  # noqa: S310 (configured URL)
-            data = json.loads(resp.read())["data"]
-        vectors = [_unit(d["embedding"]) for d in sorted(data, key=lambda d: d["index"])]
+        vectors, _ = self.backend.embed(texts, self.dimensions, self.timeout_s)
         if any(len(v) != self.dimensions for v in vectors):
-            raise ValueError(f"embedder returned {len(vectors[0])} dimensions, configured {self.dimensions}")
-        return vectors
+            raise ValueError(f"{self.name} returned vectors of another size than {self.dimensions}")
+        return [_unit(v) for v in vectors]
 
 
-def from_settings(embedder: EmbedderSettings, region: Optional[str] = None, api_key: Optional[str] = None) -> Embedder:
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+
+
+def from_settings(embedder: EmbedderSettings, region: Optional[str] = None, api_key: Optional[str] = None,
+                  client=None) -> Embedder:
+    from ..embeddings import OpenAIEmbeddings, TitanEmbeddings
+
     if embedder.provider == "local-minilm":
         return LocalMiniLM()
     if embedder.provider == "bedrock-titan-v2":
-        return TitanV2(embedder.dimensions, region=region)
-    return OpenAICompatible(embedder.url, embedder.model, embedder.dimensions, api_key=api_key)
+        if embedder.dimensions not in TITAN_V2_DIMENSIONS:
+            raise ValueError("Titan v2 returns 256, 512 or 1024 dimensions")
+        return Managed(embedder.provider, TitanEmbeddings(client=client, region=region), embedder.dimensions)
+    return Managed(embedder.provider, OpenAIEmbeddings.at(embedder.url, embedder.model, api_key), embedder.dimensions)
