@@ -48,10 +48,10 @@ class _Fixed:
 
 def bench_cache(entries: int, dimensions: int = 384, queries: int = 500, tenants: int = 10, ef_runtime: int = 32,
                 dedicated_indexes: Optional[int] = None, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    import dataclasses
+
     import numpy as np
     import valkey
-
-    import dataclasses
 
     from llm_router.cache import ResponseCache, Scope
     from llm_router.cache.store import Lookup
@@ -286,3 +286,81 @@ def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Pa
             "expensive_sent_to_cheap": confusion[expensive][cheap], "cheap_sent_to_expensive": confusion[cheap][expensive],
             "confusion": confusion, "cost_reduction_vs_all_expensive": round(1 - cost_routed / cost_expensive, 4),
             "tiers": {"cheap": cheap, "expensive": expensive}, "misrouted": misses}
+
+
+def bench_stream(requests: int = 500, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Time to first byte and whole-answer latency through the router's app (uvicorn, cache on
+    a local Valkey with a stand-in embedder) against the same stand-in model server called
+    directly, alternating request by request so both see the same machine."""
+    import httpx
+    import valkey
+
+    from components.artifact import build
+    from llm_router.authorizer import key_hash
+    from llm_router.cache import ResponseCache
+    from llm_router.http_app import KeyAuth, create_app
+    from llm_router.wiring import local
+
+    from .fake_upstream import FakeUpstream
+    from .serve import running
+    from .valkey_server import ValkeyServer
+
+    words = " ".join(f"w{i}" for i in range(30))
+    settings = example_settings()
+    with FakeUpstream() as upstream, ValkeyServer() as server:
+        cache = ResponseCache(valkey.Valkey(port=server.port), _Random(384), settings.cache, prefix="benchstream")
+        cache.ensure_index()
+        router = local(settings, upstream.url, cache)
+        app = create_app(router, KeyAuth({key_hash("sk-bench"): "bench"}))
+        with running(app) as base, httpx.Client(timeout=30) as http:
+            targets = {"router": (f"{base}/v1/chat/completions", {"authorization": "Bearer sk-bench"}),
+                       "direct": (f"{upstream.url}/chat/completions", {})}
+            model = {"router": "fast", "direct": settings.tier("fast").model}
+
+            def body(who: str, i: int, stream: bool) -> dict:
+                return {"model": model[who], "temperature": 0, "max_tokens": 200, "stream": stream,
+                        "messages": [{"role": "user", "content": f"{words} {i}"}]}
+
+            def streamed(who: str, i: int) -> tuple[float, int]:
+                url, headers = targets[who]
+                t0 = time.perf_counter()
+                first, chunks = None, 0
+                with http.stream("POST", url, json=body(who, i, True), headers=headers) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("data: ") and line != "data: [DONE]":
+                            first = first or time.perf_counter() - t0
+                            chunks += 1
+                return first, chunks
+
+            def buffered(who: str, i: int) -> float:
+                url, headers = targets[who]
+                t0 = time.perf_counter()
+                http.post(url, json=body(who, i, False), headers=headers).raise_for_status()
+                return time.perf_counter() - t0
+
+            for i in range(30):  # warm up connections and code paths
+                streamed("router", -i - 1), streamed("direct", -i - 1), buffered("router", -i - 100)
+            ttfb: dict[str, list[float]] = {"router": [], "direct": []}
+            total: dict[str, list[float]] = {"router": [], "direct": []}
+            chunks = {"router": 0, "direct": 0}
+            for i in range(requests):
+                for who in ("direct", "router"):
+                    first, n = streamed(who, i)
+                    ttfb[who].append(first)
+                    chunks[who] += n
+                    total[who].append(buffered(who, requests + i))
+                if i and i % 100 == 0:
+                    progress(f"{i} of {requests} request pairs")
+    zip_path, _ = build()
+    t = {w: percentiles(v) for w, v in ttfb.items()}
+    b = {w: percentiles(v) for w, v in total.items()}
+    return {
+        "requests": requests,
+        "ttft_ms": t, "ttft_overhead_ms": {q: round(t["router"][q] - t["direct"][q], 3) for q in ("p50", "p99")},
+        "buffered_ms": b, "buffered_overhead_ms": {q: round(b["router"][q] - b["direct"][q], 3) for q in ("p50", "p99")},
+        # The router hides the usage chunk it asks the upstream for (the client did not ask for it).
+        "chunks": {"sent_by_upstream": chunks["direct"], "delivered_by_router": chunks["router"]},
+        "import_ms": import_ms(), "artifact_mb": round(zip_path.stat().st_size / 2**20, 2),
+        "notes": "router = uvicorn + the app + exact GET and KNN on a local Valkey (stand-in embedder) + the relay; "
+                 "misses only; direct = the same stand-in model server without the router",
+    }

@@ -3,10 +3,11 @@ search server and the local MiniLM embedder, in front of any OpenAI-compatible u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from components.router_settings import router_settings
 from components.schema import StackConfig
@@ -18,6 +19,35 @@ from llm_router.router import Router
 from llm_router.wiring import local
 
 from .valkey_server import ValkeyServer
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app: Any, port: Optional[int] = None) -> Iterator[str]:
+    """An ASGI app under uvicorn in a background thread (as `serve` runs it); yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from functools import lru_cache
 from pathlib import Path
@@ -80,33 +79,7 @@ def write_stack(tmp_path: Path):
     return write
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(app):
-    """An ASGI app under uvicorn on a free loopback port (as `serve` runs it); yields its base URL."""
-    import threading
-    import time
-
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
+from llm_blueprint.serve import free_port, running  # noqa: E402,F401  (shared with the benchmarks)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from llm_blueprint.serve import build
 from llm_router.settings import Timeouts
 from tests.conftest import running, validated_config
-from tests.fake_upstream import FakeUpstream
+from llm_blueprint.fake_upstream import FakeUpstream
 
 KEY, OTHER_KEY = "sk-test-acme", "sk-test-globex"
 FAST = "us.amazon.nova-lite-v1:0"

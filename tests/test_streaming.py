@@ -14,7 +14,7 @@ from llm_blueprint.serve import build
 from llm_router import metric_names as m
 from llm_router.settings import Timeouts
 from tests.conftest import running, validated_config
-from tests.fake_upstream import FakeUpstream
+from llm_blueprint.fake_upstream import FakeUpstream
 
 KEY = "sk-test-stream"
 FAST = "us.amazon.nova-lite-v1:0"
@@ -164,3 +164,15 @@ def test_bad_stream_parameters_are_400s(served, extra, param):
     r = httpx.post(f"{served[1]}/chat/completions", headers={"authorization": f"Bearer {KEY}"},
                    json={"model": "fast", "messages": ask("x"), **extra})
     assert r.status_code == 400 and r.json()["error"]["param"] == param
+
+
+def test_the_openapi_document_is_valid_and_lists_exactly_the_app_s_routes(served):
+    from openapi_spec_validator import validate as validate_spec
+    from starlette.routing import Route
+
+    doc = httpx.get(f"{served[1].removesuffix('/v1')}/openapi.json").json()
+    validate_spec(doc)
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    routes = {(r.path, method) for r in served[0].app.routes if isinstance(r, Route)
+              for method in r.methods - {"HEAD"}}
+    assert documented == routes

@@ -108,3 +108,26 @@ def bench_tiering_cmd(
               f"below sending everything to '{figures['tiers']['expensive']}'")
     for miss in figures["misrouted"][:15]:
         out.print(f"  {miss['expected']}→{miss['got']} ({miss['reason']}): {miss['query']}", highlight=False)
+
+
+@app.command("stream")
+def bench_stream_cmd(
+    requests: int = typer.Option(500, min=10, help="Request pairs (router and direct) per mode."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time-to-first-token and buffered overhead of the router against the same model server called directly."""
+    from ..bench import bench_stream
+
+    figures = bench_stream(requests, progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("ttft_ms", "buffered_ms"):
+        for who in ("router", "direct"):
+            f = figures[key][who]
+            out.print(f"{key:>12} {who:>6}: p50 {f['p50']:.3f} ms, p99 {f['p99']:.3f} ms")
+    for key in ("ttft_overhead_ms", "buffered_overhead_ms"):
+        out.print(f"{key:>21}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms")
+    c = figures["chunks"]
+    out.print(f"chunks sent {c['sent_by_upstream']:,}, delivered {c['delivered_by_router']:,}; "
+              f"import {figures['import_ms']} ms, artifact {figures['artifact_mb']} MB")

@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible model server for tests (a fixture, not the product).
+"""A stand-in OpenAI-compatible model server for benchmarks and tests (never the product).
 
 Chat completions and embeddings (a vector whose first value is the input's length).
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
@@ -29,6 +29,9 @@ class FakeUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without this, Nagle and delayed ACKs
+            # add ~40 ms to every answer and every chunk.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
