@@ -155,14 +155,17 @@ class HttpStream:
             self._finished = True
         except UpstreamError:
             raise
-        except (TimeoutError, OSError, http.client.HTTPException, UnicodeDecodeError) as e:
+        except Exception as e:  # noqa: BLE001 - after an abort, whatever the read raises is the abort
             if self._closed:
                 return
-            raise _transport_error(e) from e
+            if isinstance(e, (TimeoutError, OSError, http.client.HTTPException, UnicodeDecodeError)):
+                raise _transport_error(e) from e
+            raise
         finally:
             self._release()
 
     def _release(self) -> None:
+        """Runs on the reading thread when the stream ends, however it ends."""
         if self._finished and not self._closed and not self._resp.will_close:
             self._resp.read()  # the chunked terminator, so the connection can be reused
             POOL.put(self._parts, self._conn)
@@ -171,7 +174,8 @@ class HttpStream:
         self._closed = True
 
     def close(self) -> None:
-        """Abort: safe from any thread while another is blocked reading."""
+        """Abort from any thread: shutting the socket down wakes a reader blocked on it,
+        which then closes the connection itself (http.client is not thread-safe)."""
         if self._closed:
             return
         self._closed = True
@@ -181,7 +185,6 @@ class HttpStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._conn.close()
 
 
 class OpenAICompatible:

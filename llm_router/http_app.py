@@ -110,7 +110,12 @@ class StreamResponse(Response):
                     chunk = await anyio.to_thread.run_sync(next, chunks, None)
                     if chunk is None or gone:
                         break
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    try:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    except OSError:  # the client went away between two chunks
+                        gone = True
+                        reply.cancel()
+                        break
                 tasks.cancel_scope.cancel()
             if not gone:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})

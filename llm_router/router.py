@@ -398,13 +398,16 @@ class _Relay:
             else:
                 self._finished(answer)
                 yield sse.DONE
-        except UpstreamError as e:
+        except Exception as e:  # noqa: BLE001 - the stream has started: an error event, never a dropped stream
             if self.cancelled:
                 status = 499
             else:
                 status = 502
                 obs.context["error"] = "stream_broken"
                 r.safely("metrics", r.metrics.add, m.STREAM_ERRORS, 1)
+                if not isinstance(e, UpstreamError):
+                    r.log.exception("stream failed", extra={"request_id": obs.context["request_id"]})
+                    e = UpstreamError(502, "internal error")
                 r.log.warning("stream broke after its first byte: %s", e, extra={"request_id": obs.context["request_id"]})
                 yield sse.error_event(f"the model backend failed mid-stream ({e})", "server_error", "upstream_error")
         except GeneratorExit:
