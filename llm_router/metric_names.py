@@ -17,4 +17,7 @@ CACHE_FAIL_OPEN = "CacheFailOpen"
 CACHE_SHARED_STORE = "CacheSharedStores"
 FALLBACKS = "Fallbacks"
 LATENCY_MS = "LatencyMs"
+#: Request arrival to the first byte of the answer (first chunk when streaming), per request.
+#: Published with the dimension set {service} (what the SLO alarm reads) and {service, tier, backend}.
+TIME_TO_FIRST_TOKEN_MS = "TimeToFirstTokenMs"
 FAITHFULNESS = "Faithfulness"

@@ -44,6 +44,8 @@ class DeployedIds(offline.OfflineMocks):
     def new_resource(self, args):
         _, state = super().new_resource(args)
         state.setdefault("arn", stand_in_arn(args.typ, args.name, self.region))
+        if args.typ == "aws:apigateway/restApi:RestApi":
+            state["executionArn"] = f"arn:aws:execute-api:{self.region}:{offline.OFFLINE_ACCOUNT}:{args.name}-id"
         return f"{args.name}-id", state
 
 
@@ -149,8 +151,7 @@ def test_authorizer_has_its_own_least_privilege_role(stack):
     [decrypt] = [s for s in statements if "kms:Decrypt" in _as_list(s.get("Action"))]
     assert _as_list(decrypt["Resource"]) == [keys_secret.inputs["kmsKeyId"]]
     [logs] = [s for s in statements if "logs:PutLogEvents" in _as_list(s.get("Action"))]
-    group = authorizer.inputs["loggingConfig"]["logGroup"]
-    [log_group] = [g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup") if f"{g.name}-id" == group]
+    [log_group] = [g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup") if g.urn in authorizer.dependencies]
     assert _as_list(logs["Resource"]) == [f"{arn(log_group)}:*"]
     # Nothing of the router's world: no VPC, no cache endpoint, no settings.
     assert "vpcConfig" not in authorizer.inputs
