@@ -182,7 +182,7 @@ def _stricter(path: str, slo: s.HigherIsBetter | s.LowerIsBetter, higher: bool, 
         word = "above" if higher else "below"
         yield Problem(
             f"{path}.objective",
-            f"SLO must be stricter than its SLA ({slo.sla}{unit}): objective must be {word} the SLA",
+            f"SLO must be stricter than its SLA ({slo.sla:g}{unit}): objective must be {word} the SLA",
             value=slo.objective,
         )
 

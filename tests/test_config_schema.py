@@ -202,6 +202,13 @@ def test_tier_references_must_exist():
     assert found["router.defaultTier"].value == "tiny"
 
 
+def test_ttft_slo_must_be_stricter_than_its_sla():
+    cfg = example_config("dev")
+    cfg["llm-blueprint:slo"]["ttftP95Ms"] = {"objective": 5000, "sla": 3000}
+    [p] = problems(cfg)
+    assert p.path == "slo.ttftP95Ms.objective" and "(3000 ms)" in p.message
+
+
 def test_bedrock_model_needing_inference_profile_is_rejected():
     cfg = example_config("dev")
     cfg["llm-blueprint:serving"]["tiers"][1]["model"] = "anthropic.claude-sonnet-4-20250514-v1:0"
