@@ -387,6 +387,13 @@ def prod_private(environment: str, serving: s.ServingConfig) -> Iterator[Problem
 
 
 @rule
+def prod_waf(environment: str, router: s.RouterConfig) -> Iterator[Problem]:
+    if environment == "prod" and router.waf.enabled is False:
+        yield Problem("router.waf.enabled", "prod API stages sit behind a WAF web ACL (policy apigw-prod-waf)", False,
+                      "true (the prod default)")
+
+
+@rule
 def azure_reachable(environment: str, serving: s.ServingConfig, network: s.NetworkConfig) -> Iterator[Problem]:
     az = serving.azure_openai
     private = az.private if az is not None and az.private is not None else environment == "prod"

@@ -20,7 +20,7 @@ from unittest import mock
 import pytest
 
 from llm_blueprint import offline
-from tests.conftest import EXAMPLE_STACKS
+from tests.conftest import EXAMPLE_STACKS, example_config
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -197,3 +197,10 @@ def test_https_to_the_internet_only_where_a_tier_needs_it(write_stack):
     assert not [t for t in egress(deployed_plan("staging")) if t[1] == WORLD and t[0] != 443]
     for stack in ("dev", "prod"):
         assert not [t for t in egress(deployed_plan(stack)) if t[1] == WORLD]
+    # Bedrock without its PrivateLink endpoint is reached through the NAT instead.
+    cfg = example_config("dev")
+    cfg["llm-blueprint:serving"]["bedrock"]["privateEndpoint"] = False
+    with mock.patch.object(offline, "OfflineMocks", DeployedIds):
+        public = egress(offline.plan(str(write_stack(cfg, "public-bedrock"))))
+    assert public == {(443, "llm-public-bedrock-net-endpoints-id"), (6379, "llm-public-bedrock-cache-sg-id"),
+                      (443, WORLD)}
