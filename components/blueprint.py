@@ -7,6 +7,7 @@ gets a typed args object built here and nowhere else.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
@@ -14,9 +15,9 @@ import pulumi_aws as aws
 from llm_router.settings import dump
 
 from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
-from .cache import SemanticCache, SemanticCacheArgs
+from .cache import PORT as CACHE_PORT, SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
-from .router import Router, RouterArgs
+from .router import ANYWHERE, Egress, Router, RouterArgs, SecretGrant
 from .router_settings import router_settings
 from .schema import StackConfig, VllmTier
 from .slo import DestinationSpec, SloAlarms, SloAlarmsArgs
@@ -38,7 +39,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         nat_gateways=net_cfg.nat_gateways, flow_logs=net_cfg.flow_logs))
 
     env: dict[str, Any] = {}
-    secret_arns: list[Any] = []
+    secrets: list[SecretGrant] = []
+    egress = [Egress(443, "AWS APIs through the VPC interface endpoints",
+                     security_group_id=network.endpoint_security_group_id)]
     policies: dict[str, Any] = {}
     outputs: dict[str, Any] = {
         "region": cfg.region,
@@ -54,7 +57,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             node_type=c.node_type, nodes=c.nodes or 1, multi_az=bool(c.multi_az),
             snapshot_retention_days=c.snapshot_retention_days, maintenance_window=c.maintenance_window))
         env.update(CACHE_ENDPOINT=cache.endpoint, CACHE_SECRET_ARN=cache.secret_arn)
-        secret_arns.append(cache.secret_arn)
+        secrets.append(SecretGrant(cache.secret_arn, cache.key.arn))
+        egress.append(Egress(CACHE_PORT, "Valkey cache", security_group_id=cache.security_group_id))
         outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn)
 
     bedrock_models = [t.model for t in cfg.tiers_on("bedrock")]
@@ -74,6 +78,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             provisioned=[ProvisionedThroughput(t.name, t.model, t.bedrock.provisioned_model_units, t.bedrock.commitment)
                          for t in cfg.tiers_on("bedrock") if t.bedrock and t.bedrock.provisioned_model_units]))
         policies.update(bedrock.policies)
+        if bedrock.endpoint_sg is not None:
+            egress.append(Egress(443, "bedrock-runtime over PrivateLink", security_group_id=bedrock.endpoint_sg.id))
         outputs["bedrockModelArns"] = bedrock.model_arns
         if bedrock.endpoint_id is not None:
             outputs["bedrockEndpointId"] = bedrock.endpoint_id
@@ -93,13 +99,15 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                                              sku=t.azure.sku, capacity=t.azure.capacity, rai_policy=t.azure.rai_policy)
                          for t in azure_tiers if t.azure is not None]))
         env.update(AZURE_OPENAI_SECRET_ARN=azure.secret_arn)
-        secret_arns.append(azure.secret_arn)
+        secrets.append(SecretGrant(azure.secret_arn))  # encrypted with the AWS managed key
+        if az.private:
+            egress.append(Egress(443, "Azure OpenAI private endpoint (over the VPN)", cidrs=(az.vnet_cidr,)))
         outputs.update(azureOpenAIEndpoint=azure.endpoint)
 
     queue_metrics: dict[str, str] = {}
     if cfg.tiers_on("vllm-eks") and cfg.serving.eks is not None:
         from .gpu_cluster import GpuCluster, GpuClusterArgs
-        from .model_serving import ENGINES, ModelServing, ModelServingArgs, ModelSpec, Prescale
+        from .model_serving import ENGINES, SERVICE_PORT, ModelServing, ModelServingArgs, ModelSpec, Prescale
 
         e = cfg.serving.eks
         cluster = GpuCluster(f"{name}-gpu", GpuClusterArgs(
@@ -122,26 +130,35 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             cluster=cluster, models=specs, tags=tags, region=cfg.region, environment=cfg.environment,
             client_cidrs=network.private_cidrs, service=f"llm-router-{stack}"))
         env["SELF_HOSTED_ENDPOINTS"] = pulumi.Output.json_dumps(serving.endpoints)
+        egress.append(Egress(SERVICE_PORT, "self-hosted models (internal load balancers)",
+                             cidrs=tuple(network.private_cidrs)))
         outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints)
         if serving.weights_bucket is not None:
             outputs["weightsBucket"] = serving.weights_bucket.bucket
 
+    egress += _internet_egress(cfg, bedrock_used=bool(bedrock_models or embedding_models),
+                               bedrock_private=bedrock is not None and bedrock.endpoint_sg is not None)
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
-        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, settings=dump(router_settings(cfg)),
-        env=env, policies=policies, secret_arns=secret_arns, memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
+        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, region=cfg.region, tags=tags,
+        settings=dump(router_settings(cfg)), env=env, policies=policies, secrets=secrets, egress=egress,
+        memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
         reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,
         throttle_rate=r.throttling.rate_limit, throttle_burst=r.throttling.burst_limit,
         log_retention_days=r.log_retention_days, service=f"llm-router-{stack}",
         hosted_api=(cfg.serving.openai.base_url, cfg.serving.openai.api_key.get_secret_value())
-        if cfg.tiers_on("openai") and cfg.serving.openai else None))
+        if cfg.tiers_on("openai") and cfg.serving.openai else None,
+        endpoint_type=r.endpoint_type, network=network, private_client_cidrs=r.private_client_cidrs,
+        waf_rate_limit=r.waf.rate_limit_per_ip if r.waf.enabled else None,
+        access_log_role_owner=r.access_log_role_owner))
     if cache is not None:
         cache.allow_from("router", router.security_group_id)
     if bedrock is not None:
         bedrock.allow_from("router", router.security_group_id)
 
     alerts = SloAlarms(f"{name}-slo", SloAlarmsArgs(
-        service=f"llm-router-{stack}", slo=cfg.slo, tags=tags, api_id=router.api_id, region=cfg.region,
+        service=f"llm-router-{stack}", slo=cfg.slo, tags=tags, api_name=router.api_name, stage=router.stage_name,
+        region=cfg.region,
         page=_destination(cfg.alarms.page), ticket=_destination(cfg.alarms.ticket),
         cache_cluster_ids=cache.member_cluster_ids if cache is not None else [],
         queue_metrics=queue_metrics))
@@ -150,12 +167,30 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         routerUrl=router.url,
         openaiBaseUrl=router.url.apply(lambda u: u.rstrip("/") + "/v1"),
         apiKeysSecretArn=router.api_keys_secret_arn,
+        accessLogGroup=router.access_log_group,
         dashboardUrl=f"https://{cfg.region}.console.aws.amazon.com/cloudwatch/home?region={cfg.region}"
                      f"#dashboards:name={name}-slo",
         pageTopicArn=alerts.page_topic_arn,
         ticketTopicArn=alerts.ticket_topic_arn,
     )
     return outputs
+
+
+def _internet_egress(cfg: StackConfig, bedrock_used: bool, bedrock_private: bool) -> list[Egress]:
+    """HTTPS out through the NAT, only for what no VPC endpoint reaches (and an embedder's own port)."""
+    needs = [f"OpenAI-compatible API ({t.name})" for t in cfg.tiers_on("openai")]
+    az = cfg.serving.azure_openai
+    if cfg.tiers_on("azure-openai") and az is not None and not az.private:
+        needs.append("Azure OpenAI")
+    if bedrock_used and not bedrock_private:
+        needs.append("Bedrock (no private endpoint)")
+    out = [Egress(443, "HTTPS through the NAT: " + ", ".join(needs), cidrs=(ANYWHERE,))] if needs else []
+    emb = cfg.cache.embedder
+    if cfg.cache.enabled and emb.provider == "openai-compatible" and emb.url:
+        url = urlsplit(emb.url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        out.append(Egress(port, f"embeddings at {url.hostname}", cidrs=(ANYWHERE,)))
+    return out
 
 
 def _destination(d) -> DestinationSpec:

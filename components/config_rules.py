@@ -18,6 +18,8 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from llm_router import timeouts
+
 from . import schema as s
 
 SECRET_PLACEHOLDER = "[secret]"
@@ -180,7 +182,7 @@ def _stricter(path: str, slo: s.HigherIsBetter | s.LowerIsBetter, higher: bool, 
         word = "above" if higher else "below"
         yield Problem(
             f"{path}.objective",
-            f"SLO must be stricter than its SLA ({slo.sla}{unit}): objective must be {word} the SLA",
+            f"SLO must be stricter than its SLA ({slo.sla:g}{unit}): objective must be {word} the SLA",
             value=slo.objective,
         )
 
@@ -192,6 +194,7 @@ def slo_stricter_than_sla(slo: s.SloConfig) -> Iterator[Problem]:
     yield from _stricter("slo.latency.p50", slo.latency.p50, False, " s")
     yield from _stricter("slo.latency.p95", slo.latency.p95, False, " s")
     yield from _stricter("slo.faithfulness", slo.faithfulness, True, "")
+    yield from _stricter("slo.ttftP95Ms", slo.ttft_p95_ms, False, " ms")
     if slo.latency.p50.objective > slo.latency.p95.objective:
         yield Problem("slo.latency.p50.objective", "P50 objective cannot exceed the P95 objective", slo.latency.p50.objective)
 
@@ -296,18 +299,33 @@ def replicas_ordered(serving: s.ServingConfig) -> Iterator[Problem]:
 
 
 @rule
-def budgets_fit_gateway_timeout(serving: s.ServingConfig, router: s.RouterConfig) -> Iterator[Problem]:
-    limit = min(s.API_GATEWAY_TIMEOUT_S, float(router.timeout_seconds))
-    for i, t in enumerate(serving.tiers):
-        worst = t.max_tokens / t.min_tokens_per_second
-        if worst > limit:
-            fit = int(limit * t.min_tokens_per_second)
-            yield Problem(
-                f"serving.tiers[{i}].maxTokens",
-                f"at the tier's worst case of {t.min_tokens_per_second:g} tokens/s this budget takes {worst:.1f} s, "
-                f"over the {limit:g} s the API Gateway integration allows",
-                t.max_tokens, f"≤ {fit}",
-            )
+def budgets_fit_timeouts(serving: s.ServingConfig, router: s.RouterConfig) -> Iterator[Problem]:
+    """A tier's whole budget, at its slowest expected speed, must fit the streamed deadline."""
+    t = timeouts.derive(router.timeout_seconds, router.endpoint_type)
+    for i, tier in enumerate(serving.tiers):
+        worst = timeouts.seconds_for(tier.max_tokens, tier.min_tokens_per_second)
+        if worst <= t.stream_deadline_s:
+            continue
+        fit = timeouts.tokens_within(t.stream_deadline_s, tier.min_tokens_per_second)
+        raise_budget = router.timeout_seconds < timeouts.STREAM_MAX_S
+        yield Problem(
+            f"serving.tiers[{i}].maxTokens",
+            f"at the tier's worst case of {tier.min_tokens_per_second:g} tokens/s this budget takes {worst:.0f} s, "
+            f"over the {t.stream_deadline_s:g} s a streamed answer may run (router.timeoutSeconds "
+            f"{router.timeout_seconds} s less {timeouts.STREAM_MARGIN_S} s to end the stream cleanly; API Gateway "
+            f"streams for at most {timeouts.STREAM_MAX_S} s). A buffered (non-streamed) answer has only "
+            f"{t.buffered_deadline_s:g} s: it sends nothing until it is complete, and API Gateway drops a connection "
+            f"silent for {timeouts.IDLE_TIMEOUT_S[router.endpoint_type]} s",
+            tier.max_tokens,
+            f"≤ {fit}" + (f", or a larger router.timeoutSeconds (≤ {timeouts.STREAM_MAX_S})" if raise_budget else ""),
+        )
+
+
+@rule
+def private_endpoint_clients(router: s.RouterConfig) -> Iterator[Problem]:
+    if router.private_client_cidrs and router.endpoint_type != "private":
+        yield Problem("router.privateClientCidrs", "only a private endpoint admits client networks; a regional one "
+                      "is reached over the internet", router.private_client_cidrs, "router.endpointType: private")
 
 
 @rule
@@ -404,6 +422,13 @@ def prod_private(environment: str, serving: s.ServingConfig) -> Iterator[Problem
 
 
 @rule
+def prod_waf(environment: str, router: s.RouterConfig) -> Iterator[Problem]:
+    if environment == "prod" and router.waf.enabled is False:
+        yield Problem("router.waf.enabled", "prod API stages sit behind a WAF web ACL (policy apigw-prod-waf)", False,
+                      "true (the prod default)")
+
+
+@rule
 def azure_reachable(environment: str, serving: s.ServingConfig, network: s.NetworkConfig) -> Iterator[Problem]:
     az = serving.azure_openai
     private = az.private if az is not None and az.private is not None else environment == "prod"
@@ -485,6 +510,8 @@ def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
         net.availability_zones = 3 if prod else 2
     if cfg.cache.multi_az is None:
         cfg.cache.multi_az = prod
+    if cfg.router.waf.enabled is None:
+        cfg.router.waf.enabled = prod
     if cfg.cache.nodes is None:
         cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
     if cfg.cache.dedicated_indexes is None:

@@ -22,6 +22,8 @@ from .gpu_cluster import GPU_NODE_SELECTOR, GPU_TOLERATIONS, GpuCluster
 
 NAMESPACE = "llm-serving"
 PORT = 8000
+#: Port of each model's internal load balancer (what the router calls).
+SERVICE_PORT = 80
 KEDA_CHART_VERSION = "2.18.1"
 CW_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
 #: Weight loading budget: failureThreshold × periodSeconds of the startup probe.
@@ -291,7 +293,7 @@ class ModelServing(pulumi.ComponentResource):
                 "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
                 "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true"}},
             spec={"type": "LoadBalancer", "selector": labels, "loadBalancerSourceRanges": a.client_cidrs,
-                  "ports": [{"name": "http", "port": 80, "targetPort": PORT}]})
+                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": PORT}]})
         return svc.status.apply(lambda s: f"http://{s.load_balancer.ingress[0].hostname}/v1"
                                 if s and s.load_balancer and s.load_balancer.ingress else "")
 

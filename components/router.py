@@ -1,32 +1,80 @@
-"""The OpenAI-compatible front door: API Gateway HTTP API + Lambda."""
+"""The OpenAI-compatible front door: an API Gateway REST API streaming from a Lambda.
+
+The router function runs the data plane's ASGI app under AWS Lambda Web Adapter (a
+public layer): the adapter starts `llm_router/run.sh` (uvicorn on loopback), forwards
+each request to it and streams the body back through API Gateway's
+response-streaming integration. A separate, minimal authorizer function checks API
+keys before any request reaches the router.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import pulumi
 import pulumi_aws as aws
 
+from llm_router import timeouts
+
 from . import artifact
 from .common import assume_role_policy, child, policy_json
+from .rest_api import STAGE, RestApiArgs, RestApiFrontDoor
 
 RUNTIME = "python3.13"
-ROUTES = ("POST /v1/chat/completions", "GET /v1/models")
-ACCESS_LOG_FORMAT = json.dumps({
-    "requestId": "$context.requestId", "ip": "$context.identity.sourceIp", "requestTime": "$context.requestTime",
-    "routeKey": "$context.routeKey", "status": "$context.status", "protocol": "$context.protocol",
-    "responseLength": "$context.responseLength", "integrationLatency": "$context.integrationLatency",
-    "latency": "$context.responseLatency", "tenant": "$context.authorizer.tenant",
-    "error": "$context.error.message", "integrationError": "$context.integrationErrorMessage",
-})
+#: AWS Lambda Web Adapter's public layer. Version 30 is adapter 1.1.0, the version the
+#: adapter's own examples attach; raise it deliberately (it sits in front of every request).
+LWA_ACCOUNT = "753240598075"
+LWA_LAYER_VERSION = 30
+#: What the adapter runs (the function's handler) and where it finds the app.
+HANDLER = "llm_router/run.sh"
+APP_PORT = 8080
+READINESS_PATH = "/healthz"
+AUTHORIZER_HANDLER = "llm_router.authorizer.handler"
+ANYWHERE = "0.0.0.0/0"
+
+
+def lwa_layer_arn(region: str, architecture: str = "arm64") -> str:
+    name = "LambdaAdapterLayerArm64" if architecture == "arm64" else "LambdaAdapterLayerX86"
+    return f"arn:aws:lambda:{region}:{LWA_ACCOUNT}:layer:{name}:{LWA_LAYER_VERSION}"
+
+
+#: Environment of the router function that makes Lambda Web Adapter serve the ASGI app.
+ADAPTER_ENV = {
+    "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+    "AWS_LWA_INVOKE_MODE": "response_stream",
+    "PORT": str(APP_PORT),
+    "AWS_LWA_READINESS_CHECK_PATH": READINESS_PATH,
+    # The app trusts the tenant and key id the authorizer put in the request context, which the
+    # adapter forwards in the `x-amzn-request-context` header (set by the adapter, never by clients).
+    "LLM_ROUTER_AUTH": "gateway",
+}
+
+
+@dataclass(frozen=True)
+class SecretGrant:
+    """A secret the router reads, and the KMS key it is encrypted with (None: AWS managed)."""
+
+    arn: pulumi.Input[str]
+    key_arn: Optional[pulumi.Input[str]] = None
+
+
+@dataclass(frozen=True)
+class Egress:
+    """One destination the router calls: a TCP port on a security group or on CIDR blocks."""
+
+    port: int
+    description: str
+    security_group_id: Optional[pulumi.Input[str]] = None
+    cidrs: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass
 class RouterArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
+    region: str
     tags: dict[str, str]
     #: Router settings handed to the data plane (no secrets: those are ARNs).
     settings: dict[str, Any]
@@ -34,10 +82,14 @@ class RouterArgs:
     policies: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     #: Endpoints and secret ARNs the data plane needs at run time.
     env: dict[str, pulumi.Input[str]] = field(default_factory=dict)
-    #: Secrets the router may read (cache auth token, Azure key, …).
-    secret_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    #: Secrets the router reads (cache auth token, Azure key, …), each with its key: the role
+    #: gets GetSecretValue on the secret and Decrypt (through Secrets Manager) on the key.
+    secrets: list[SecretGrant] = field(default_factory=list)
+    #: Everything the router calls; nothing else leaves its security group. Default: nothing.
+    egress: list[Egress] = field(default_factory=list)
     memory_mb: int = 1024
-    timeout_seconds: int = 29
+    #: The request budget (`router.timeoutSeconds`); Lambda and integration timeouts derive from it.
+    timeout_seconds: int = timeouts.DEFAULT_TIMEOUT_S
     reserved_concurrency: int = 50
     provisioned_concurrency: int = 0
     throttle_rate: float = 50
@@ -48,7 +100,16 @@ class RouterArgs:
     service: str = "llm-router"
     #: (base URL, API key) of a hosted OpenAI-compatible API; the key goes to Secrets Manager only.
     hosted_api: Optional[tuple[str, str]] = None
-    kms_key_arn: Optional[pulumi.Input[str]] = None
+    #: `regional` (default): reachable from the internet behind keys and throttling;
+    #: `private`: only through an execute-api interface endpoint in the VPC.
+    endpoint_type: Literal["regional", "private"] = "regional"
+    #: The stack's network (needed for the private endpoint) and who may reach that endpoint.
+    network: Any = None
+    private_client_cidrs: list[str] = field(default_factory=list)
+    #: WAFv2 on the stage: requests per client IP per 5 minutes (None: no WAF).
+    waf_rate_limit: Optional[int] = None
+    #: Set API Gateway's account-wide CloudWatch role (one stack per account+region).
+    access_log_role_owner: bool = True
 
 
 class Router(pulumi.ComponentResource):
@@ -58,29 +119,28 @@ class Router(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:router:Router", name, None, opts)
+        self.prefix, self.args = name, args
         tags = args.tags
+        limits = timeouts.derive(args.timeout_seconds, args.endpoint_type)
         self.key = aws.kms.Key(f"{name}-key", description=f"{name}: API keys, logs and environment",
                                enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self),
                                policy=_logs_key_policy())
         self.sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args.vpc_id, description="router Lambda: egress HTTPS and Valkey only",
-            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=443, to_port=443,
-                                                    cidr_blocks=["0.0.0.0/0"], description="HTTPS to models and AWS APIs"),
-                    aws.ec2.SecurityGroupEgressArgs(protocol="tcp", from_port=6379, to_port=6379,
-                                                    cidr_blocks=["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
-                                                    description="Valkey inside the VPC")],
+            f"{name}-sg", vpc_id=args.vpc_id, description="router Lambda: egress to what it calls only",
+            egress=[aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
+                security_groups=[e.security_group_id] if e.security_group_id is not None else None,
+                cidr_blocks=list(e.cidrs) or None) for e in args.egress],
             tags=tags, opts=child(self))
         self.security_group_id = self.sg.id
 
-        # API keys live hashed (sha256 → tenant) in Secrets Manager; `llm-blueprint keys` manages them.
-        self.api_keys = aws.secretsmanager.Secret(f"{name}-api-keys", description="router API keys: sha256 → tenant",
-                                                  kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
-                                                  opts=child(self))
-        # An empty key set to start with; `llm-blueprint keys` edits it, so later ups leave it alone.
+        # API keys live hashed in Secrets Manager; only the authorizer reads them; `llm-blueprint keys` edits them.
+        self.api_keys = aws.secretsmanager.Secret(
+            f"{name}-api-keys", description="router API keys: sha256 → tenant, key id, created",
+            kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags, opts=child(self))
         aws.secretsmanager.SecretVersion(f"{name}-api-keys", secret_id=self.api_keys.id, secret_string="{}",
                                          opts=child(self, ignore_changes=["secretString"]))
-        secrets = [self.api_keys.arn, *args.secret_arns]
-        env_extra: dict[str, pulumi.Input[str]] = {}
+        secrets, env_extra = list(args.secrets), {}
         if args.hosted_api is not None:
             hosted = aws.secretsmanager.Secret(f"{name}-hosted-api", description="hosted model API key for the router",
                                                kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
@@ -89,94 +149,128 @@ class Router(pulumi.ComponentResource):
             aws.secretsmanager.SecretVersion(f"{name}-hosted-api", secret_id=hosted.id, opts=child(self),
                                              secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(
                                                  {"baseUrl": base_url, "apiKey": api_key})))
-            secrets.append(hosted.arn)
+            secrets.append(SecretGrant(hosted.arn, self.key.arn))
             env_extra["OPENAI_SECRET_ARN"] = hosted.arn
 
-        role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("lambda.amazonaws.com"), tags=tags,
-                            opts=child(self))
-        aws.iam.RolePolicyAttachment(f"{name}-vpc-access", role=role.name, opts=child(self),
-                                     policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")
-        aws.iam.RolePolicyAttachment(f"{name}-xray", role=role.name, opts=child(self),
-                                     policy_arn="arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess")
-        aws.iam.RolePolicy(f"{name}-secrets", role=role.id, opts=child(self), policy=policy_json([
-            {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secrets},
-            {"Sid": "DecryptOwnSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [self.key.arn]},
-        ]))
-        for pname, doc in args.policies.items():
-            aws.iam.RolePolicy(f"{name}-{pname}", role=role.id, policy=doc, opts=child(self))
+        router_logs = self._log_group("router")
+        authorizer_logs = self._log_group("authorizer")
+        self.access_logs = self._log_group("access")
+        router_role = self._router_role(secrets)
+        authorizer_role = self._authorizer_role(authorizer_logs)
 
         zip_path, code_hash = artifact.build()
-        env = {
-            "LLM_ROUTER_SETTINGS": json.dumps(args.settings, sort_keys=True),
-            "POWERTOOLS_SERVICE_NAME": args.service,
-            "POWERTOOLS_METRICS_NAMESPACE": "LlmBlueprint",
-            "LOG_LEVEL": "INFO",
-            **args.env,
-            **env_extra,
-        }
-        functions = {}
-        for fn_name, handler, memory, timeout in (
-            ("router", "llm_router.lambda_handler.handler", args.memory_mb, args.timeout_seconds),
-            ("authorizer", "llm_router.authorizer.handler", 256, 5),
-        ):
-            logs = aws.cloudwatch.LogGroup(f"{name}-{fn_name}-logs", retention_in_days=args.log_retention_days,
-                                           kms_key_id=self.key.arn, tags=tags, opts=child(self))
-            functions[fn_name] = aws.lambda_.Function(
-                f"{name}-{fn_name}", role=role.arn, runtime=RUNTIME, architectures=[args.architecture],
-                handler=handler, code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash,
-                memory_size=memory, timeout=timeout, reserved_concurrent_executions=args.reserved_concurrency,
-                environment=aws.lambda_.FunctionEnvironmentArgs(variables={**env, "API_KEYS_SECRET_ARN": self.api_keys.arn}),
-                kms_key_arn=self.key.arn,
-                tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
-                logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
-                vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=args.subnet_ids, security_group_ids=[self.sg.id]),
-                publish=args.provisioned_concurrency > 0, tags=tags, opts=child(self, depends_on=[logs]))
-        router_fn = functions["router"]
+        code = dict(code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash, runtime=RUNTIME,
+                    architectures=[args.architecture], reserved_concurrent_executions=args.reserved_concurrency,
+                    tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"), tags=tags)
+        router_fn = aws.lambda_.Function(
+            f"{name}-router", role=router_role.arn, handler=HANDLER, layers=[lwa_layer_arn(args.region, args.architecture)],
+            memory_size=args.memory_mb, timeout=limits.lambda_timeout_s, kms_key_arn=self.key.arn,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables={
+                "LLM_ROUTER_SETTINGS": json.dumps(args.settings, sort_keys=True),
+                "POWERTOOLS_SERVICE_NAME": args.service, "POWERTOOLS_METRICS_NAMESPACE": "LlmBlueprint",
+                "LOG_LEVEL": "INFO", **ADAPTER_ENV, **args.env, **env_extra}),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=router_logs.name),
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(subnet_ids=args.subnet_ids, security_group_ids=[self.sg.id]),
+            publish=args.provisioned_concurrency > 0, opts=child(self, depends_on=[router_logs]), **code)
+        # Outside the VPC on purpose: it needs Secrets Manager only, and has no way to the cache or the models.
+        authorizer_fn = aws.lambda_.Function(
+            f"{name}-authorizer", role=authorizer_role.arn, handler=AUTHORIZER_HANDLER, memory_size=256, timeout=5,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables={
+                "API_KEYS_SECRET_ARN": self.api_keys.arn, "LOG_LEVEL": "INFO"}),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=authorizer_logs.name),
+            opts=child(self, depends_on=[authorizer_logs]), **code)
         self.function_name = router_fn.name
-        invoke_arn = router_fn.invoke_arn
+
+        target_arn, qualifier = router_fn.arn, None
         if args.provisioned_concurrency > 0:
             alias = aws.lambda_.Alias(f"{name}-live", function_name=router_fn.name, function_version=router_fn.version,
                                       name="live", opts=child(self))
             aws.lambda_.ProvisionedConcurrencyConfig(f"{name}-warm", function_name=router_fn.name, qualifier=alias.name,
                                                      provisioned_concurrent_executions=args.provisioned_concurrency,
                                                      opts=child(self))
-            invoke_arn = alias.invoke_arn
+            target_arn, qualifier = alias.arn, alias.name
 
-        api = aws.apigatewayv2.Api(f"{name}-api", protocol_type="HTTP", description="OpenAI-compatible LLM router",
-                                   disable_execute_api_endpoint=False, tags=tags, opts=child(self))
-        access_logs = aws.cloudwatch.LogGroup(f"{name}-access-logs", retention_in_days=args.log_retention_days,
-                                              kms_key_id=self.key.arn, tags=tags, opts=child(self))
-        integration = aws.apigatewayv2.Integration(
-            f"{name}-lambda", api_id=api.id, integration_type="AWS_PROXY", integration_uri=invoke_arn,
-            payload_format_version="2.0", timeout_milliseconds=min(args.timeout_seconds, 29) * 1000 + 900,
-            opts=child(self))
-        authorizer = aws.apigatewayv2.Authorizer(
-            f"{name}-api-key", api_id=api.id, authorizer_type="REQUEST", name="api-key",
-            authorizer_uri=functions["authorizer"].invoke_arn, authorizer_payload_format_version="2.0",
-            enable_simple_responses=True, identity_sources=["$request.header.Authorization"],
-            authorizer_result_ttl_in_seconds=300, opts=child(self))
-        for route in ROUTES:
-            aws.apigatewayv2.Route(f"{name}-{route.split()[-1].strip('/').replace('/', '-')}", api_id=api.id,
-                                   route_key=route, target=pulumi.Output.concat("integrations/", integration.id),
-                                   authorization_type="CUSTOM", authorizer_id=authorizer.id, opts=child(self))
-        stage = aws.apigatewayv2.Stage(
-            f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True, tags=tags, opts=child(self),
-            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(destination_arn=access_logs.arn,
-                                                                            format=ACCESS_LOG_FORMAT),
-            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
-                throttling_rate_limit=args.throttle_rate, throttling_burst_limit=args.throttle_burst,
-                detailed_metrics_enabled=True))
-        for fn_name, fn in functions.items():
-            aws.lambda_.Permission(f"{name}-{fn_name}-from-api", action="lambda:InvokeFunction", function=fn.name,
-                                   principal="apigateway.amazonaws.com",
-                                   source_arn=pulumi.Output.concat(api.execution_arn, "/*"),
-                                   qualifier=alias.name if fn is router_fn and args.provisioned_concurrency > 0 else None,
-                                   opts=child(self))
-        self.api_id = api.id
-        self.url = stage.invoke_url
+        front = RestApiFrontDoor(self, name, RestApiArgs(
+            region=args.region, tags=tags, function_arn=target_arn, authorizer_arn=authorizer_fn.arn,
+            integration_timeout_ms=limits.integration_timeout_ms, access_log_group_arn=self.access_logs.arn,
+            throttle_rate=args.throttle_rate, throttle_burst=args.throttle_burst, endpoint_type=args.endpoint_type,
+            vpc_endpoint_id=self._private_endpoint().id if args.endpoint_type == "private" else None,
+            waf_rate_limit=args.waf_rate_limit, set_account_log_role=args.access_log_role_owner))
+        aws.lambda_.Permission(f"{name}-router-from-api", action="lambda:InvokeFunction", function=router_fn.name,
+                               qualifier=qualifier, principal="apigateway.amazonaws.com",
+                               source_arn=pulumi.Output.concat(front.execution_arn, f"/{STAGE}/*"), opts=child(self))
+        aws.lambda_.Permission(f"{name}-authorizer-from-api", action="lambda:InvokeFunction",
+                               function=authorizer_fn.name, principal="apigateway.amazonaws.com",
+                               source_arn=pulumi.Output.concat(front.execution_arn, "/authorizers/",
+                                                               front.authorizer.id), opts=child(self))
+        self.api_name, self.stage_name = front.api_name, STAGE
+        self.url = front.url
         self.api_keys_secret_arn = self.api_keys.arn
-        self.register_outputs({"url": self.url, "functionName": self.function_name,
-                               "securityGroupId": self.security_group_id, "apiKeysSecretArn": self.api_keys.arn})
+        self.access_log_group = self.access_logs.name
+        self.register_outputs({"url": self.url, "functionName": self.function_name, "apiName": self.api_name,
+                               "securityGroupId": self.security_group_id, "apiKeysSecretArn": self.api_keys.arn,
+                               "accessLogGroup": self.access_log_group})
+
+    # ------------------------------------------------------------------ parts
+    def _log_group(self, what: str) -> aws.cloudwatch.LogGroup:
+        return aws.cloudwatch.LogGroup(f"{self.prefix}-{what}-logs", retention_in_days=self.args.log_retention_days,
+                                       kms_key_id=self.key.arn, tags=self.args.tags, opts=child(self))
+
+    def _role(self, what: str) -> aws.iam.Role:
+        return aws.iam.Role(f"{self.prefix}-{what}", assume_role_policy=assume_role_policy("lambda.amazonaws.com"),
+                            tags=self.args.tags, opts=child(self))
+
+    def _router_role(self, secrets: list[SecretGrant]) -> aws.iam.Role:
+        """VPC access, X-Ray, its own secrets and the keys that encrypt them, plus `args.policies`."""
+        name, role = self.prefix, self._role("role")
+        for suffix, arn in (("vpc-access", "service-role/AWSLambdaVPCAccessExecutionRole"),
+                            ("xray", "AWSXRayDaemonWriteAccess")):
+            aws.iam.RolePolicyAttachment(f"{name}-{suffix}", role=role.name, policy_arn=f"arn:aws:iam::aws:policy/{arn}",
+                                         opts=child(self))
+        statements: list[dict[str, Any]] = [
+            {"Sid": "DecryptOwnKey", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [self.key.arn]}]
+        if secrets:
+            statements.insert(0, {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                                  "Resource": [s.arn for s in secrets]})
+        other_keys = [s.key_arn for s in secrets if s.key_arn is not None and s.key_arn is not self.key.arn]
+        if other_keys:
+            statements.append({"Sid": "DecryptSecretsOfOtherComponents", "Effect": "Allow", "Action": ["kms:Decrypt"],
+                               "Resource": other_keys, "Condition": self._via_secrets_manager()})
+        aws.iam.RolePolicy(f"{name}-secrets", role=role.id, policy=policy_json(statements), opts=child(self))
+        for pname, doc in self.args.policies.items():
+            aws.iam.RolePolicy(f"{name}-{pname}", role=role.id, policy=doc, opts=child(self))
+        return role
+
+    def _authorizer_role(self, logs: aws.cloudwatch.LogGroup) -> aws.iam.Role:
+        """Read the API keys (and decrypt them), write its own logs and traces: nothing else."""
+        role = self._role("authorizer-role")
+        aws.iam.RolePolicy(f"{self.prefix}-authorizer", role=role.id, opts=child(self), policy=policy_json([
+            {"Sid": "ReadApiKeys", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+             "Resource": [self.api_keys.arn]},
+            {"Sid": "DecryptApiKeys", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [self.key.arn],
+             "Condition": self._via_secrets_manager()},
+            {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": [pulumi.Output.concat(logs.arn, ":*")]},
+            {"Sid": "Traces", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+             "Resource": ["*"]},
+        ]))
+        return role
+
+    def _via_secrets_manager(self) -> dict[str, Any]:
+        return {"StringEquals": {"kms:ViaService": f"secretsmanager.{self.args.region}.amazonaws.com"}}
+
+    def _private_endpoint(self) -> aws.ec2.VpcEndpoint:
+        """An execute-api interface endpoint with its own security group: HTTPS from the VPC and listed networks."""
+        network = self.args.network
+        if network is None:
+            raise ValueError("a private router endpoint needs the stack's network")
+        sg = aws.ec2.SecurityGroup(
+            f"{self.prefix}-execute-api", vpc_id=self.args.vpc_id, tags=self.args.tags, opts=child(self),
+            description="execute-api endpoint: HTTPS from the VPC and the listed client networks",
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                      cidr_blocks=[network.args.cidr, *self.args.private_client_cidrs],
+                                                      description="HTTPS to the router API")])
+        return network.interface_endpoint("execute-api", [sg.id], parent=self)
 
 
 def _logs_key_policy() -> pulumi.Output[str]:

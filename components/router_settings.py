@@ -10,17 +10,13 @@ from __future__ import annotations
 from typing import Optional
 
 from llm_router import settings as rs
+from llm_router.timeouts import derive
 
 from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
     return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
-
-
-def _timeouts(timeout_seconds: int) -> rs.Timeouts:
-    return rs.Timeouts(buffered_s=float(min(timeout_seconds, 29)), stream_s=float(timeout_seconds),
-                       upstream_connect_s=2.0, upstream_read_s=float(min(timeout_seconds, 60)))
 
 
 def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
@@ -51,7 +47,7 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
                 code_blocks=t.code_blocks),
             max_tokens_policy=r.max_tokens_policy,
             limits=rs.RequestLimits(max_body_bytes=r.max_body_bytes, max_messages=r.max_messages),
-            timeouts=_timeouts(r.timeout_seconds),
+            timeouts=derive(r.timeout_seconds, r.endpoint_type),
             log_prompts=r.log_prompts),
         cache=rs.CacheSettings(
             enabled=c.enabled,

@@ -20,14 +20,14 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
+from llm_router import timeouts
+
 Environment = Literal["dev", "staging", "prod"]
 Backend = Literal["bedrock", "azure-openai", "vllm-eks", "openai"]
 
 TIER_NAME = r"^[a-z][a-z0-9-]{0,31}$"
 #: Model aliases the router reserves; a tier may not be named after them.
 RESERVED_TIER_NAMES = ("auto",)
-#: Worst-case API Gateway HTTP API integration timeout, seconds.
-API_GATEWAY_TIMEOUT_S = 30.0
 
 
 class Section(BaseModel):
@@ -130,8 +130,8 @@ class Tier(Section):
     max_prompt_tokens: int = Field(4096, ge=64, le=1_000_000)
     #: Completion budget; requests above it are clamped or rejected.
     max_tokens: int = Field(1024, ge=1, le=64_000)
-    #: Worst-case generation speed, used to keep a request inside the 30 s
-    #: API Gateway timeout.
+    #: Worst-case generation speed: `maxTokens` at this speed must finish inside
+    #: the streamed deadline (README: "Timeouts").
     min_tokens_per_second: float = Field(40.0, gt=0)
     #: Tier to try when this one fails or its circuit is open.
     fallback: Optional[str] = Field(None, pattern=TIER_NAME)
@@ -287,6 +287,18 @@ class Throttling(Section):
     burst_limit: int = Field(100, gt=0)
 
 
+CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
+
+
+class WafConfig(Section):
+    """A WAFv2 web ACL on the API stage: AWS managed common rules + a per-IP rate limit."""
+
+    #: None: on in prod, off elsewhere.
+    enabled: Optional[bool] = None
+    #: Requests one client IP may send in 5 minutes before the rate-based rule blocks it.
+    rate_limit_per_ip: int = Field(2000, ge=10, le=2_000_000_000)
+
+
 class RouterConfig(Section):
     #: Model alias used when the request names none (`auto` = let tiering decide).
     default_tier: str = "auto"
@@ -298,7 +310,19 @@ class RouterConfig(Section):
     #: are abuse, not a conversation.
     max_messages: int = Field(1000, ge=2, le=100_000)
     memory_mb: int = Field(1024, ge=128, le=10240)
-    timeout_seconds: int = Field(29, ge=1, le=29)
+    #: The router's budget per request, s: a streamed answer may run this long (API Gateway
+    #: streams up to 900 s); a buffered one gets at most the 5-minute idle limit. The Lambda,
+    #: integration and upstream timeouts derive from it (`llm_router/timeouts.py`).
+    timeout_seconds: int = Field(timeouts.DEFAULT_TIMEOUT_S, ge=timeouts.MIN_TIMEOUT_S, le=timeouts.STREAM_MAX_S)
+    #: `regional`: reachable from the internet (behind keys, throttling and, in prod, WAF);
+    #: `private`: only through an execute-api interface endpoint in the stack's VPC.
+    endpoint_type: Literal["regional", "private"] = "regional"
+    #: Networks besides the stack's VPC (peered VPCs, VPN) that may reach a private endpoint.
+    private_client_cidrs: list[Annotated[str, Field(pattern=CIDR)]] = []
+    waf: WafConfig = WafConfig()
+    #: REST API access logs need API Gateway's CloudWatch role, one account setting per
+    #: region: true makes this stack set it. Set false in all but one stack per account+region.
+    access_log_role_owner: bool = True
     reserved_concurrency: int = Field(50, ge=1)
     #: Warm Lambda environments for the front door (0 = none).
     provisioned_concurrency: int = Field(0, ge=0)
@@ -406,11 +430,18 @@ class LatencySlo(Section):
     p95: LowerIsBetter
 
 
+class MillisecondsSlo(LowerIsBetter):
+    objective: float = Field(gt=0, le=900_000)
+    sla: float = Field(gt=0, le=900_000)
+
+
 class SloConfig(Section):
     window_days: int = Field(30, ge=7, le=90)
     #: Share of requests that are not 5xx, percent.
     availability: Percent
     latency: LatencySlo
+    #: P95 time to first token at the router (`TimeToFirstTokenMs`), milliseconds.
+    ttft_p95_ms: MillisecondsSlo = MillisecondsSlo(objective=2000, sla=4000)
     #: Share of requests that are 5xx, percent.
     error_rate: PercentLower
     #: Faithfulness score (0–1) from the evaluation job.

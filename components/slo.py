@@ -1,8 +1,11 @@
 """SLO alerting the way SRE teams do it: multi-window, multi-burn-rate.
 
-Availability is measured where clients see it (API Gateway `5xx` / `Count`);
-error rate is measured at the router (`UpstreamErrors` / `Requests`), so a
-backend failing behind a healthy fallback still burns its budget.
+Availability is measured where clients see it (the REST API's `5XXError` /
+`Count`, dimensions `ApiName` + `Stage`); error rate is measured at the router
+(`UpstreamErrors` / `Requests`), so a backend failing behind a healthy fallback
+still burns its budget. Latency is API Gateway's `Latency`, which for a streamed
+answer lasts until its last byte; time to first token (`TimeToFirstTokenMs`,
+from the router) is what a streaming client feels, and has its own SLO.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from llm_router import metric_names as m
 
 from .common import child
 from .schema import SloConfig
+
+#: The REST API's CloudWatch namespace and metrics (dimensions ApiName + Stage).
+APIGW, COUNT, CLIENT_ERRORS, SERVER_ERRORS = "AWS/ApiGateway", "Count", "4XXError", "5XXError"
+LATENCY, INTEGRATION_LATENCY = "Latency", "IntegrationLatency"
 
 # Google SRE workbook, ch. 5: (name, long window s, short window s, burn rate, severity)
 BURN_WINDOWS = (
@@ -56,11 +63,12 @@ class SloAlarmsArgs:
     service: str
     slo: SloConfig
     tags: dict[str, str]
-    api_id: pulumi.Input[str]
+    #: The REST API's name and stage: its CloudWatch dimensions `ApiName` and `Stage`.
+    api_name: str
+    stage: str
     page: DestinationSpec
     ticket: DestinationSpec
     region: str = "us-east-1"
-    stage: str = "$default"
     #: ElastiCache member cluster ids (for memory / eviction alarms).
     cache_cluster_ids: list[str] = field(default_factory=list)
     #: Self-hosted tiers → the queue metric their servers publish (dimension `tier`).
@@ -86,15 +94,18 @@ class SloAlarms(pulumi.ComponentResource):
         self.topics = {"page": self.page_topic_arn, "ticket": self.ticket_topic_arn}
         slo = args.slo
         self.router_dims = {m.DIMENSION: args.service}
-        self.api_dims = {"ApiId": args.api_id, "Stage": args.stage}
+        self.api_dims = {"ApiName": args.api_name, "Stage": args.stage}
         self.composites: list[aws.cloudwatch.CompositeAlarm] = []
 
         self._burn_rate("availability", slo.availability.objective, slo.availability.sla, True,
-                        ("AWS/ApiGateway", "5xx", self.api_dims), ("AWS/ApiGateway", "Count", self.api_dims))
+                        (APIGW, SERVER_ERRORS, self.api_dims), (APIGW, COUNT, self.api_dims))
         self._burn_rate("error-rate", slo.error_rate.objective, slo.error_rate.sla, False,
                         (m.NAMESPACE, m.UPSTREAM_ERRORS, self.router_dims), (m.NAMESPACE, m.REQUESTS, self.router_dims))
-        self._latency("latency-p95", "p95", slo.latency.p95, "page", periods=3)
-        self._latency("latency-p50", "p50", slo.latency.p50, "ticket", periods=6)
+        gateway_latency = (APIGW, LATENCY, self.api_dims)
+        self._percentile("latency-p95", "p95", slo.latency.p95, "page", 3, gateway_latency, 1000, "s")
+        self._percentile("latency-p50", "p50", slo.latency.p50, "ticket", 6, gateway_latency, 1000, "s")
+        self._percentile("ttft-p95", "p95", slo.ttft_p95_ms, "page", 3,
+                         (m.NAMESPACE, m.TIME_TO_FIRST_TOKEN_MS, self.router_dims), 1, "ms")
         self._quality()
         self._supporting()
         self._dashboard()
@@ -155,13 +166,17 @@ class SloAlarms(pulumi.ComponentResource):
                 alarm_description=f"{severity.upper()}: {kind} SLO {objective:g} burning {burn:g}× over {label}",
                 alarm_actions=[topic], ok_actions=[topic], tags={**tags, "severity": severity}, opts=child(self)))
 
-    def _latency(self, kind: str, stat: str, target, severity: str, periods: int) -> None:
+    def _percentile(self, kind: str, stat: str, target, severity: str, periods: int, series, scale: float,
+                    unit: str) -> None:
+        """A percentile above its objective for `periods` × 5 min (latency in s, time to first token in ms)."""
         topic = self.topics[severity]
+        namespace, metric, dims = series
         self._alarm(
-            kind, alarm_description=f"{severity.upper()}: {stat} latency above {target.objective:g} s for {periods * 5} min",
-            namespace="AWS/ApiGateway", metric_name="Latency", dimensions=self.api_dims, extended_statistic=stat,
+            kind, alarm_description=f"{severity.upper()}: {stat} {metric} above {target.objective:g} {unit} "
+                                    f"for {periods * 5} min",
+            namespace=namespace, metric_name=metric, dimensions=dims, extended_statistic=stat,
             period=300, evaluation_periods=periods, datapoints_to_alarm=periods,
-            threshold=target.objective * 1000, comparison_operator="GreaterThanThreshold",
+            threshold=target.objective * scale, comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching", alarm_actions=[topic], ok_actions=[topic],
             tags=self._tags(kind, target.objective, target.sla, False))
 
@@ -238,43 +253,44 @@ class SloAlarms(pulumi.ComponentResource):
         window = slo.window_days * 86400
         budget = (100 - slo.availability.objective) / 100
 
-        def body(api_id: str) -> str:
-            api = ["ApiId", api_id, "Stage", a.stage]
-            svc = [m.DIMENSION, a.service]
-            widgets = [
-                _widget("Availability (SLO attainment, window)", [
-                    {"expression": "100 * (1 - e / MAX([c, 1]))", "label": "availability %", "id": "a"},
-                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": window}],
-                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": window}],
-                ], a.region, annotations=[{"label": "SLO", "value": slo.availability.objective},
-                                          {"label": "SLA", "value": slo.availability.sla}]),
-                _widget("Error budget remaining %", [
-                    {"expression": f"100 * (1 - (e / MAX([c, 1])) / {budget})", "label": "budget left %", "id": "b"},
-                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": window}],
-                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": window}],
-                ], a.region),
-                _widget("Burn rate (1 h)", [
-                    {"expression": f"(e / MAX([c, 1])) / {budget}", "label": "burn", "id": "r"},
-                    ["AWS/ApiGateway", "5xx", *api, {"id": "e", "stat": "Sum", "visible": False, "period": 3600}],
-                    ["AWS/ApiGateway", "Count", *api, {"id": "c", "stat": "Sum", "visible": False, "period": 3600}],
-                ], a.region, annotations=[{"label": "page 1h", "value": 14.4}, {"label": "page 6h", "value": 6}]),
-                _widget("Latency (ms)", [["AWS/ApiGateway", "Latency", *api, {"stat": s, "label": s}]
-                                         for s in ("p50", "p95", "p99")], a.region,
-                        annotations=[{"label": "P95 SLO", "value": slo.latency.p95.objective * 1000}]),
-                _widget("Cache hit rate", [
-                    {"expression": "h / MAX([h + x, 1])", "label": "hit rate", "id": "hr"},
-                    [m.NAMESPACE, m.CACHE_HITS, *svc, {"id": "h", "stat": "Sum", "visible": False}],
-                    [m.NAMESPACE, m.CACHE_MISSES, *svc, {"id": "x", "stat": "Sum", "visible": False}],
-                ], a.region),
-                _widget("Tier mix (requests)", [[m.NAMESPACE, m.REQUESTS, *svc, {"stat": "Sum"}]], a.region),
-                _widget("Estimated cost (USD)", [[m.NAMESPACE, "EstimatedCostUsd", *svc, {"stat": "Sum"}]], a.region),
-                _widget("Faithfulness", [[m.NAMESPACE, m.FAITHFULNESS, *svc, {"stat": "Average"}]], a.region,
-                        annotations=[{"label": "SLO", "value": slo.faithfulness.objective}]),
-            ]
-            return json.dumps({"widgets": widgets})
+        api = ["ApiName", a.api_name, "Stage", a.stage]
+        svc = [m.DIMENSION, a.service]
 
+        def ratio(expression: str, label: str, period: int) -> list:
+            return [{"expression": expression, "label": label, "id": "r"},
+                    [APIGW, SERVER_ERRORS, *api, {"id": "e", "stat": "Sum", "visible": False, "period": period}],
+                    [APIGW, COUNT, *api, {"id": "c", "stat": "Sum", "visible": False, "period": period}]]
+
+        widgets = [
+            _widget("Availability (SLO attainment, window)", ratio("100 * (1 - e / MAX([c, 1]))", "availability %",
+                                                                   window), a.region,
+                    annotations=[{"label": "SLO", "value": slo.availability.objective},
+                                 {"label": "SLA", "value": slo.availability.sla}]),
+            _widget("Error budget remaining %", ratio(f"100 * (1 - (e / MAX([c, 1])) / {budget})", "budget left %",
+                                                      window), a.region),
+            _widget("Burn rate (1 h)", ratio(f"(e / MAX([c, 1])) / {budget}", "burn", 3600), a.region,
+                    annotations=[{"label": "page 1h", "value": 14.4}, {"label": "page 6h", "value": 6}]),
+            _widget("Requests and errors", [[APIGW, name, *api, {"stat": "Sum", "label": name}]
+                                            for name in (COUNT, CLIENT_ERRORS, SERVER_ERRORS)], a.region),
+            _widget("Latency to the last byte (ms)",
+                    [[APIGW, LATENCY, *api, {"stat": s, "label": f"gateway {s}"}] for s in ("p50", "p95", "p99")]
+                    + [[APIGW, INTEGRATION_LATENCY, *api, {"stat": "p95", "label": "integration p95"}]], a.region,
+                    annotations=[{"label": "P95 SLO", "value": slo.latency.p95.objective * 1000}]),
+            _widget("Time to first token (ms)", [[m.NAMESPACE, m.TIME_TO_FIRST_TOKEN_MS, *svc, {"stat": s, "label": s}]
+                                                 for s in ("p50", "p95", "p99")], a.region,
+                    annotations=[{"label": "P95 SLO", "value": slo.ttft_p95_ms.objective}]),
+            _widget("Cache hit rate", [
+                {"expression": "h / MAX([h + x, 1])", "label": "hit rate", "id": "hr"},
+                [m.NAMESPACE, m.CACHE_HITS, *svc, {"id": "h", "stat": "Sum", "visible": False}],
+                [m.NAMESPACE, m.CACHE_MISSES, *svc, {"id": "x", "stat": "Sum", "visible": False}],
+            ], a.region),
+            _widget("Tier mix (requests)", [[m.NAMESPACE, m.REQUESTS, *svc, {"stat": "Sum"}]], a.region),
+            _widget("Estimated cost (USD)", [[m.NAMESPACE, "EstimatedCostUsd", *svc, {"stat": "Sum"}]], a.region),
+            _widget("Faithfulness", [[m.NAMESPACE, m.FAITHFULNESS, *svc, {"stat": "Average"}]], a.region,
+                    annotations=[{"label": "SLO", "value": slo.faithfulness.objective}]),
+        ]
         aws.cloudwatch.Dashboard(f"{self.prefix}-dashboard", dashboard_name=f"{self.prefix}",
-                                 dashboard_body=pulumi.Output.from_input(a.api_id).apply(body), opts=child(self))
+                                 dashboard_body=json.dumps({"widgets": widgets}), opts=child(self))
 
     def _topic(self, kind: str, dest: DestinationSpec) -> pulumi.Output[str]:
         if dest.topic_arn:

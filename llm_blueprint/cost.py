@@ -188,7 +188,12 @@ def infrastructure_costs(cfg: StackConfig, resources: list, traffic: Traffic, pr
     if cfg.router.provisioned_concurrency:
         cost["router warm pool (provisioned concurrency)"] = \
             cfg.router.provisioned_concurrency * gb * h * prices["lambda_provisioned_arm_per_gb_hour"]
-    cost["API Gateway"] = n * prices["apigw_http_per_million_requests"] / 1e6
+    cost["API Gateway (REST API)"] = n * prices["apigw_rest_per_million_requests"] / 1e6
+    acls = count("aws:wafv2/webAcl:WebAcl")
+    if acls:
+        cost["WAF"] = (len(acls) * prices["waf_web_acl_per_month"]
+                       + sum(len(a.props.get("rules") or []) for a in acls) * prices["waf_rule_per_month"]
+                       + len(acls) * n * prices["waf_per_million_requests"] / 1e6)
     nats = len(count("aws:ec2/natGateway:NatGateway"))
     if nats:
         cost["NAT gateways"] = nats * prices["nat_gateway_per_hour"] * h

@@ -1,14 +1,42 @@
-"""API keys for the router: stored as sha256 → tenant in Secrets Manager, shown once."""
+"""Router API keys in Secrets Manager: sha256(key) → {tenant, id, created}; a key is shown once.
+
+Last use comes from the stage's access logs (every line carries the authorizer's `keyId`),
+read with one CloudWatch Logs Insights query.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from llm_router.authorizer import key_hash
+from llm_router.authorizer import key_hash, principal_of
+
+#: Logs Insights: the latest request per key id (access-log lines without a key carry "-").
+LAST_USE_QUERY = ('filter ispresent(keyId) and keyId != "-" '
+                  "| stats max(@timestamp) as lastUsed, count(*) as requests by keyId")
 
 
-def _load(sm, secret_id: str) -> dict[str, str]:
+class KeyProblem(Exception):
+    """A key operation that cannot be done (unknown id, ambiguous request)."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    tenant: str
+    created: Optional[str]
+    last_used: Optional[str] = None
+    requests: Optional[int] = None
+
+    def as_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _load(sm, secret_id: str) -> dict[str, Any]:
     try:
         value = sm.get_secret_value(SecretId=secret_id).get("SecretString") or "{}"
     except sm.exceptions.ResourceNotFoundException as e:
@@ -18,24 +46,82 @@ def _load(sm, secret_id: str) -> dict[str, str]:
     return json.loads(value)
 
 
-def add(sm, secret_id: str, tenant: str) -> str:
-    """Create a key for `tenant`; returns it (the only time it is ever seen)."""
-    key = f"sk-llm-{secrets.token_urlsafe(32)}"
-    keys = _load(sm, secret_id)
-    keys[key_hash(key)] = tenant
+def _save(sm, secret_id: str, keys: dict[str, Any]) -> None:
     sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(keys, sort_keys=True))
-    return key
 
 
-def revoke(sm, secret_id: str, tenant: str) -> int:
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def add(sm, secret_id: str, tenant: str) -> tuple[str, str]:
+    """Create a key for `tenant`; returns (key, key id). The key is never seen again."""
+    key, key_id = f"sk-llm-{secrets.token_urlsafe(32)}", f"key-{secrets.token_hex(6)}"
     keys = _load(sm, secret_id)
-    kept = {h: t for h, t in keys.items() if t != tenant}
-    sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(kept, sort_keys=True))
-    return len(keys) - len(kept)
+    keys[key_hash(key)] = {"tenant": tenant, "id": key_id, "created": _now()}
+    _save(sm, secret_id, keys)
+    return key, key_id
 
 
-def listing(sm, secret_id: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for tenant in _load(sm, secret_id).values():
-        counts[tenant] = counts.get(tenant, 0) + 1
-    return counts
+def _entries(keys: dict[str, Any]) -> list[tuple[str, KeyInfo]]:
+    out = []
+    for digest, entry in keys.items():
+        p = principal_of(digest, entry)
+        if p is not None:
+            created = entry.get("created") if isinstance(entry, dict) else None
+            out.append((digest, KeyInfo(p.key_id, p.tenant, created)))
+    return out
+
+
+def revoke_key(sm, secret_id: str, key_id: str) -> KeyInfo:
+    """Remove one key by its id; raises KeyProblem when no key has it."""
+    keys = _load(sm, secret_id)
+    found = [(digest, info) for digest, info in _entries(keys) if info.id == key_id]
+    if not found:
+        raise KeyProblem(f"no key with id {key_id!r} (see `keys list`)")
+    for digest, _ in found:
+        del keys[digest]
+    _save(sm, secret_id, keys)
+    return found[0][1]
+
+
+def revoke_tenant(sm, secret_id: str, tenant: str) -> list[KeyInfo]:
+    """Remove every key of a tenant; returns what was removed."""
+    keys = _load(sm, secret_id)
+    gone = [(digest, info) for digest, info in _entries(keys) if info.tenant == tenant]
+    for digest, _ in gone:
+        del keys[digest]
+    if gone:
+        _save(sm, secret_id, keys)
+    return [info for _, info in gone]
+
+
+def last_use(logs, log_group: str, days: int = 30, now: Optional[dt.datetime] = None,
+             sleep: Callable[[float], None] = time.sleep, attempts: int = 60) -> dict[str, tuple[str, int]]:
+    """key id → (last request time, requests) over the last `days`, from the stage's access logs."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    query = logs.start_query(logGroupName=log_group, queryString=LAST_USE_QUERY,
+                             startTime=int((now - dt.timedelta(days=days)).timestamp()), endTime=int(now.timestamp()))
+    for _ in range(attempts):
+        result = logs.get_query_results(queryId=query["queryId"])
+        if result["status"] in ("Complete", "Failed", "Cancelled", "Timeout"):
+            break
+        sleep(1.0)
+    else:
+        raise KeyProblem(f"the Logs Insights query on {log_group} did not finish in {attempts} s")
+    if result["status"] != "Complete":
+        raise KeyProblem(f"the Logs Insights query on {log_group} ended {result['status']}")
+    out = {}
+    for row in result.get("results", []):
+        fields = {f["field"]: f["value"] for f in row}
+        if fields.get("keyId"):
+            out[fields["keyId"]] = (fields.get("lastUsed", ""), int(float(fields.get("requests", 0))))
+    return out
+
+
+def listing(sm, secret_id: str, usage: Optional[dict[str, tuple[str, int]]] = None) -> list[KeyInfo]:
+    """Every key's id, tenant, creation and (with `usage` from `last_use`) last use; never the key."""
+    infos = [info for _, info in _entries(_load(sm, secret_id))]
+    if usage is not None:
+        infos = [KeyInfo(i.id, i.tenant, i.created, *usage.get(i.id, (None, 0))) for i in infos]
+    return sorted(infos, key=lambda i: (i.tenant, i.created or "", i.id))

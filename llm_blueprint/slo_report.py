@@ -10,8 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from components.rest_api import STAGE
 from components.schema import StackConfig
-from components.slo import BURN_WINDOWS, burn_threshold
+from components.slo import APIGW, BURN_WINDOWS, COUNT, LATENCY, SERVER_ERRORS, burn_threshold
 from llm_router import metric_names as m
 
 HOUR, FIVE_MIN = 3600, 300
@@ -28,15 +29,16 @@ class Series:
     dimensions: dict[str, str]
 
 
-def find_api_id(apigw, stack: str) -> str:
-    """The HTTP API this stack's Router created (tags `stack` and `managed-by`)."""
-    for page in apigw.get_paginator("get_apis").paginate() if apigw.can_paginate("get_apis") else [apigw.get_apis()]:
-        for api in page.get("Items", []):
-            tags = api.get("Tags") or {}
+def find_api_name(apigw, stack: str) -> str:
+    """The REST API this stack's Router created (tags `stack` and `managed-by`); its name is the
+    `ApiName` dimension of its metrics."""
+    for page in apigw.get_paginator("get_rest_apis").paginate():
+        for api in page.get("items", []):
+            tags = api.get("tags") or {}
             if tags.get("stack") == stack and tags.get("managed-by") == "llm-blueprint":
-                return api["ApiId"]
-    raise ReportError(f"no API Gateway HTTP API tagged stack={stack}, managed-by=llm-blueprint in this region; "
-                      "deploy the stack first or pass --api-id")
+                return api["name"]
+    raise ReportError(f"no API Gateway REST API tagged stack={stack}, managed-by=llm-blueprint in this region; "
+                      "deploy the stack first or pass --api-name")
 
 
 def _floor(t: dt.datetime, period: int) -> dt.datetime:
@@ -102,14 +104,14 @@ def _label(seconds: int) -> str:
 
 
 def _threshold_slo(name: str, objective: float, sla: float, higher: bool, series: Series, stat: str,
-                   cw, now: dt.datetime, window_days: int, scale: float = 1.0) -> dict[str, Any]:
+                   cw, now: dt.datetime, window_days: int, scale: float = 1.0, unit: str = "score") -> dict[str, Any]:
     """Share of hours whose statistic met the objective (latency, faithfulness)."""
     start = _floor(now - dt.timedelta(days=window_days), HOUR)
     points = _fetch(cw, {"v": series}, stat, HOUR, start, now)["v"]
     values = [v / scale for _, v in sorted(points.items())]
     good = [v >= objective if higher else v <= objective for v in values]
     return {
-        "slo": name, "objective": objective, "sla": sla, "unit": "s" if scale != 1.0 else "score",
+        "slo": name, "objective": objective, "sla": sla, "unit": unit,
         "hours_with_data": len(values),
         "attainment": round(100.0 * sum(good) / len(good), 3) if good else None,
         "latest": round(values[-1], 4) if values else None,
@@ -117,22 +119,24 @@ def _threshold_slo(name: str, objective: float, sla: float, higher: bool, series
     }
 
 
-def report(cfg: StackConfig, stack: str, cw, api_id: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+def report(cfg: StackConfig, stack: str, cw, api_name: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     now = now or dt.datetime.now(dt.timezone.utc)
     slo, days = cfg.slo, cfg.slo.window_days
-    api = {"ApiId": api_id, "Stage": "$default"}
+    api = {"ApiName": api_name, "Stage": STAGE}
     svc = {m.DIMENSION: f"llm-router-{stack}"}
     slos = [
         _ratio_slo("availability", slo.availability.objective, slo.availability.sla, True,
-                   Series("AWS/ApiGateway", "5xx", api), Series("AWS/ApiGateway", "Count", api), cw, now, days),
+                   Series(APIGW, SERVER_ERRORS, api), Series(APIGW, COUNT, api), cw, now, days),
         _ratio_slo("error-rate", slo.error_rate.objective, slo.error_rate.sla, False,
                    Series(m.NAMESPACE, m.UPSTREAM_ERRORS, svc), Series(m.NAMESPACE, m.REQUESTS, svc), cw, now, days),
         _threshold_slo("latency-p95", slo.latency.p95.objective, slo.latency.p95.sla, False,
-                       Series("AWS/ApiGateway", "Latency", api), "p95", cw, now, days, scale=1000.0),
+                       Series(APIGW, LATENCY, api), "p95", cw, now, days, scale=1000.0, unit="s"),
         _threshold_slo("latency-p50", slo.latency.p50.objective, slo.latency.p50.sla, False,
-                       Series("AWS/ApiGateway", "Latency", api), "p50", cw, now, days, scale=1000.0),
+                       Series(APIGW, LATENCY, api), "p50", cw, now, days, scale=1000.0, unit="s"),
+        _threshold_slo("ttft-p95", slo.ttft_p95_ms.objective, slo.ttft_p95_ms.sla, False,
+                       Series(m.NAMESPACE, m.TIME_TO_FIRST_TOKEN_MS, svc), "p95", cw, now, days, unit="ms"),
         _threshold_slo("faithfulness", slo.faithfulness.objective, slo.faithfulness.sla, True,
                        Series(m.NAMESPACE, m.FAITHFULNESS, svc), "Average", cw, now, days),
     ]
-    return {"stack": stack, "region": cfg.region, "api_id": api_id, "window_days": days,
+    return {"stack": stack, "region": cfg.region, "api_name": api_name, "window_days": days,
             "generated_at": now.isoformat(), "slos": slos}

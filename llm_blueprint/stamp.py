@@ -19,21 +19,23 @@ PROJECT = "llm-blueprint"
 
 BEDROCK_FAST = {"name": "fast", "backend": "bedrock", "model": "us.amazon.nova-lite-v1:0", "maxPromptTokens": 6000,
                 "maxTokens": 800, "minTokensPerSecond": 60, "price": {"inputPerMTok": 0.06, "outputPerMTok": 0.24}}
+# Expensive tiers answer at length (4,096 tokens ≈ 102 s at 40 tokens/s, streamed within the router's budget).
+SMART_MAX_TOKENS = 4096
 BEDROCK_SMART = {"name": "smart", "backend": "bedrock", "model": "us.anthropic.claude-sonnet-4-20250514-v1:0",
-                 "maxPromptTokens": 16000, "maxTokens": 1000, "minTokensPerSecond": 40,
+                 "maxPromptTokens": 16000, "maxTokens": SMART_MAX_TOKENS, "minTokensPerSecond": 40,
                  "price": {"inputPerMTok": 3.0, "outputPerMTok": 15.0}}
 AZURE_FAST = {"name": "fast", "backend": "azure-openai", "model": "gpt-4o-mini", "maxPromptTokens": 8000,
               "maxTokens": 1000, "minTokensPerSecond": 50, "price": {"inputPerMTok": 0.15, "outputPerMTok": 0.6},
               "azure": {"modelVersion": "2024-07-18", "sku": "GlobalStandard", "capacity": 50}}
 AZURE_SMART = {"name": "smart", "backend": "azure-openai", "model": "gpt-4o", "maxPromptTokens": 16000,
-               "maxTokens": 1000, "minTokensPerSecond": 40, "price": {"inputPerMTok": 2.5, "outputPerMTok": 10.0},
+               "maxTokens": SMART_MAX_TOKENS, "minTokensPerSecond": 40, "price": {"inputPerMTok": 2.5, "outputPerMTok": 10.0},
                "azure": {"modelVersion": "2024-11-20", "sku": "GlobalStandard", "capacity": 30}}
 VLLM_FAST = {"name": "fast", "backend": "vllm-eks", "model": "meta-llama/Llama-3.1-8B-Instruct",
              "maxPromptTokens": 6000, "maxTokens": 1000, "minTokensPerSecond": 50,
              "vllm": {"engine": "vllm", "image": "vllm/vllm-openai:v0.11.0", "gpusPerPod": 1, "maxModelLen": 8192,
                       "weights": "s3"}}
 VLLM_SMART = {"name": "smart", "backend": "vllm-eks", "model": "Qwen/Qwen2.5-32B-Instruct-AWQ",
-              "maxPromptTokens": 12000, "maxTokens": 1000, "minTokensPerSecond": 40,
+              "maxPromptTokens": 12000, "maxTokens": SMART_MAX_TOKENS, "minTokensPerSecond": 40,
               "vllm": {"engine": "vllm", "image": "vllm/vllm-openai:v0.11.0", "gpusPerPod": 1, "maxModelLen": 16384,
                        "quantization": "awq", "weights": "s3"}}
 
@@ -41,15 +43,15 @@ VLLM_SMART = {"name": "smart", "backend": "vllm-eks", "model": "Qwen/Qwen2.5-32B
 ENVIRONMENTS: dict[str, dict[str, Any]] = {
     "dev": {"cache": {"nodeType": "cache.t4g.small"}, "nat": "single", "reserved": 20, "warm": 1, "provisioned": 0,
             "slo": {"availability": (99.0, 98.0), "errorRate": (1.0, 2.0), "p50": (3.0, 5.0), "p95": (12.0, 20.0),
-                    "faithfulness": (0.8, 0.7)}},
+                    "ttftP95Ms": (3000, 6000), "faithfulness": (0.8, 0.7)}},
     "staging": {"cache": {"nodeType": "cache.t4g.medium"}, "nat": "single", "reserved": 50, "warm": 1,
                 "provisioned": 0,
                 "slo": {"availability": (99.5, 99.0), "errorRate": (0.5, 1.0), "p50": (2.0, 4.0),
-                        "p95": (10.0, 15.0), "faithfulness": (0.85, 0.75)}},
+                        "p95": (10.0, 15.0), "ttftP95Ms": (2000, 4000), "faithfulness": (0.85, 0.75)}},
     "prod": {"cache": {"nodeType": "cache.r7g.large", "multiAz": True, "nodes": 2, "snapshotRetentionDays": 14},
              "nat": "per-az", "reserved": 200, "warm": 2, "provisioned": 4,
              "slo": {"availability": (99.9, 99.5), "errorRate": (0.1, 0.5), "p50": (1.5, 3.0), "p95": (6.0, 10.0),
-                     "faithfulness": (0.9, 0.8)}},
+                     "ttftP95Ms": (1500, 3000), "faithfulness": (0.9, 0.8)}},
 }
 
 COMMENTS = {
@@ -59,7 +61,8 @@ COMMENTS = {
     "tags": "Cost allocation: owner and cost-center are required on every resource.",
     "network": "Private subnets; NAT only for what VPC endpoints do not cover.",
     "serving": "Tiers are the model aliases clients ask for (`auto` lets the router choose).",
-    "router": "The OpenAI-compatible front door: tiering, budgets, concurrency, throttling.",
+    "router": "The OpenAI-compatible front door (streaming REST API; WAF on in prod): tiering, budgets, "
+              "concurrency, throttling, timeoutSeconds (default 300, up to 900 for long streamed answers).",
     "cache": "Exact + semantic cache on ElastiCache for Valkey; Titan v2 embeddings (512-d).",
     "slo": "Objectives must be stricter than the SLAs promised to users; alarms follow from them.",
     "alarms": "Where pages and tickets go.",
@@ -129,6 +132,7 @@ def build_config(name: str, profile: str, env: str, region: str, owner: str, cos
             "errorRate": dict(zip(("objective", "sla"), s["errorRate"])),
             "latency": {"p50": dict(zip(("objective", "sla"), s["p50"])),
                         "p95": dict(zip(("objective", "sla"), s["p95"]))},
+            "ttftP95Ms": dict(zip(("objective", "sla"), s["ttftP95Ms"])),
             "faithfulness": dict(zip(("objective", "sla"), s["faithfulness"])),
         },
         f"{PROJECT}:alarms": {"page": {"emails": emails or []}, "ticket": {"emails": emails or []}},

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from . import sse
 from .resilience import UpstreamError
-from .settings import Timeouts
+from .timeouts import Timeouts
 
 #: Request fields an upstream chat-completions API accepts from the client.
 PASSTHROUGH = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
@@ -236,8 +236,8 @@ def bedrock_error(e: Exception) -> UpstreamError:
     """Bedrock's error codes in the router's terms: throttling retries, bad input does not."""
     from botocore.exceptions import ClientError
 
-    if not isinstance(e, ClientError):
-        return UpstreamError(504 if "timeout" in str(e).lower() else 502, "bedrock unreachable")
+    if not isinstance(e, ClientError):  # no answer at all: timeout, connection, credentials
+        return UpstreamError(504 if "timeout" in str(e).lower() else 502, f"bedrock unreachable ({type(e).__name__})")
     code = e.response.get("Error", {}).get("Code", "")
     status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
     if code in ("ThrottlingException", "ServiceQuotaExceededException", "throttlingException"):
@@ -303,8 +303,8 @@ class Bedrock:
 
             t = timeouts
             client = boto3.client("bedrock-runtime", region_name=region, config=Config(
-                retries={"max_attempts": 1}, read_timeout=t.buffered_s if t else 29,
-                connect_timeout=t.upstream_connect_s if t else 2))
+                retries={"max_attempts": 1}, read_timeout=t.buffered_deadline_s if t else 29,
+                connect_timeout=t.connect_s if t else 2))
         self.client = client
 
     def request(self, body: dict[str, Any]) -> dict[str, Any]:

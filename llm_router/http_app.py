@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .authorizer import tenant_for
+from .authorizer import Principal, authenticate
 from .errors import ApiError, error_body, internal_error, not_found, unauthorized
 from .router import Reply, Router, StreamReply
 
@@ -37,8 +37,8 @@ THREADS = 256
 
 
 class Authenticator(Protocol):
-    def __call__(self, request: Request) -> Optional[str]:
-        """The tenant the request acts for, or None."""
+    def __call__(self, request: Request) -> Optional[Principal]:
+        """Who the request acts for (tenant and key id), or None."""
 
 
 class KeyAuth:
@@ -47,24 +47,27 @@ class KeyAuth:
     def __init__(self, keys: dict[str, Any]):
         self.keys = keys
 
-    def __call__(self, request: Request) -> Optional[str]:
+    def __call__(self, request: Request) -> Optional[Principal]:
         values = request.headers.getlist("authorization")
         if len(values) > 1:
             raise ApiError(400, "send exactly one Authorization header", code="duplicate_authorization")
-        return tenant_for(values[0] if values else None, self.keys)
+        return authenticate(values[0] if values else None, self.keys)
 
 
 class GatewayAuth:
     """Lambda: the API Gateway authorizer's verdict, forwarded by Lambda Web Adapter."""
 
-    def __call__(self, request: Request) -> Optional[str]:
+    def __call__(self, request: Request) -> Optional[Principal]:
         raw = request.headers.get("x-amzn-request-context")
         try:
             context = json.loads(raw) if raw else {}
         except ValueError:
             return None
-        tenant = ((context.get("authorizer") or {}) if isinstance(context, dict) else {}).get("tenant")
-        return tenant if isinstance(tenant, str) and tenant else None
+        verdict = (context.get("authorizer") if isinstance(context, dict) else None) or {}
+        tenant, key_id = verdict.get("tenant"), verdict.get("keyId") or verdict.get("principalId")
+        if not (isinstance(tenant, str) and tenant and isinstance(key_id, str) and key_id):
+            return None
+        return Principal(tenant, key_id)
 
 
 def _json(reply: Reply) -> Response:
@@ -137,9 +140,9 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
     def tenant(request: Request) -> str:
         on_request(request)
         found = auth(request)
-        if not found:
+        if found is None:
             raise unauthorized()
-        return found
+        return found.tenant
 
     async def body(request: Request, limit: int) -> bytes:
         chunks, size = [], 0
@@ -251,7 +254,7 @@ def _lambda_app() -> Starlette:
     return app
 
 
-def _no_keys(request: Request) -> Optional[str]:
+def _no_keys(request: Request) -> Optional[Principal]:
     """Outside API Gateway nobody is authorised unless `serve` gave the app its keys."""
     return None
 

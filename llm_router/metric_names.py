@@ -12,7 +12,8 @@ REQUESTS = "Requests"
 CLIENT_ERRORS = "ClientErrors"
 SERVER_ERRORS = "ServerErrors"
 LATENCY_MS = "LatencyMs"
-#: Request start to the first byte of a streamed answer (also per `tier` and `backend`).
+#: Request start to the first byte of a streamed answer. Published with the dimension set
+#: {service} (what the TTFT SLO alarm reads) and with {service, tier, backend}.
 TIME_TO_FIRST_TOKEN_MS = "TimeToFirstTokenMs"
 UPSTREAM_ERRORS = "UpstreamErrors"
 UPSTREAM_THROTTLED = "UpstreamThrottled"

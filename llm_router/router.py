@@ -154,7 +154,7 @@ class Router:
                 raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
             obs.context.update(model=model.name, inputs=len(texts))
             backend = self.embedders[model.name]
-            deadline = obs.started + self.settings.router.timeouts.buffered_s - 0.3
+            deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
             try:
                 vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
                                                  deadline, self.breakers[model.name], on_retry=self._retried)
@@ -262,7 +262,7 @@ class Router:
 
     # ------------------------------------------------------------- buffered
     def _complete(self, p: Prepared, obs: Observed) -> Reply:
-        deadline = obs.started + self.settings.router.timeouts.buffered_s - 0.3
+        deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
         response, answered_by, degraded = self._call_chain(
             p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
@@ -292,7 +292,7 @@ class Router:
 
     # ------------------------------------------------------------- streamed
     def _stream(self, p: Prepared, obs: Observed) -> StreamReply:
-        deadline = obs.started + self.settings.router.timeouts.stream_s - 0.3
+        deadline = obs.started + self.settings.router.timeouts.stream_deadline_s - 0.3
 
         def open_first(backend: Backend, body: dict[str, Any], remaining: float):
             upstream = backend.stream(body, remaining)

@@ -26,6 +26,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Optional, TypeVar, Union
 
+from .timeouts import Timeouts
+
 T = TypeVar("T")
 
 SETTINGS_ENV = "LLM_ROUTER_SETTINGS"
@@ -71,19 +73,6 @@ class TieringSettings:
 
 
 @dataclass(frozen=True)
-class Timeouts:
-    """Seconds. Derived in one place (`llm_router.timeouts`) from `router.timeoutSeconds`."""
-
-    #: A buffered (non-streamed) answer must be complete by then: no byte reaches the client before.
-    buffered_s: float
-    #: A streamed answer may run this long in total.
-    stream_s: float
-    upstream_connect_s: float
-    #: Longest silence between two bytes of a streamed upstream answer.
-    upstream_read_s: float
-
-
-@dataclass(frozen=True)
 class RequestLimits:
     max_body_bytes: int
     max_messages: int
@@ -97,6 +86,7 @@ class FrontDoorSettings:
     tiering: TieringSettings
     max_tokens_policy: Literal["clamp", "reject"]
     limits: RequestLimits
+    #: Derived in one place (`llm_router.timeouts.derive`) from `router.timeoutSeconds`.
     timeouts: Timeouts
     #: Prompt text in logs only when the stack opts in.
     log_prompts: bool

@@ -33,7 +33,7 @@ def secret(arn: Optional[str]) -> dict[str, Any]:
 
 def backends(settings: RouterSettings, res: Resources) -> dict[str, Backend]:
     t = settings.router.timeouts
-    timing = {"connect_s": t.upstream_connect_s, "read_s": t.upstream_read_s}
+    timing = {"connect_s": t.connect_s, "read_s": t.read_s}
     self_hosted, provisioned = res.json_map("self_hosted_endpoints"), res.json_map("bedrock_provisioned_arns")
     azure: dict[str, Any] = {}
     hosted: dict[str, Any] = {}
@@ -113,7 +113,7 @@ def local(settings: RouterSettings, upstream: str, response_cache: Optional[Resp
           metrics: Optional[Metrics] = None, api_key: Optional[str] = None) -> Router:
     """Every tier served by one OpenAI-compatible upstream (vLLM, TGI, a fake in tests)."""
     t = settings.router.timeouts
-    served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.upstream_connect_s,
-                                          read_s=t.upstream_read_s) for tier in settings.tiers}
+    served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
+                                          read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
     return Router(settings, served, response_cache, metrics, log, embedders=embedding)

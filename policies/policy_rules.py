@@ -16,14 +16,17 @@ NVIDIA_AMIS = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 GPU_TAINT_KEY = "nvidia.com/gpu"
 REQUIRED_TAGS = ("owner", "cost-center", "environment")
 REQUIRED_EKS_LOGS = ("api", "audit", "authenticator")
-SLO_KINDS = ("availability", "error-rate", "latency-p50", "latency-p95", "faithfulness")
+SLO_KINDS = ("availability", "error-rate", "latency-p50", "latency-p95", "ttft-p95", "faithfulness")
 WORLD = ("0.0.0.0/0", "::/0")
 
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 LAMBDA = "aws:lambda/function:Function"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-STAGE = "aws:apigatewayv2/stage:Stage"
-ROUTE = "aws:apigatewayv2/route:Route"
+STAGE = "aws:apigateway/stage:Stage"
+METHOD = "aws:apigateway/method:Method"
+METHOD_SETTINGS = "aws:apigateway/methodSettings:MethodSettings"
+WAF_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+HTTP_API = "aws:apigatewayv2/api:Api"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -160,6 +163,24 @@ def lambda_concurrency(r: Resource) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- API Gateway
+@resource_rule("apigw-no-http-api", types=[HTTP_API],
+               description="The front door is a REST API: HTTP APIs buffer every answer and cut it at 30 s.",
+               fix="use the Router component's REST API (response streaming, up to 15 minutes)")
+def apigw_no_http_api(r: Resource) -> Iterator[str]:
+    yield "an API Gateway HTTP API cannot stream answers and ends every request at 30 s"
+
+
+@resource_rule("apigw-method-authorizer", types=[METHOD],
+               description="Every REST API method runs behind an authorizer: there are no public methods.",
+               fix="set authorization=CUSTOM (or COGNITO_USER_POOLS) and authorizerId")
+def apigw_method_authorizer(r: Resource) -> Iterator[str]:
+    kind = r.get("authorization", default="NONE")
+    if kind not in ("CUSTOM", "COGNITO_USER_POOLS") and not is_unknown(kind):
+        yield f"method {r.get('httpMethod')} is open without an authorizer (authorization {kind})"
+    elif not r.get("authorizerId"):
+        yield f"method {r.get('httpMethod')} names no authorizer"
+
+
 @resource_rule("apigw-access-logging", types=[STAGE], description="API stages write access logs.",
                fix="set accessLogSettings.destinationArn and accessLogSettings.format")
 def apigw_logging(r: Resource) -> Iterator[str]:
@@ -167,19 +188,34 @@ def apigw_logging(r: Resource) -> Iterator[str]:
         yield "stage has no access logging"
 
 
-@resource_rule("apigw-throttling", types=[STAGE], description="API stages throttle requests.",
-               fix="set defaultRouteSettings.throttlingRateLimit and throttlingBurstLimit (router.throttling)")
-def apigw_throttling(r: Resource) -> Iterator[str]:
-    rate, burst = r.get("defaultRouteSettings", "throttlingRateLimit"), r.get("defaultRouteSettings", "throttlingBurstLimit")
-    if not rate or not burst:
-        yield "stage has no default throttling"
+@resource_rule("apigw-tracing", types=[STAGE], description="API stages trace requests with X-Ray.",
+               fix="set xrayTracingEnabled")
+def apigw_tracing(r: Resource) -> Iterator[str]:
+    if not _truthy(r.get("xrayTracingEnabled")):
+        yield "stage does not trace with X-Ray"
 
 
-@resource_rule("apigw-route-authorization", types=[ROUTE], description="Every route requires authorisation.",
-               fix="set authorizationType (CUSTOM, JWT or AWS_IAM) and an authorizer")
-def apigw_auth(r: Resource) -> Iterator[str]:
-    if r.get("authorizationType", default="NONE") == "NONE":
-        yield f"route {r.get('routeKey')} is open to anyone"
+@stack_rule("apigw-throttling", description="Every API stage throttles all its methods.",
+            fix="declare MethodSettings with methodPath */* and throttlingRateLimit / throttlingBurstLimit "
+                "(router.throttling)")
+def apigw_throttling(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    throttled = {r.get("stageName") for r in resources if r.type == METHOD_SETTINGS
+                 and r.get("methodPath") == "*/*" and _num(r.get("settings", "throttlingRateLimit")) is not None
+                 and _num(r.get("settings", "throttlingRateLimit")) > 0
+                 and (_num(r.get("settings", "throttlingBurstLimit")) or 0) > 0}
+    for r in resources:
+        if r.type == STAGE and r.get("stageName") not in throttled:
+            yield r, f"stage {r.get('stageName')} has no throttling for all methods (*/*)"
+
+
+@stack_rule("apigw-prod-waf", description="prod API stages sit behind a WAFv2 web ACL.",
+            fix="keep router.waf.enabled (on by default in prod)")
+def apigw_prod_waf(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    stages = [r for r in resources if r.type == STAGE and r.environment == "prod"]
+    associations = [r for r in resources if r.type == WAF_ASSOCIATION]
+    if len(associations) < len(stages):
+        for r in stages[len(associations):]:
+            yield r, f"prod stage {r.get('stageName')} has no WAF web ACL"
 
 
 # ------------------------------------------------------------------------ EKS

@@ -102,7 +102,7 @@ def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cle
     cfg = validated_config("dev")
     titan = eval_embedder(EvalEmbedder.stack, cfg)  # what the dev stack deploys, not MiniLM
     assert (titan.name, titan.dimensions) == ("bedrock-titan-v2", 512)
-    assert titan._client.meta.region_name == cfg.region
+    assert titan.backend.client.meta.region_name == cfg.region
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
@@ -110,5 +110,5 @@ def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cle
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     result = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(pairs_file), "--embedder", "stack"])
     assert result.exit_code == 1
-    assert "embedding with bedrock-titan-v2 failed: NoCredentialsError" in result.output
+    assert "embedding with bedrock-titan-v2 failed" in result.output and "NoCredentialsError" in result.output
     assert "Traceback" not in result.output

@@ -193,11 +193,11 @@ def test_tier_references_must_exist():
     assert found["router.defaultTier"].value == "tiny"
 
 
-def test_budget_that_cannot_finish_inside_gateway_timeout_is_rejected():
+def test_ttft_slo_must_be_stricter_than_its_sla():
     cfg = example_config("dev")
-    cfg["llm-blueprint:serving"]["tiers"][1]["maxTokens"] = 4000  # 4000 / 40 tok/s = 100 s
+    cfg["llm-blueprint:slo"]["ttftP95Ms"] = {"objective": 5000, "sla": 3000}
     [p] = problems(cfg)
-    assert p.path == "serving.tiers[1].maxTokens" and p.allowed == "≤ 1160"
+    assert p.path == "slo.ttftP95Ms.objective" and "(3000 ms)" in p.message
 
 
 def test_bedrock_model_needing_inference_profile_is_rejected():

@@ -29,8 +29,8 @@ def test_iam_lists_exactly_the_configured_model_arns():
         expected.add(f"arn:aws:bedrock:us-east-1:{ACCOUNT}:inference-profile/{model}")
         expected |= {f"arn:aws:bedrock:{r}::foundation-model/{model[3:]}" for r in PROFILE_REGIONS["us"]}
     assert set(invoke["Resource"]) == expected
-    assert set(s) == {"InvokeConfiguredModels", "EmbedForCache"}  # no guardrail or provisioned access in dev
-    assert s["EmbedForCache"]["Resource"] == [
+    assert set(s) == {"InvokeConfiguredModels", "InvokeEmbeddingModels"}  # no guardrail or provisioned access in dev
+    assert s["InvokeEmbeddingModels"]["Resource"] == [
         "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"]
     for stmt in s.values():
         assert all("*" not in a for a in stmt["Action"]) and all("*" not in r for r in stmt["Resource"])
@@ -49,7 +49,7 @@ def test_titan_embeddings_guardrail_and_provisioned_throughput_are_granted_exact
     cfg["llm-blueprint:serving"]["tiers"][1]["bedrock"] = {"provisionedModelUnits": 2, "commitment": "1month"}
     plan = offline.plan(str(write_stack(cfg, "titan")))
     s = bedrock_statements(plan)
-    assert s["EmbedForCache"]["Resource"] == ["arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"]
+    assert s["InvokeEmbeddingModels"]["Resource"] == ["arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"]
     assert s["ApplyGuardrail"]["Resource"] == [f"arn:aws:bedrock:us-east-1:{ACCOUNT}:guardrail/gr0abc"]
     assert "InvokeProvisionedThroughput" not in s  # its ARN is unknown until deployed: separate policy
     [extra] = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-bedrock-provisioned")]
@@ -151,7 +151,7 @@ def test_public_azure_without_nat_is_a_config_error(write_stack):
 
 
 def test_azure_deployment_settings_come_from_the_tier():
-    [fast, smart] = example_plan("staging").of_type("azure-native:cognitiveservices:Deployment")
+    [fast, smart, _embed] = example_plan("staging").of_type("azure-native:cognitiveservices:Deployment")
     assert fast.inputs["sku"] == {"name": "GlobalStandard", "capacity": 50}
     assert fast.inputs["properties"]["model"] == {"format": "OpenAI", "name": "gpt-4o-mini", "version": "2024-07-18"}
     assert smart.inputs["deploymentName"] == "smart" and fast.urn in smart.dependencies

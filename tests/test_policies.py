@@ -23,6 +23,10 @@ GOOD_LAMBDA = {"tracingConfig": {"mode": "Active"}, "loggingConfig": {"logGroup"
                "vpcConfig": {"subnetIds": ["s"], "securityGroupIds": ["g"]}, "tags": TAGS}
 GOOD_CLUSTER = {"vpcConfig": {"endpointPublicAccess": False}, "enabledClusterLogTypes": ["api", "audit", "authenticator"],
                 "encryptionConfig": {"resources": ["secrets"], "provider": {"keyArn": "arn:k"}}, "tags": TAGS}
+GOOD_STAGE = {"stageName": "live", "accessLogSettings": {"destinationArn": "a", "format": "{}"},
+              "xrayTracingEnabled": True, "tags": TAGS}
+GOOD_METHOD = {"httpMethod": "ANY", "authorization": "CUSTOM", "authorizerId": "abc123"}
+THROTTLE_ALL = {"stageName": "live", "methodPath": "*/*", "settings": {"throttlingRateLimit": 5, "throttlingBurstLimit": 10}}
 GPU_TAINT = [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
 GOOD_GPU_GROUP = {"amiType": "AL2023_x86_64_NVIDIA", "instanceTypes": ["g6e.xlarge"], "taints": GPU_TAINT,
                   "labels": {"llm-blueprint/pool": "gpu"}, "scalingConfig": {"minSize": 2}, "tags": TAGS}
@@ -60,16 +64,13 @@ CASES = [
     ("lambda-log-retention", R.LOG_GROUP, {"retentionInDays": 30, "tags": TAGS}, {"tags": TAGS}),
     ("lambda-in-vpc-for-cache", R.LAMBDA, GOOD_LAMBDA, with_(GOOD_LAMBDA, vpcConfig=None)),
     ("lambda-reserved-concurrency", R.LAMBDA, GOOD_LAMBDA, with_(GOOD_LAMBDA, reservedConcurrentExecutions=None)),
-    ("apigw-access-logging", R.STAGE,
-     {"accessLogSettings": {"destinationArn": "a", "format": "{}"},
-      "defaultRouteSettings": {"throttlingRateLimit": 5, "throttlingBurstLimit": 10}, "tags": TAGS},
-     {"defaultRouteSettings": {"throttlingRateLimit": 5, "throttlingBurstLimit": 10}, "tags": TAGS}),
-    ("apigw-throttling", R.STAGE,
-     {"accessLogSettings": {"destinationArn": "a", "format": "{}"},
-      "defaultRouteSettings": {"throttlingRateLimit": 5, "throttlingBurstLimit": 10}, "tags": TAGS},
-     {"accessLogSettings": {"destinationArn": "a", "format": "{}"}, "tags": TAGS}),
-    ("apigw-route-authorization", R.ROUTE, {"routeKey": "GET /v1/models", "authorizationType": "CUSTOM"},
-     {"routeKey": "GET /v1/models"}),
+    ("apigw-access-logging", R.STAGE, GOOD_STAGE, with_(GOOD_STAGE, accessLogSettings=None)),
+    ("apigw-access-logging", R.STAGE, GOOD_STAGE, with_(GOOD_STAGE, accessLogSettings={"destinationArn": "a"})),
+    ("apigw-tracing", R.STAGE, GOOD_STAGE, with_(GOOD_STAGE, xrayTracingEnabled=False)),
+    ("apigw-method-authorizer", R.METHOD, GOOD_METHOD, with_(GOOD_METHOD, authorization="NONE", authorizerId=None)),
+    ("apigw-method-authorizer", R.METHOD, GOOD_METHOD, with_(GOOD_METHOD, authorizerId=None)),
+    ("apigw-method-authorizer", R.METHOD, GOOD_METHOD, with_(GOOD_METHOD, authorization="AWS_IAM")),
+    ("apigw-no-http-api", R.HTTP_API, None, {"protocolType": "HTTP", "tags": TAGS}),
     ("eks-private-endpoint", R.EKS_CLUSTER, GOOD_CLUSTER,
      with_(GOOD_CLUSTER, vpcConfig={"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]})),
     ("eks-private-endpoint", R.EKS_CLUSTER,
@@ -121,13 +122,14 @@ def violations(rule_name, type_, props):
 
 @pytest.mark.parametrize("rule,type_,good,bad", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_rule_passes_compliant_and_flags_violating(rule, type_, good, bad):
-    assert violations(rule, type_, good) == []
+    if good is not None:  # None: every resource of the type violates
+        assert violations(rule, type_, good) == []
     assert violations(rule, type_, bad) != []
 
 
 def test_every_rule_has_a_fixture():
     covered = {c[0] for c in CASES} | {"gpu-pods-schedule-on-gpu-nodes", "bedrock-single-logging-owner",
-                                       "slo-alarms-have-actions"}
+                                       "slo-alarms-have-actions", "apigw-throttling", "apigw-prod-waf"}
     assert covered == {r.name for r in RESOURCE_RULES} | {r.name for r in STACK_RULES}
 
 
@@ -150,6 +152,25 @@ def test_gpu_pods_must_match_gpu_node_group():
     assert [m for _, m in check_fn([group, no_toleration])][0].endswith("pods would stay Pending")
     assert len(list(check_fn([group, wrong_selector]))) == 1
     assert "no GPU node group" in list(check_fn([good]))[0][1]
+
+
+def test_every_stage_throttles_all_methods():
+    stage = Resource(R.STAGE, "stage", GOOD_STAGE)
+    settings = lambda **p: Resource(R.METHOD_SETTINGS, "all", {**THROTTLE_ALL, **p})  # noqa: E731
+    assert list(R.apigw_throttling([stage, settings()])) == []
+    assert [r for r, _ in R.apigw_throttling([stage])] == [stage]
+    assert len(list(R.apigw_throttling([stage, settings(methodPath="v1/GET")]))) == 1
+    assert len(list(R.apigw_throttling([stage, settings(settings={"throttlingRateLimit": -1})]))) == 1
+    assert len(list(R.apigw_throttling([stage, settings(stageName="other")]))) == 1
+
+
+def test_prod_stage_needs_a_waf_and_other_environments_do_not():
+    prod = Resource(R.STAGE, "stage", GOOD_STAGE)
+    dev = Resource(R.STAGE, "stage", {**GOOD_STAGE, "tags": DEV})
+    waf = Resource(R.WAF_ASSOCIATION, "waf", {"resourceArn": "arn:stage", "webAclArn": "arn:acl"})
+    assert list(R.apigw_prod_waf([prod, waf])) == [] and list(R.apigw_prod_waf([dev])) == []
+    [(r, msg)] = list(R.apigw_prod_waf([prod]))
+    assert r is prod and "no WAF" in msg
 
 
 def test_two_bedrock_logging_owners_in_one_region_violate():

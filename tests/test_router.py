@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llm_blueprint.serve import build
-from llm_router.settings import Timeouts
+from llm_router.timeouts import Timeouts
 from tests.conftest import running, validated_config
 from llm_blueprint.fake_upstream import FakeUpstream
 
@@ -41,7 +41,8 @@ def upstream():
 @pytest.fixture(scope="module")
 def served(upstream, minilm):
     local = build(validated_config("dev"), upstream.url, {KEY: "acme", OTHER_KEY: "globex"}, embedder=minilm,
-                  timeouts=Timeouts(buffered_s=3, stream_s=3, upstream_connect_s=1, upstream_read_s=2))
+                  timeouts=Timeouts(lambda_timeout_s=30, integration_timeout_ms=30000, stream_deadline_s=3, buffered_deadline_s=3,
+                                   connect_s=1, read_s=2))
     local.router.metrics = Metrics()
     local.router.retry.base_s = 0.01
     with running(local.app) as base:
@@ -64,9 +65,9 @@ def create(client, content, **kw):
     return raw.parse(), raw.headers
 
 
-def test_models_lists_auto_and_tiers(client):
+def test_models_lists_auto_tiers_and_embeddings(client):
     ids = [m.id for m in client.models.list().data]
-    assert ids == ["auto", "fast", "smart"]
+    assert ids == ["auto", "fast", "smart", "embed"]
 
 
 def test_completion_shape_usage_and_headers(client, upstream):

@@ -24,7 +24,8 @@ from tests.conftest import free_port, router_settings_of
 from llm_blueprint.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
-GATEWAY = {"x-amzn-request-context": json.dumps({"requestId": "gw-1", "authorizer": {"tenant": "acme", "keyId": "k1"}})}
+GATEWAY = {"x-amzn-request-context": json.dumps({"requestId": "gw-1", "authorizer": {"tenant": "acme", "keyId": "k1",
+                                                                                   "principalId": "k1"}})}
 
 
 @pytest.fixture(scope="module")

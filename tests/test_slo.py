@@ -94,3 +94,39 @@ def test_latency_quality_and_supporting_alarms_exist_with_actions():
 def test_dashboard_is_planned():
     [dash] = example_plan("prod").of_type("aws:cloudwatch/dashboard:Dashboard")
     assert dash.inputs["dashboardName"] == "llm-prod-slo"
+
+
+def test_alarms_read_the_rest_apis_metrics_and_dimensions():
+    alarms, _ = _alarms("prod")
+    api = {"ApiName": "llm-prod-router", "Stage": "live"}
+    bad, total = (next(q["metric"] for q in alarms["llm-prod-slo-availability-burn-1h-1h"]["metricQueries"]
+                       if q["id"] == i) for i in ("bad", "total"))
+    assert (bad["namespace"], bad["metricName"], bad["dimensions"]) == ("AWS/ApiGateway", "5XXError", api)
+    assert (total["metricName"], total["dimensions"]) == ("Count", api)
+    p95 = alarms["llm-prod-slo-latency-p95"]
+    assert (p95["namespace"], p95["metricName"], p95["dimensions"]) == ("AWS/ApiGateway", "Latency", api)
+    for a in alarms.values():
+        assert "ApiId" not in (a.get("dimensions") or {})
+
+
+def test_time_to_first_token_slo_pages_on_the_routers_metric():
+    alarms, _ = _alarms("prod")
+    ttft = alarms["llm-prod-slo-ttft-p95"]
+    assert (ttft["namespace"], ttft["metricName"]) == ("LlmBlueprint", "TimeToFirstTokenMs")
+    assert ttft["dimensions"] == {"service": "llm-router-prod"}  # the per-request {service} series
+    assert ttft["extendedStatistic"] == "p95" and ttft["threshold"] == 1500  # prod: slo.ttftP95Ms.objective, ms
+    assert ttft["evaluationPeriods"] == ttft["datapointsToAlarm"] == 3 and ttft["alarmActions"]
+    assert ttft["tags"]["slo"] == "ttft-p95" and ttft["tags"]["slo-sla"] == "3000"
+    assert _alarms("dev")[0]["llm-dev-slo-ttft-p95"]["threshold"] == 3000
+
+
+def test_dashboard_shows_rest_api_metrics_and_ttft():
+    import json
+
+    [dash] = example_plan("prod").of_type("aws:cloudwatch/dashboard:Dashboard")
+    body = json.loads(dash.inputs["dashboardBody"])
+    metrics = [m for w in body["widgets"] for m in w["properties"]["metrics"] if isinstance(m, list)]
+    names = {tuple(m[:2]) for m in metrics}
+    assert {("AWS/ApiGateway", n) for n in ("Count", "4XXError", "5XXError", "Latency", "IntegrationLatency")} <= names
+    assert ("LlmBlueprint", "TimeToFirstTokenMs") in names
+    assert all(m[2:6] == ["ApiName", "llm-prod-router", "Stage", "live"] for m in metrics if m[0] == "AWS/ApiGateway")

@@ -12,7 +12,7 @@ import pytest
 
 from llm_blueprint.serve import build
 from llm_router import metric_names as m
-from llm_router.settings import Timeouts
+from llm_router.timeouts import Timeouts
 from tests.conftest import running, validated_config
 from llm_blueprint.fake_upstream import FakeUpstream
 
@@ -30,7 +30,8 @@ def upstream():
 @pytest.fixture(scope="module")
 def served(upstream, minilm):
     local = build(validated_config("dev"), upstream.url, {KEY: "acme"}, embedder=minilm,
-                  timeouts=Timeouts(buffered_s=3, stream_s=10, upstream_connect_s=1, upstream_read_s=2))
+                  timeouts=Timeouts(lambda_timeout_s=30, integration_timeout_ms=30000, stream_deadline_s=10, buffered_deadline_s=3,
+                                   connect_s=1, read_s=2))
     local.router.retry.base_s = 0.01
     with running(local.app) as base:
         yield local, f"{base}/v1"
