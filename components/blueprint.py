@@ -65,7 +65,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             embedding_model=TITAN_EMBED_V2 if titan else None, guardrail_id=b.guardrail_id,
             guardrail_version=b.guardrail_version, invocation_logging_owner=b.invocation_logging_owner,
             invocation_log_retention_days=b.invocation_log_retention_days,
-            invocation_log_bucket=b.invocation_log_bucket,
+            invocation_log_bucket=b.invocation_log_bucket, invocation_log_text=b.invocation_log_text,
             private_endpoint=b.private_endpoint and bool(bedrock_models or titan), stack=stack,
             provisioned=[ProvisionedThroughput(t.name, t.model, t.bedrock.provisioned_model_units, t.bedrock.commitment)
                          for t in cfg.tiers_on("bedrock") if t.bedrock and t.bedrock.provisioned_model_units]))

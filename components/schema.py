@@ -154,6 +154,10 @@ class BedrockConfig(Section):
     invocation_log_retention_days: int = Field(90, ge=1)
     #: Also deliver invocation logs to an encrypted S3 bucket (long retention).
     invocation_log_bucket: bool = False
+    #: Put prompt and completion text into the invocation logs. Default false: metadata only
+    #: (model, token counts, latency, caller), because the logs would otherwise hold every
+    #: user's prompts. Both destinations are encrypted with the stack's own KMS key either way.
+    invocation_log_text: bool = False
     guardrail_id: Optional[str] = None
     guardrail_version: Optional[str] = Field(None, pattern=r"^\d+$")
     #: Interface endpoint for bedrock-runtime so model calls need no NAT.
