@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from .common import admit, child
+from .common import account_and_region, admit, child, key_policy, kms_key
 
 PORT = 6379
 
@@ -43,8 +43,10 @@ class SemanticCache(pulumi.ComponentResource):
         super().__init__("llm-blueprint:cache:SemanticCache", name, None, opts)
         tags = args.tags
         self.prefix, self.tags = name, args.tags
-        self.key = aws.kms.Key(f"{name}-key", description=f"{name}: ElastiCache at-rest and auth-token secret",
-                               enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
+        account, region = account_and_region()
+        # Used only by ElastiCache (at rest) and Secrets Manager (the auth token): nothing else may decrypt.
+        self.key = kms_key(self, f"{name}-key", f"{name}: ElastiCache at-rest and auth-token secret", tags,
+                           key_policy(account, region, via_services=("elasticache", "secretsmanager")))
         self.sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id,
                                         description="Valkey cache: admits the router only", tags=tags, opts=child(self))
         subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids,

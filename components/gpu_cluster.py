@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .common import assume_role_policy, child
+from .common import account_and_region, assume_role_policy, child, key_policy, kms_key, logs_may_use
 from .network import Network
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
@@ -53,14 +53,20 @@ class GpuCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:eks:GpuCluster", name, None, opts)
         tags = self.tags = args.tags
-        key = aws.kms.Key(f"{name}-secrets", description=f"{name}: EKS secrets envelope encryption",
-                          enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
+        account, region = account_and_region()
+        # EKS calls KMS for the cluster in ways a kms:ViaService condition does not cover: IAM decides.
+        key = kms_key(self, f"{name}-secrets", f"{name}: EKS secrets envelope encryption", tags,
+                      key_policy(account, region))
         cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=assume_role_policy("eks.amazonaws.com"),
                                     tags=tags, opts=child(self))
         aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name, opts=child(self),
                                      policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy")
-        # EKS writes control-plane logs to this exact group name; owning it sets retention.
-        aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{name}/cluster",
+        # EKS writes control-plane logs to this exact group name; owning it sets retention and
+        # the key (audit logs carry request bodies, including secrets' metadata).
+        group_name = f"/aws/eks/{name}/cluster"
+        logs_key = kms_key(self, f"{name}-logs", f"{name}: EKS control-plane logs", tags,
+                           key_policy(account, region, statements=(logs_may_use(region, account, group_name),)))
+        aws.cloudwatch.LogGroup(f"{name}-control-plane", name=group_name, kms_key_id=logs_key.arn,
                                 retention_in_days=args.log_retention_days, tags=tags, opts=child(self))
         public = bool(args.public_access_cidrs)
         self.cluster = aws.eks.Cluster(

@@ -9,7 +9,7 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from .common import assume_role_policy, child, policy_json
+from .common import account_and_region, assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json
 
 
 @dataclass
@@ -116,7 +116,13 @@ class Network(pulumi.ComponentResource):
             tags=self.args.tags, opts=child(parent or self))
 
     def _flow_logs(self, name: str, tags: dict[str, str], retention: int) -> None:
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=retention, tags=tags, opts=child(self))
+        # Flow logs name every peer and port; the group's generated name is unknown until created,
+        # so the key admits CloudWatch Logs for this account's groups in this region.
+        account, region = account_and_region()
+        key = kms_key(self, f"{name}-flow-logs", f"{name}: VPC flow logs", tags,
+                      key_policy(account, region, statements=(logs_may_use(region, account),)))
+        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=retention, kms_key_id=key.arn, tags=tags,
+                                        opts=child(self))
         role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com"),
                             tags=tags, opts=child(self))
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, opts=child(self), policy=policy_json([{

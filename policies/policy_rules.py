@@ -22,6 +22,7 @@ WORLD = ("0.0.0.0/0", "::/0")
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 LAMBDA = "aws:lambda/function:Function"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+KMS_KEY = "aws:kms/key:Key"
 STAGE = "aws:apigatewayv2/stage:Stage"
 ROUTE = "aws:apigatewayv2/route:Route"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
@@ -97,6 +98,25 @@ def elasticache_prod(r: Resource) -> Iterator[str]:
     nodes = _num(r.get("numCacheClusters"))
     if nodes is not None and nodes < 2:
         yield f"prod cache has {nodes:g} node(s); needs ≥ 2"
+
+
+# ------------------------------------------------------------------------ KMS
+@resource_rule("kms-key-hygiene", types=[KMS_KEY],
+               description="Customer KMS keys carry an explicit key policy (reviewable in the plan) and rotate yearly.",
+               fix="create keys with components.common.kms_key (explicit policy, enable_key_rotation=True)")
+def kms_key_hygiene(r: Resource) -> Iterator[str]:
+    if not r.get("policy"):
+        yield "no explicit key policy: the default policy applies and nobody reviewed who may use the key"
+    if not _truthy(r.get("enableKeyRotation")):
+        yield "automatic key rotation is off"
+
+
+@resource_rule("log-group-kms", types=[LOG_GROUP],
+               description="Every CloudWatch log group is encrypted with a customer KMS key.",
+               fix="set kmsKeyId to a key whose policy lets logs.<region>.amazonaws.com use it (components.common.logs_may_use)")
+def log_group_encrypted(r: Resource) -> Iterator[str]:
+    if not r.get("kmsKeyId"):
+        yield "log group is encrypted with the service-owned key only"
 
 
 # -------------------------------------------------------------------- network

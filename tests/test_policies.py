@@ -109,6 +109,12 @@ CASES = [
      {"tags": {**TAGS, "slo": "availability", "slo-objective": "99.9", "slo-sla": "99.5", "slo-direction": "higher"}},
      {"tags": {**TAGS, "slo": "availability", "slo-objective": "99.0", "slo-sla": "99.5", "slo-direction": "higher"}}),
     ("required-tags", "aws:ec2/vpc:Vpc", {"tags": TAGS}, {"tags": {"owner": "o"}}),
+    ("kms-key-hygiene", R.KMS_KEY, {"policy": policy(), "enableKeyRotation": True, "tags": TAGS},
+     {"enableKeyRotation": True, "tags": TAGS}),
+    ("kms-key-hygiene", R.KMS_KEY, {"policy": policy(), "enableKeyRotation": True, "tags": TAGS},
+     {"policy": policy(), "enableKeyRotation": False, "tags": TAGS}),
+    ("log-group-kms", R.LOG_GROUP, {"retentionInDays": 30, "kmsKeyId": "arn:k", "tags": TAGS},
+     {"retentionInDays": 30, "tags": TAGS}),
 ]
 
 
