@@ -106,8 +106,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         specs = []
         for t in cfg.tiers_on("vllm-eks"):
             v = t.vllm or VllmTier()
+            cpu, memory_gi, shm_gi = v.pod_resources()
             specs.append(ModelSpec(
                 tier=t.name, model=t.model, engine=v.engine, image=v.image, gpus_per_pod=v.gpus_per_pod,
+                cpu=cpu, memory_gi=memory_gi, shm_gi=shm_gi,
                 max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
                 quantization=v.quantization, min_replicas=v.replicas.min, max_replicas=v.replicas.max,
                 weights=v.weights, target_queue_per_replica=v.target_queue_per_replica,
@@ -115,15 +117,21 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             queue_metrics[t.name] = ENGINES[v.engine].queue_metric
         serving = ModelServing(f"{name}-models", ModelServingArgs(
             cluster=cluster, models=specs, tags=tags, region=cfg.region, environment=cfg.environment,
-            client_cidrs=network.private_cidrs, service=f"llm-router-{stack}"))
+            client_cidrs=network.router_cidrs, service=f"llm-router-{stack}",
+            **({"metrics_agent_image": e.metrics_agent_image} if e.metrics_agent_image else {})))
         env["SELF_HOSTED_ENDPOINTS"] = pulumi.Output.json_dumps(serving.endpoints)
-        outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints)
+        # The servers require this key (plain-string secret): the router sends `Authorization: Bearer <key>`.
+        env["SELF_HOSTED_API_KEY_SECRET_ARN"] = serving.api_key_secret_arn
+        secret_arns.append(serving.api_key_secret_arn)
+        policies.update(serving.reader_policies)
+        outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints,
+                       selfHostedApiKeySecretArn=serving.api_key_secret_arn)
         if serving.weights_bucket is not None:
             outputs["weightsBucket"] = serving.weights_bucket.bucket
 
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
-        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags, settings=router_settings(cfg),
+        vpc_id=network.vpc_id, subnet_ids=network.router_subnet_ids, tags=tags, settings=router_settings(cfg),
         env=env, policies=policies, secret_arns=secret_arns, memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
         reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,
         throttle_rate=r.throttling.rate_limit, throttle_burst=r.throttling.burst_limit,

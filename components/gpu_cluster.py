@@ -23,6 +23,8 @@ DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
 #: Interface endpoints image and weight pulls need (S3 is a gateway endpoint).
 EKS_ENDPOINTS = ("ecr.api", "ecr.dkr")
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
+#: Add-on configuration values: the VPC CNI enforces NetworkPolicy (its node agent, eBPF).
+ADDON_CONFIG = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
 
@@ -118,6 +120,7 @@ class GpuCluster(pulumi.ComponentResource):
             self.addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
                 resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child(self, depends_on=[self.system_nodes]),
+                configuration_values=json.dumps(ADDON_CONFIG[addon]) if addon in ADDON_CONFIG else None,
                 pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                     role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")]
                 if addon == "aws-ebs-csi-driver" else None)
@@ -141,7 +144,12 @@ class GpuCluster(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
 
     def _device_plugin(self, name: str) -> None:
-        """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU nodes only."""
+        """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU nodes only.
+
+        It runs as root: it serves its socket in the kubelet's device-plugins directory (a
+        hostPath owned by root). Everything else is taken away: no capabilities, no privilege
+        escalation, the runtime's seccomp profile.
+        """
         labels = {"app.kubernetes.io/name": "nvidia-device-plugin"}
         k8s.apps.v1.DaemonSet(
             f"{name}-nvidia-device-plugin", opts=self.k8s_opts(self, depends_on=[self.gpu_nodes]),
@@ -149,6 +157,7 @@ class GpuCluster(pulumi.ComponentResource):
             spec={"selector": {"matchLabels": labels}, "updateStrategy": {"type": "RollingUpdate"},
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "priorityClassName": "system-node-critical",
+                      "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                       "tolerations": GPU_TOLERATIONS, "nodeSelector": GPU_NODE_SELECTOR,
                       "containers": [{"name": "nvidia-device-plugin", "image": DEVICE_PLUGIN_IMAGE,
                                       "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],

@@ -12,6 +12,10 @@ import pulumi_aws as aws
 from .common import account_and_region, assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json
 
 
+#: Index of the first router subnet among the VPC's blocks (private subnets take 0–2, public 8–10).
+ROUTER_BLOCK = 4
+
+
 @dataclass
 class NetworkArgs:
     region: str
@@ -54,6 +58,17 @@ class Network(pulumi.ComponentResource):
         ]
         self.private_subnet_ids = [s.id for s in self.private_subnets]
         self.private_cidrs = [str(blocks[i]) for i in range(len(zones))]
+        # The router's own subnets (blocks 4–6 of the private half): no node or pod takes an
+        # address there (the VPC CNI gives pods addresses from the nodes' subnets), so "from
+        # these CIDRs" in a security group or NetworkPolicy means the router and nothing else.
+        self.router_subnets = [
+            aws.ec2.Subnet(f"{name}-router-{i}", vpc_id=self.vpc.id, cidr_block=str(blocks[ROUTER_BLOCK + i]),
+                           availability_zone=az, map_public_ip_on_launch=False,
+                           tags={**tags, "Name": f"{name}-router-{az}"}, opts=child(self))
+            for i, az in enumerate(zones)
+        ]
+        self.router_subnet_ids = [s.id for s in self.router_subnets]
+        self.router_cidrs = [str(blocks[ROUTER_BLOCK + i]) for i in range(len(zones))]
 
         nat_ids: list[pulumi.Output[str]] = []
         #: Egress addresses (allow-listed by outside services such as Azure OpenAI).
@@ -85,6 +100,8 @@ class Network(pulumi.ComponentResource):
                                     opts=child(self))
             aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id,
                                           opts=child(self))
+            aws.ec2.RouteTableAssociation(f"{name}-router-{i}", subnet_id=self.router_subnets[i].id,
+                                          route_table_id=rt.id, opts=child(self))
             self.private_route_tables.append(rt)
 
         aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
@@ -104,7 +121,8 @@ class Network(pulumi.ComponentResource):
         if args.flow_logs:
             self._flow_logs(name, tags, args.flow_log_retention_days)
 
-        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
+        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids,
+                               "routerSubnetIds": self.router_subnet_ids})
 
     def interface_endpoint(self, service: str, security_group_ids: list[pulumi.Input[str]],
                            parent: pulumi.Resource | None = None) -> aws.ec2.VpcEndpoint:
