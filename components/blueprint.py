@@ -53,7 +53,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             snapshot_retention_days=c.snapshot_retention_days, maintenance_window=c.maintenance_window))
         env.update(CACHE_ENDPOINT=cache.endpoint, CACHE_SECRET_ARN=cache.secret_arn)
         secret_arns.append(cache.secret_arn)
-        outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn)
+        outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn,
+                       cacheReplicationGroupId=cache.replication_group_id)
 
     bedrock_models = [t.model for t in cfg.tiers_on("bedrock")]
     titan = cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2"

@@ -33,6 +33,8 @@ class SemanticCache(pulumi.ComponentResource):
 
     The auth token is generated here and lives only in Secrets Manager; the
     security group admits nobody until `allow_from` names a client (the router).
+    Pulumi sets the first token only: `llm-blueprint cache rotate-token` rotates it
+    (ElastiCache ROTATE/SET), so later `pulumi up`s must not put the first one back.
     """
 
     endpoint: pulumi.Output[str]
@@ -63,7 +65,7 @@ class SemanticCache(pulumi.ComponentResource):
                                                 kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
                                                 opts=child(self))
         aws.secretsmanager.SecretVersion(f"{name}-auth", secret_id=self.secret.id, secret_string=token.result,
-                                         opts=child(self))
+                                         opts=child(self, ignore_changes=["secretString"]))
         nodes = max(args.nodes, 2) if args.multi_az else args.nodes
         # A fixed id makes the member clusters (<id>-001, …) known at plan time for alarms.
         self.group = aws.elasticache.ReplicationGroup(
@@ -78,9 +80,10 @@ class SemanticCache(pulumi.ComponentResource):
             auth_token=token.result, auth_token_update_strategy="ROTATE",
             snapshot_retention_limit=args.snapshot_retention_days, snapshot_window=args.snapshot_window,
             maintenance_window=args.maintenance_window, auto_minor_version_upgrade=True, apply_immediately=False,
-            tags=tags, opts=child(self))
+            tags=tags, opts=child(self, ignore_changes=["authToken"]))
         self.endpoint = self.group.primary_endpoint_address
         self.port = PORT
+        self.replication_group_id = name[:40]
         self.member_cluster_ids = [f"{name[:40]}-{i:03d}" for i in range(1, nodes + 1)]
         self.secret_arn = self.secret.arn
         self.security_group_id = self.sg.id
