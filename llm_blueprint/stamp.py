@@ -142,10 +142,6 @@ def build_config(name: str, profile: str, env: str, region: str, owner: str, cos
     return config
 
 
-def text_of(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config)
-
-
 def render(config: dict[str, Any], header: str) -> str:
     """YAML with a short comment above each block."""
     lines = [f"# {header}", "config:"]
@@ -179,7 +175,7 @@ def stamp(stacks_dir: Path, name: str, profile: str, env: str, region: str, owne
                      "(pass --bedrock-logging-owner if this stack should own it).")
     if "azure-native:location" in config:
         notes.append(f"Azure: the subdomain llm-blueprint-{name} must be globally unique; `az login` before `pulumi up`.")
-    if PLACEHOLDER_DIGEST in text_of(config):
+    if PLACEHOLDER_DIGEST in config[f"{PROJECT}:serving"].get("eks", {}).get("metricsAgentImage", ""):
         notes.append("serving.eks.metricsAgentImage carries a placeholder digest (all zeros): replace it with the "
                      "image's real digest before `pulumi up` (README: Pinning images).")
     if any(t["backend"] == "vllm-eks" for t in config[f"{PROJECT}:serving"]["tiers"]):
