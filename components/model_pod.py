@@ -46,7 +46,11 @@ def writable_paths(shm_gi: int, model_cache_claim: Optional[str]) -> tuple[list[
            {"name": "USER", "value": "llm"},
            {"name": "XDG_CACHE_HOME", "value": f"{HOME}/.cache"},  # vLLM, triton, flashinfer caches
            {"name": "XDG_CONFIG_HOME", "value": f"{HOME}/.config"},
-           {"name": "HF_HOME", "value": hf_home}]
+           {"name": "HF_HOME", "value": hf_home},
+           # Images may set the hub cache themselves (TGI's is /data, on the read-only root);
+           # TGI's launcher still reads the older name.
+           {"name": "HF_HUB_CACHE", "value": f"{hf_home}/hub"},
+           {"name": "HUGGINGFACE_HUB_CACHE", "value": f"{hf_home}/hub"}]
     return volumes, mounts, env
 
 

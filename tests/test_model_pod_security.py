@@ -107,6 +107,7 @@ def test_tgi_pods_are_hardened_the_same_way_and_keep_weights_on_their_volume(wri
     env = _assert_hardened(spec)
     mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
     assert env["HF_HOME"] == mounts["cache"]
+    assert env["HF_HUB_CACHE"] == env["HUGGINGFACE_HUB_CACHE"] == mounts["cache"] + "/hub"  # not the image's /data
 
 
 def test_serving_namespace_enforces_the_restricted_pod_security_standard():
