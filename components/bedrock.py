@@ -8,7 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from .common import admit, child, policy_json, private_bucket
+from .common import admit, child, key_policy, kms_key, logs_may_use, policy_json, private_bucket
 from .network import Network
 
 #: Regions a geo-prefixed (cross-region) inference profile may route to.
@@ -77,6 +77,9 @@ class BedrockAccessArgs:
     invocation_log_retention_days: int = 90
     #: Also deliver invocation logs to an encrypted, private S3 bucket.
     invocation_log_bucket: bool = False
+    #: Deliver prompt and completion text in the logs. Off: metadata only (model, token
+    #: counts, latency, caller), so no prompt text is stored unless a stack opts in.
+    invocation_log_text: bool = False
     private_endpoint: bool = True
     provisioned: list[ProvisionedThroughput] = field(default_factory=list)
     stack: str = field(default_factory=pulumi.get_stack)
@@ -139,7 +142,17 @@ class BedrockAccess(pulumi.ComponentResource):
               f"HTTPS from {client}", self.tags)
 
     def _invocation_logging(self, name: str, args: BedrockAccessArgs) -> None:
-        group = aws.cloudwatch.LogGroup(f"{name}-invocations", name=f"/aws/bedrock/invocations/{args.stack}",
+        group_name = f"/aws/bedrock/invocations/{args.stack}"
+        # One customer key for both destinations: CloudWatch Logs may use it for this group only,
+        # Bedrock (writing to the bucket) only for this account's invocations in this region.
+        key = kms_key(self, f"{name}-invocation-logs", f"{name}: Bedrock invocation logs", args.tags, key_policy(
+            args.account_id, args.region, statements=(
+                logs_may_use(args.region, args.account_id, group_name),
+                {"Sid": "BedrockWritesLogObjects", "Effect": "Allow", "Principal": {"Service": "bedrock.amazonaws.com"},
+                 "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id},
+                               "ArnLike": {"aws:SourceArn": f"arn:aws:bedrock:{args.region}:{args.account_id}:*"}}})))
+        group = aws.cloudwatch.LogGroup(f"{name}-invocations", name=group_name, kms_key_id=key.arn,
                                         retention_in_days=args.invocation_log_retention_days, tags=args.tags,
                                         opts=child(self))
         role = aws.iam.Role(f"{name}-invocation-logging", tags=args.tags, opts=child(self),
@@ -155,22 +168,23 @@ class BedrockAccess(pulumi.ComponentResource):
         }]))
         s3_config, depends = None, [group]
         if args.invocation_log_bucket:
-            bucket = self._log_bucket(name, args)
+            bucket = self._log_bucket(name, args, key.arn)
             s3_config = aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigS3ConfigArgs(
                 bucket_name=bucket.bucket, key_prefix="invocations")
             depends.append(bucket)
+        text = args.invocation_log_text
         aws.bedrockmodel.InvocationLoggingConfiguration(
             f"{name}-invocation-logging", region=args.region, opts=child(self, depends_on=depends),
             logging_config=aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigArgs(
-                text_data_delivery_enabled=True, embedding_data_delivery_enabled=False,
+                text_data_delivery_enabled=text, embedding_data_delivery_enabled=False,
                 image_data_delivery_enabled=False, video_data_delivery_enabled=False,
                 cloudwatch_config=aws.bedrockmodel.InvocationLoggingConfigurationLoggingConfigCloudwatchConfigArgs(
                     log_group_name=group.name, role_arn=role.arn),
                 s3_config=s3_config))
 
-    def _log_bucket(self, name: str, args: BedrockAccessArgs) -> aws.s3.Bucket:
-        """Private, encrypted, TLS-only bucket that Bedrock in this account may write to."""
-        bucket = private_bucket(self, f"{name}-invocation-logs", args.tags)
+    def _log_bucket(self, name: str, args: BedrockAccessArgs, key_arn: pulumi.Input[str]) -> aws.s3.Bucket:
+        """Private, TLS-only bucket under the logs' customer key that Bedrock in this account may write to."""
+        bucket = private_bucket(self, f"{name}-invocation-logs", args.tags, kms_key_arn=key_arn)
         aws.s3.BucketPolicy(f"{name}-invocation-logs", bucket=bucket.id, opts=child(self), policy=policy_json([
             {"Sid": "BedrockWrites", "Effect": "Allow", "Principal": {"Service": "bedrock.amazonaws.com"},
              "Action": ["s3:PutObject"], "Resource": [pulumi.Output.concat(bucket.arn, "/invocations/*")],

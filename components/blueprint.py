@@ -59,7 +59,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         env.update(CACHE_ENDPOINT=cache.endpoint, CACHE_SECRET_ARN=cache.secret_arn)
         secrets.append(SecretGrant(cache.secret_arn, cache.key.arn))
         egress.append(Egress(CACHE_PORT, "Valkey cache", security_group_id=cache.security_group_id))
-        outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn)
+        outputs.update(cacheEndpoint=cache.endpoint, cacheSecretArn=cache.secret_arn,
+                       cacheReplicationGroupId=cache.replication_group_id)
 
     bedrock_models = [t.model for t in cfg.tiers_on("bedrock")]
     titan = cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2"
@@ -73,7 +74,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             embedding_models=embedding_models, guardrail_id=b.guardrail_id,
             guardrail_version=b.guardrail_version, invocation_logging_owner=b.invocation_logging_owner,
             invocation_log_retention_days=b.invocation_log_retention_days,
-            invocation_log_bucket=b.invocation_log_bucket,
+            invocation_log_bucket=b.invocation_log_bucket, invocation_log_text=b.invocation_log_text,
             private_endpoint=b.private_endpoint and bool(bedrock_models or embedding_models), stack=stack,
             provisioned=[ProvisionedThroughput(t.name, t.model, t.bedrock.provisioned_model_units, t.bedrock.commitment)
                          for t in cfg.tiers_on("bedrock") if t.bedrock and t.bedrock.provisioned_model_units]))
@@ -119,8 +120,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         specs = []
         for t in cfg.tiers_on("vllm-eks"):
             v = t.vllm or VllmTier()
+            cpu, memory_gi, shm_gi = v.pod_resources()
             specs.append(ModelSpec(
                 tier=t.name, model=t.model, engine=v.engine, image=v.image, gpus_per_pod=v.gpus_per_pod,
+                cpu=cpu, memory_gi=memory_gi, shm_gi=shm_gi,
                 max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
                 quantization=v.quantization, min_replicas=v.replicas.min, max_replicas=v.replicas.max,
                 weights=v.weights, target_queue_per_replica=v.target_queue_per_replica,
@@ -128,11 +131,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
             queue_metrics[t.name] = ENGINES[v.engine].queue_metric
         serving = ModelServing(f"{name}-models", ModelServingArgs(
             cluster=cluster, models=specs, tags=tags, region=cfg.region, environment=cfg.environment,
-            client_cidrs=network.private_cidrs, service=f"llm-router-{stack}"))
+            client_cidrs=network.router_cidrs, service=f"llm-router-{stack}",
+            **({"metrics_agent_image": e.metrics_agent_image} if e.metrics_agent_image else {})))
         env["SELF_HOSTED_ENDPOINTS"] = pulumi.Output.json_dumps(serving.endpoints)
         egress.append(Egress(SERVICE_PORT, "self-hosted models (internal load balancers)",
                              cidrs=tuple(network.private_cidrs)))
-        outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints)
+        # The servers require this key (plain-string secret): the router sends `Authorization: Bearer <key>`.
+        env["SELF_HOSTED_API_KEY_SECRET_ARN"] = serving.api_key_secret_arn
+        secrets.append(SecretGrant(serving.api_key_secret_arn, serving.api_key_kms_key_arn))
+        outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints,
+                       selfHostedApiKeySecretArn=serving.api_key_secret_arn)
         if serving.weights_bucket is not None:
             outputs["weightsBucket"] = serving.weights_bucket.bucket
 
@@ -140,7 +148,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                                bedrock_private=bedrock is not None and bedrock.endpoint_sg is not None)
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
-        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, region=cfg.region, tags=tags,
+        vpc_id=network.vpc_id, subnet_ids=network.router_subnet_ids, region=cfg.region, tags=tags,
         settings=dump(router_settings(cfg)), env=env, policies=policies, secrets=secrets, egress=egress,
         memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,
         reserved_concurrency=r.reserved_concurrency, provisioned_concurrency=r.provisioned_concurrency,

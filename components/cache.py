@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from .common import admit, child
+from .common import account_and_region, admit, child, key_policy, kms_key
 
 PORT = 6379
 
@@ -33,6 +33,8 @@ class SemanticCache(pulumi.ComponentResource):
 
     The auth token is generated here and lives only in Secrets Manager; the
     security group admits nobody until `allow_from` names a client (the router).
+    Pulumi sets the first token only: `llm-blueprint cache rotate-token` rotates it
+    (ElastiCache ROTATE/SET), so later `pulumi up`s must not put the first one back.
     """
 
     endpoint: pulumi.Output[str]
@@ -43,8 +45,10 @@ class SemanticCache(pulumi.ComponentResource):
         super().__init__("llm-blueprint:cache:SemanticCache", name, None, opts)
         tags = args.tags
         self.prefix, self.tags = name, args.tags
-        self.key = aws.kms.Key(f"{name}-key", description=f"{name}: ElastiCache at-rest and auth-token secret",
-                               enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
+        account, region = account_and_region()
+        # Used only by ElastiCache (at rest) and Secrets Manager (the auth token): nothing else may decrypt.
+        self.key = kms_key(self, f"{name}-key", f"{name}: ElastiCache at-rest and auth-token secret", tags,
+                           key_policy(account, region, via_services=("elasticache", "secretsmanager")))
         self.sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id,
                                         description="Valkey cache: admits the router only", tags=tags, opts=child(self))
         subnets = aws.elasticache.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids,
@@ -61,7 +65,7 @@ class SemanticCache(pulumi.ComponentResource):
                                                 kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
                                                 opts=child(self))
         aws.secretsmanager.SecretVersion(f"{name}-auth", secret_id=self.secret.id, secret_string=token.result,
-                                         opts=child(self))
+                                         opts=child(self, ignore_changes=["secretString"]))
         nodes = max(args.nodes, 2) if args.multi_az else args.nodes
         # A fixed id makes the member clusters (<id>-001, …) known at plan time for alarms.
         self.group = aws.elasticache.ReplicationGroup(
@@ -76,9 +80,10 @@ class SemanticCache(pulumi.ComponentResource):
             auth_token=token.result, auth_token_update_strategy="ROTATE",
             snapshot_retention_limit=args.snapshot_retention_days, snapshot_window=args.snapshot_window,
             maintenance_window=args.maintenance_window, auto_minor_version_upgrade=True, apply_immediately=False,
-            tags=tags, opts=child(self))
+            tags=tags, opts=child(self, ignore_changes=["authToken"]))
         self.endpoint = self.group.primary_endpoint_address
         self.port = PORT
+        self.replication_group_id = name[:40]
         self.member_cluster_ids = [f"{name[:40]}-{i:03d}" for i in range(1, nodes + 1)]
         self.secret_arn = self.secret.arn
         self.security_group_id = self.sg.id

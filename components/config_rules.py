@@ -283,6 +283,25 @@ def prod_warm_replicas(environment: str, serving: s.ServingConfig) -> Iterator[P
 
 
 @rule
+def prod_images_pinned_by_digest(environment: str, serving: s.ServingConfig) -> Iterator[Problem]:
+    """A tag can be moved to other content; a digest cannot (README: Pinning images)."""
+    if environment != "prod" or not any(t.backend == "vllm-eks" for t in serving.tiers):
+        return
+    allowed = f"{s.IMAGE_DIGEST_FORM}, e.g. {s.ENGINE_IMAGES['vllm']}"
+    for i, t in enumerate(serving.tiers):
+        if t.backend == "vllm-eks":
+            image = (t.vllm or s.VllmTier()).effective_image()
+            if not s.IMAGE_DIGEST.search(image):
+                yield Problem(f"serving.tiers[{i}].vllm.image", "prod pins container images by digest "
+                              "(the tag alone may later name other content)", image, allowed)
+    agent = (serving.eks.metrics_agent_image if serving.eks else None) or s.METRICS_AGENT_IMAGE
+    if not s.IMAGE_DIGEST.search(agent):
+        yield Problem("serving.eks.metricsAgentImage", "prod pins container images by digest "
+                      "(the tag alone may later name other content)", agent,
+                      f"{s.IMAGE_DIGEST_FORM}, e.g. {s.METRICS_AGENT_IMAGE}@sha256:…")
+
+
+@rule
 def replicas_ordered(serving: s.ServingConfig) -> Iterator[Problem]:
     for i, t in enumerate(serving.tiers):
         if t.vllm and t.vllm.replicas.max < t.vllm.replicas.min:

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .common import assume_role_policy, child
+from .common import account_and_region, assume_role_policy, child, key_policy, kms_key, logs_may_use
 from .network import Network
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
@@ -23,6 +23,8 @@ DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.4"
 #: Interface endpoints image and weight pulls need (S3 is a gateway endpoint).
 EKS_ENDPOINTS = ("ecr.api", "ecr.dkr")
 ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
+#: Add-on configuration values: the VPC CNI enforces NetworkPolicy (its node agent, eBPF).
+ADDON_CONFIG = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
 
@@ -53,14 +55,20 @@ class GpuCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:eks:GpuCluster", name, None, opts)
         tags = self.tags = args.tags
-        key = aws.kms.Key(f"{name}-secrets", description=f"{name}: EKS secrets envelope encryption",
-                          enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child(self))
+        account, region = account_and_region()
+        # EKS calls KMS for the cluster in ways a kms:ViaService condition does not cover: IAM decides.
+        key = kms_key(self, f"{name}-secrets", f"{name}: EKS secrets envelope encryption", tags,
+                      key_policy(account, region))
         cluster_role = aws.iam.Role(f"{name}-cluster", assume_role_policy=assume_role_policy("eks.amazonaws.com"),
                                     tags=tags, opts=child(self))
         aws.iam.RolePolicyAttachment(f"{name}-cluster", role=cluster_role.name, opts=child(self),
                                      policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy")
-        # EKS writes control-plane logs to this exact group name; owning it sets retention.
-        aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{name}/cluster",
+        # EKS writes control-plane logs to this exact group name; owning it sets retention and
+        # the key (audit logs carry request bodies, including secrets' metadata).
+        group_name = f"/aws/eks/{name}/cluster"
+        logs_key = kms_key(self, f"{name}-logs", f"{name}: EKS control-plane logs", tags,
+                           key_policy(account, region, statements=(logs_may_use(region, account, group_name),)))
+        aws.cloudwatch.LogGroup(f"{name}-control-plane", name=group_name, kms_key_id=logs_key.arn,
                                 retention_in_days=args.log_retention_days, tags=tags, opts=child(self))
         public = bool(args.public_access_cidrs)
         self.cluster = aws.eks.Cluster(
@@ -112,6 +120,7 @@ class GpuCluster(pulumi.ComponentResource):
             self.addons[addon] = aws.eks.Addon(
                 f"{name}-{addon}", cluster_name=self.cluster.name, addon_name=addon,
                 resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child(self, depends_on=[self.system_nodes]),
+                configuration_values=json.dumps(ADDON_CONFIG[addon]) if addon in ADDON_CONFIG else None,
                 pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                     role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")]
                 if addon == "aws-ebs-csi-driver" else None)
@@ -135,7 +144,12 @@ class GpuCluster(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
 
     def _device_plugin(self, name: str) -> None:
-        """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU nodes only."""
+        """NVIDIA device plugin: advertises `nvidia.com/gpu` on the GPU nodes only.
+
+        It runs as root: it serves its socket in the kubelet's device-plugins directory (a
+        hostPath owned by root). Everything else is taken away: no capabilities, no privilege
+        escalation, the runtime's seccomp profile.
+        """
         labels = {"app.kubernetes.io/name": "nvidia-device-plugin"}
         k8s.apps.v1.DaemonSet(
             f"{name}-nvidia-device-plugin", opts=self.k8s_opts(self, depends_on=[self.gpu_nodes]),
@@ -143,6 +157,7 @@ class GpuCluster(pulumi.ComponentResource):
             spec={"selector": {"matchLabels": labels}, "updateStrategy": {"type": "RollingUpdate"},
                   "template": {"metadata": {"labels": labels}, "spec": {
                       "priorityClassName": "system-node-critical",
+                      "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                       "tolerations": GPU_TOLERATIONS, "nodeSelector": GPU_NODE_SELECTOR,
                       "containers": [{"name": "nvidia-device-plugin", "image": DEVICE_PLUGIN_IMAGE,
                                       "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],

@@ -2,7 +2,10 @@
 queue-based autoscaling, scheduled pre-scaling, graceful drains, metrics.
 
 Everything is a plain Kubernetes object (or one Helm release for KEDA), so
-tests and policies can see what the scheduler will see.
+tests and policies can see what the scheduler will see. The servers require an
+API key (generated here, kept in Secrets Manager for the router), run hardened
+(`components/model_pod.py`), and admit traffic only from the router's subnets
+and the metrics agent (NetworkPolicy, enforced by the VPC CNI).
 """
 
 from __future__ import annotations
@@ -14,18 +17,25 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from llm_router import metric_names as m
 
-from .common import child, policy_json, private_bucket
+from . import model_pod
+from .common import account_and_region, child, key_policy, kms_key, policy_json, private_bucket
 from .gpu_cluster import GPU_NODE_SELECTOR, GPU_TOLERATIONS, GpuCluster
+from .schema import ENGINE_IMAGES, METRICS_AGENT_IMAGE
 
 NAMESPACE = "llm-serving"
+#: The CloudWatch agent's image runs as root (upstream), so it lives outside the `restricted` namespace.
+METRICS_NAMESPACE = "llm-metrics"
+AGENT_LABELS = {"app.kubernetes.io/name": "cloudwatch-agent"}
 PORT = 8000
 #: Port of each model's internal load balancer (what the router calls).
 SERVICE_PORT = 80
 KEDA_CHART_VERSION = "2.18.1"
-CW_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
+#: Kubernetes Secret (in NAMESPACE) holding the servers' API key under API_KEY_FIELD.
+API_KEY_SECRET, API_KEY_FIELD = "model-api-key", "api-key"
 #: Weight loading budget: failureThreshold × periodSeconds of the startup probe.
 STARTUP_BUDGET_S = 600
 DRAIN_S = 30
@@ -35,6 +45,10 @@ DRAIN_S = 30
 class Engine:
     image: str
     queue_metric: str
+    #: Environment variable the server reads its API key from (kept out of args, so out of `ps`).
+    api_key_env: str
+    #: Turns off usage reporting to the engine's vendor.
+    telemetry_off: tuple[tuple[str, str], ...]
 
     def args(self, spec: "ModelSpec", model_path: str) -> list[str]:
         raise NotImplementedError
@@ -63,8 +77,12 @@ class Tgi(Engine):
 
 
 ENGINES: dict[str, Engine] = {
-    "vllm": Vllm(image="vllm/vllm-openai:v0.11.0", queue_metric="vllm:num_requests_waiting"),
-    "tgi": Tgi(image="ghcr.io/huggingface/text-generation-inference:3.3.6", queue_metric="tgi_queue_size"),
+    # vLLM checks the key on its /v1 routes only; the NetworkPolicy keeps the others to the router's path.
+    "vllm": Vllm(image=ENGINE_IMAGES["vllm"], queue_metric="vllm:num_requests_waiting", api_key_env="VLLM_API_KEY",
+                 telemetry_off=(("VLLM_NO_USAGE_STATS", "1"), ("DO_NOT_TRACK", "1"))),
+    # TGI (`--api-key`, env API_KEY) checks it on its inference routes; /health, /info and /metrics stay open.
+    "tgi": Tgi(image=ENGINE_IMAGES["tgi"], queue_metric="tgi_queue_size", api_key_env="API_KEY",
+               telemetry_off=(("USAGE_STATS", "off"),)),
 }
 
 
@@ -92,6 +110,10 @@ class ModelSpec:
     target_queue_per_replica: int = 5
     prescale: list[Prescale] = field(default_factory=list)
     pvc_size_gi: int = 200
+    #: Per pod: vCPU, host memory GiB and memory-backed /dev/shm GiB (schema.PodResources).
+    cpu: float = 3.0
+    memory_gi: int = 20
+    shm_gi: int = 2
 
     @property
     def name(self) -> str:
@@ -105,34 +127,86 @@ class ModelServingArgs:
     tags: dict[str, str]
     region: str
     environment: str
-    #: CIDRs allowed to reach the internal load balancers (the router's subnets).
-    client_cidrs: list[pulumi.Input[str]]
+    #: CIDRs of the router's own subnets: the only addresses the load balancers and the
+    #: NetworkPolicy admit (no pod can take an address there).
+    client_cidrs: list[str]
     #: CloudWatch dimension the SLO alarms read.
     service: str = "llm-router"
+    metrics_agent_image: str = METRICS_AGENT_IMAGE
+
+
+def _pod_security_labels(level: str) -> dict[str, str]:
+    return {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted"}
 
 
 class ModelServing(pulumi.ComponentResource):
     endpoints: dict[str, pulumi.Output[str]]
+    #: Secrets Manager secret holding the servers' API key as a plain string, and its KMS key:
+    #: the router reads it (env SELF_HOSTED_API_KEY_SECRET_ARN) and sends `Authorization: Bearer <key>`.
+    api_key_secret_arn: pulumi.Output[str]
+    api_key_kms_key_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:serving:ModelServing", name, None, opts)
         self.prefix, self.args, c = name, args, args.cluster
         self.namespace = k8s.core.v1.Namespace(
-            f"{name}-ns", metadata={"name": NAMESPACE, "labels": {"environment": args.environment,
-                                                                   "pod-security.kubernetes.io/enforce": "baseline"}},
-            opts=c.k8s_opts(self))
+            f"{name}-ns", opts=c.k8s_opts(self),
+            metadata={"name": NAMESPACE, "labels": {"environment": args.environment, **_pod_security_labels("restricted")}})
         self.weights_bucket = self._weights_bucket() if any(s.weights == "s3" for s in args.models) else None
+        self._api_key()
+        self._network_policies()
         self.keda = self._keda()
         self._metrics_agent()
         self.endpoints = {}
         for spec in args.models:
             self.endpoints[spec.tier] = self._model(spec)
-        self.register_outputs({"endpoints": self.endpoints,
+        self.register_outputs({"endpoints": self.endpoints, "apiKeySecretArn": self.api_key_secret_arn,
+                               "apiKeyKmsKeyArn": self.api_key_kms_key_arn,
                                "weightsBucket": self.weights_bucket.bucket if self.weights_bucket else None})
 
     # ------------------------------------------------------------------ infra
     def _weights_bucket(self) -> aws.s3.Bucket:
         return private_bucket(self, f"{self.prefix}-weights", self.args.tags)
+
+    def _api_key(self) -> None:
+        """One key for the stack's servers: Secrets Manager for the router, a Kubernetes Secret
+        (envelope-encrypted with the cluster's key) for the pods, both written from one value
+        by Pulumi, so they cannot drift and no controller or CSI driver sits in the pod's start."""
+        a, c, name = self.args, self.args.cluster, f"{self.prefix}-api-key"
+        account, region = account_and_region()
+        key = kms_key(self, name, f"{self.prefix}: self-hosted model API key", a.tags,
+                      key_policy(account, region, via_services=("secretsmanager",)))
+        token = random.RandomPassword(name, length=48, special=False, opts=child(self))
+        secret = aws.secretsmanager.Secret(name, description="API key the self-hosted model servers require",
+                                           kms_key_id=key.arn, recovery_window_in_days=7, tags=a.tags, opts=child(self))
+        aws.secretsmanager.SecretVersion(name, secret_id=secret.id, secret_string=token.result, opts=child(self))
+        self.api_key_k8s_secret = k8s.core.v1.Secret(
+            name, opts=c.k8s_opts(self, depends_on=[self.namespace]), type="Opaque",
+            metadata={"name": API_KEY_SECRET, "namespace": NAMESPACE},
+            string_data=pulumi.Output.secret({API_KEY_FIELD: token.result}))
+        self.api_key_secret_arn, self.api_key_kms_key_arn = secret.arn, key.arn
+
+    def _network_policies(self) -> None:
+        """Default-deny ingress; the model port from the router's subnets and the metrics agent only.
+
+        The load balancers keep the router's address (externalTrafficPolicy Local), and the
+        router has subnets of its own, so no pod in the cluster matches these ipBlocks.
+        """
+        c, port = self.args.cluster, [{"protocol": "TCP", "port": PORT}]
+        opts = c.k8s_opts(self, depends_on=[self.namespace])
+        k8s.networking.v1.NetworkPolicy(
+            f"{self.prefix}-default-deny", opts=opts, metadata={"name": "default-deny-ingress", "namespace": NAMESPACE},
+            spec={"podSelector": {}, "policyTypes": ["Ingress"]})
+        k8s.networking.v1.NetworkPolicy(
+            f"{self.prefix}-model-ingress", opts=opts,
+            metadata={"name": "model-servers-from-router", "namespace": NAMESPACE},
+            spec={"podSelector": {"matchExpressions": [{"key": "llm-blueprint/tier", "operator": "Exists"}]},
+                  "policyTypes": ["Ingress"],
+                  "ingress": [{"from": [{"ipBlock": {"cidr": cidr}} for cidr in self.args.client_cidrs], "ports": port},
+                              {"from": [{"namespaceSelector": {"matchLabels": {
+                                  "kubernetes.io/metadata.name": METRICS_NAMESPACE}},
+                                         "podSelector": {"matchLabels": AGENT_LABELS}}], "ports": port}]})
 
     def _pod_identity(self, name: str, namespace: str, service_account: str,
                       policy_doc: Optional[pulumi.Input[str]] = None, managed: Optional[list[str]] = None) -> None:
@@ -146,12 +220,13 @@ class ModelServing(pulumi.ComponentResource):
                                        opts=child(self))
 
     def _service_account(self, name: str, policy_doc: Optional[pulumi.Input[str]] = None,
-                         managed: Optional[list[str]] = None):
-        """A service account in the serving namespace whose pods get an IAM role."""
-        c = self.args.cluster
-        sa = k8s.core.v1.ServiceAccount(f"{self.prefix}-{name}-sa", metadata={"name": name, "namespace": NAMESPACE},
-                                        opts=c.k8s_opts(self, depends_on=[self.namespace]))
-        self._pod_identity(name, NAMESPACE, name, policy_doc, managed)
+                         managed: Optional[list[str]] = None, namespace: Optional[k8s.core.v1.Namespace] = None):
+        """A service account (in the serving namespace unless named) whose pods get an IAM role."""
+        c, ns = self.args.cluster, namespace or self.namespace
+        ns_name = METRICS_NAMESPACE if namespace is not None else NAMESPACE
+        sa = k8s.core.v1.ServiceAccount(f"{self.prefix}-{name}-sa", metadata={"name": name, "namespace": ns_name},
+                                        opts=c.k8s_opts(self, depends_on=[ns]))
+        self._pod_identity(name, ns_name, name, policy_doc, managed)
         return sa
 
     def _keda(self) -> k8s.helm.v3.Release:
@@ -172,7 +247,12 @@ class ModelServing(pulumi.ComponentResource):
         """CloudWatch agent scraping the servers' Prometheus endpoints into the
         `LlmBlueprint` namespace: queue depth (scaling + alarms), time to first token."""
         c, a = self.args.cluster, self.args
-        sa = self._service_account("cloudwatch-agent",
+        # Its own namespace: the upstream image runs as root and rewrites its config under
+        # /opt/aws/amazon-cloudwatch-agent at start (aws/amazon-cloudwatch-agent#276), so neither
+        # runAsNonRoot nor a read-only root filesystem works; `baseline` holds it, warnings show the gap.
+        ns = k8s.core.v1.Namespace(f"{self.prefix}-metrics-ns", opts=c.k8s_opts(self), metadata={
+            "name": METRICS_NAMESPACE, "labels": {"environment": a.environment, **_pod_security_labels("baseline")}})
+        sa = self._service_account("cloudwatch-agent", namespace=ns,
                                    managed=["arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"])
         k8s.rbac.v1.ClusterRole(f"{self.prefix}-cw-agent", opts=c.k8s_opts(self),
                                 metadata={"name": "llm-blueprint-cloudwatch-agent"},
@@ -183,7 +263,7 @@ class ModelServing(pulumi.ComponentResource):
                                        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                                  "name": "llm-blueprint-cloudwatch-agent"},
                                        subjects=[{"kind": "ServiceAccount", "name": "cloudwatch-agent",
-                                                  "namespace": NAMESPACE}])
+                                                  "namespace": METRICS_NAMESPACE}])
         scrape = {"global": {"scrape_interval": "15s"}, "scrape_configs": [{
             "job_name": "model-servers", "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [NAMESPACE]}}],
             "relabel_configs": [
@@ -199,19 +279,22 @@ class ModelServing(pulumi.ComponentResource):
                 "metric_selectors": [f"^{q}$" for q in queue_metrics] + ["^vllm:time_to_first_token_seconds_sum$",
                                                                          "^vllm:gpu_cache_usage_perc$"]}]}}},
             "force_flush_interval": 15}}
-        config = k8s.core.v1.ConfigMap(f"{self.prefix}-cw-agent", opts=c.k8s_opts(self, depends_on=[self.namespace]),
-                                       metadata={"name": "cloudwatch-agent", "namespace": NAMESPACE},
+        config = k8s.core.v1.ConfigMap(f"{self.prefix}-cw-agent", opts=c.k8s_opts(self, depends_on=[ns]),
+                                       metadata={"name": "cloudwatch-agent", "namespace": METRICS_NAMESPACE},
                                        data={"prometheus.yaml": json.dumps(scrape), "cwagentconfig.json": json.dumps(agent)})
-        labels = {"app.kubernetes.io/name": "cloudwatch-agent"}
         k8s.apps.v1.Deployment(
             f"{self.prefix}-cw-agent", opts=c.k8s_opts(self, depends_on=[config, sa]),
-            metadata={"name": "cloudwatch-agent", "namespace": NAMESPACE},
-            spec={"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-                "metadata": {"labels": labels},
-                "spec": {"serviceAccountName": "cloudwatch-agent", "containers": [{
-                    "name": "agent", "image": CW_AGENT_IMAGE,
+            metadata={"name": "cloudwatch-agent", "namespace": METRICS_NAMESPACE},
+            spec={"replicas": 1, "selector": {"matchLabels": AGENT_LABELS}, "template": {
+                "metadata": {"labels": AGENT_LABELS},
+                "spec": {"serviceAccountName": "cloudwatch-agent",
+                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                         "containers": [{
+                    "name": "agent", "image": a.metrics_agent_image,
                     "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    # Root without capabilities: it can write only what root owns in its own image.
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/cwagentconfig/cwagentconfig.json",
                                       "subPath": "cwagentconfig.json"},
                                      {"name": "config", "mountPath": "/etc/prometheusconfig/prometheus.yaml",
@@ -223,9 +306,12 @@ class ModelServing(pulumi.ComponentResource):
         c, a = self.args.cluster, self.args
         engine = ENGINES[spec.engine]
         labels = {"app.kubernetes.io/name": spec.name, "llm-blueprint/tier": spec.tier, "environment": a.environment}
-        volumes = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
-        mounts = [{"name": "shm", "mountPath": "/dev/shm"}]
-        env = [{"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}]
+        claim = f"{spec.name}-cache" if spec.weights == "pvc" else None
+        volumes, mounts, env = model_pod.writable_paths(spec.shm_gi, claim)
+        env += [{"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"},
+                *({"name": k, "value": v} for k, v in engine.telemetry_off),
+                {"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET,
+                                                                           "key": API_KEY_FIELD}}}]
         sa_name = None
         if spec.weights == "s3":
             bucket = self.weights_bucket
@@ -238,24 +324,24 @@ class ModelServing(pulumi.ComponentResource):
                 {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket.arn],
                  "Condition": {"StringLike": {"s3:prefix": [f"models/{spec.model}/*"]}}},
             ]))
+            # The streamer's CPU read buffer is bounded to half the pod's memory, so loading
+            # weights larger than the pod's memory cannot OOM-kill it.
             env += [{"name": "WEIGHTS_BUCKET", "value": bucket.bucket}, {"name": "AWS_REGION", "value": a.region},
-                    {"name": "RUNAI_STREAMER_CONCURRENCY", "value": "16"}]
+                    {"name": "RUNAI_STREAMER_CONCURRENCY", "value": "16"},
+                    {"name": "RUNAI_STREAMER_MEMORY_LIMIT", "value": str(spec.memory_gi * 2 ** 30 // 2)}]
         else:
             model_path = spec.model
             k8s.core.v1.PersistentVolumeClaim(
                 f"{self.prefix}-{spec.tier}-cache", opts=c.k8s_opts(self, depends_on=[self.namespace]),
-                metadata={"name": f"{spec.name}-cache", "namespace": NAMESPACE},
+                metadata={"name": claim, "namespace": NAMESPACE},
                 spec={"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3",
                       "resources": {"requests": {"storage": f"{spec.pvc_size_gi}Gi"}}})
-            volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": f"{spec.name}-cache"}})
-            mounts.append({"name": "cache", "mountPath": "/root/.cache/huggingface"})
         probe = {"httpGet": {"path": "/health", "port": PORT}}
         container = {
             "name": spec.engine, "image": spec.image or engine.image, "args": engine.args(spec, model_path),
             "ports": [{"name": "http", "containerPort": PORT}], "env": env, "volumeMounts": mounts,
-            "resources": {"requests": {"nvidia.com/gpu": str(spec.gpus_per_pod), "cpu": str(4 * spec.gpus_per_pod),
-                                       "memory": f"{24 * spec.gpus_per_pod}Gi"},
-                          "limits": {"nvidia.com/gpu": str(spec.gpus_per_pod)}},
+            "resources": model_pod.resources(spec.gpus_per_pod, spec.cpu, spec.memory_gi, spec.shm_gi),
+            "securityContext": model_pod.CONTAINER_SECURITY,
             "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": STARTUP_BUDGET_S // 10},
             "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
             "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 5},
@@ -263,6 +349,7 @@ class ModelServing(pulumi.ComponentResource):
             "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_S}}},
         }
         pod_spec = {
+            "securityContext": model_pod.POD_SECURITY,
             "terminationGracePeriodSeconds": DRAIN_S + 90,
             "tolerations": GPU_TOLERATIONS, "nodeSelector": GPU_NODE_SELECTOR,
             "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
@@ -292,7 +379,10 @@ class ModelServing(pulumi.ComponentResource):
                 "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                 "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
                 "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true"}},
+            # Local: the NLB's instance targets keep the router's address through to the pod, so the
+            # NetworkPolicy can tell the router from a node (Cluster would SNAT to a node's address).
             spec={"type": "LoadBalancer", "selector": labels, "loadBalancerSourceRanges": a.client_cidrs,
+                  "externalTrafficPolicy": "Local",
                   "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": PORT}]})
         return svc.status.apply(lambda s: f"http://{s.load_balancer.ingress[0].hostname}/v1"
                                 if s and s.load_balancer and s.load_balancer.ingress else "")

@@ -9,7 +9,11 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from .common import assume_role_policy, child, policy_json
+from .common import account_and_region, assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json
+
+
+#: Index of the first router subnet among the VPC's blocks (private subnets take 0–2, public 8–10).
+ROUTER_BLOCK = 4
 
 
 @dataclass
@@ -54,6 +58,17 @@ class Network(pulumi.ComponentResource):
         ]
         self.private_subnet_ids = [s.id for s in self.private_subnets]
         self.private_cidrs = [str(blocks[i]) for i in range(len(zones))]
+        # The router's own subnets (blocks 4–6 of the private half): no node or pod takes an
+        # address there (the VPC CNI gives pods addresses from the nodes' subnets), so "from
+        # these CIDRs" in a security group or NetworkPolicy means the router and nothing else.
+        self.router_subnets = [
+            aws.ec2.Subnet(f"{name}-router-{i}", vpc_id=self.vpc.id, cidr_block=str(blocks[ROUTER_BLOCK + i]),
+                           availability_zone=az, map_public_ip_on_launch=False,
+                           tags={**tags, "Name": f"{name}-router-{az}"}, opts=child(self))
+            for i, az in enumerate(zones)
+        ]
+        self.router_subnet_ids = [s.id for s in self.router_subnets]
+        self.router_cidrs = [str(blocks[ROUTER_BLOCK + i]) for i in range(len(zones))]
 
         nat_ids: list[pulumi.Output[str]] = []
         #: Egress addresses (allow-listed by outside services such as Azure OpenAI).
@@ -85,6 +100,8 @@ class Network(pulumi.ComponentResource):
                                     opts=child(self))
             aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id,
                                           opts=child(self))
+            aws.ec2.RouteTableAssociation(f"{name}-router-{i}", subnet_id=self.router_subnets[i].id,
+                                          route_table_id=rt.id, opts=child(self))
             self.private_route_tables.append(rt)
 
         aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
@@ -104,7 +121,8 @@ class Network(pulumi.ComponentResource):
         if args.flow_logs:
             self._flow_logs(name, tags, args.flow_log_retention_days)
 
-        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
+        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids,
+                               "routerSubnetIds": self.router_subnet_ids})
 
     def interface_endpoint(self, service: str, security_group_ids: list[pulumi.Input[str]],
                            parent: pulumi.Resource | None = None) -> aws.ec2.VpcEndpoint:
@@ -116,7 +134,13 @@ class Network(pulumi.ComponentResource):
             tags=self.args.tags, opts=child(parent or self))
 
     def _flow_logs(self, name: str, tags: dict[str, str], retention: int) -> None:
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=retention, tags=tags, opts=child(self))
+        # Flow logs name every peer and port; the group's generated name is unknown until created,
+        # so the key admits CloudWatch Logs for this account's groups in this region.
+        account, region = account_and_region()
+        key = kms_key(self, f"{name}-flow-logs", f"{name}: VPC flow logs", tags,
+                      key_policy(account, region, statements=(logs_may_use(region, account),)))
+        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=retention, kms_key_id=key.arn, tags=tags,
+                                        opts=child(self))
         role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=assume_role_policy("vpc-flow-logs.amazonaws.com"),
                             tags=tags, opts=child(self))
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, opts=child(self), policy=policy_json([{

@@ -94,10 +94,65 @@ class PrescaleWindow(Section):
     timezone: str = "UTC"
 
 
+#: `repository[:tag][@sha256:<digest>]`, no registry port. Kubernetes pulls by the digest when
+#: there is one and ignores the tag, which stays for humans: `vllm/vllm-openai:v0.11.0@sha256:…`.
+IMAGE = r"^[^\s:@]+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$"
+IMAGE_DIGEST = re.compile(r"@sha256:[a-f0-9]{64}$")
+IMAGE_DIGEST_FORM = "repository:tag@sha256:<64 hex digits>"
+#: Stands in for a digest nobody has looked up yet; never pullable (README: Pinning images).
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+#: Default engine images. vLLM's is the multi-arch index digest of the v0.11.0 tag; TGI's is
+#: pinned by tag only, so a prod TGI tier must name its image with a digest.
+ENGINE_IMAGES = {
+    "vllm": "vllm/vllm-openai:v0.11.0@sha256:014a95f21c9edf6abe0aea6b07353f96baa4ec291c427bb1176dc7c93a85845c",
+    "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.6",
+}
+#: Default CloudWatch agent image (scrapes the servers' queue metrics); pinned by tag only.
+METRICS_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300062.0b1304"
+
+
+def _pinned_image(v: Optional[str]) -> Optional[str]:
+    if v is None:
+        return v
+    name = v.split("@")[0]
+    if ":" not in name and not IMAGE_DIGEST.search(v):
+        raise ValueError("an image is pinned by a tag or a digest (repository:tag@sha256:…)")
+    if name.endswith(":latest"):
+        raise ValueError("images are pinned by version, never ':latest'")
+    return v
+
+
+Image = Annotated[str, Field(pattern=IMAGE), AfterValidator(_pinned_image)]
+
+#: Per-GPU defaults of PodResources, sized so one pod fits the default g6e.xlarge
+#: (4 vCPU, 32 GiB, 1 GPU: about 3.6 vCPU and 28.9 GiB allocatable).
+CPU_PER_GPU = 3.0
+MEMORY_GI_PER_GPU = 20
+SHM_GI_PER_GPU = 2
+
+
+class PodResources(Section):
+    """What one model pod asks of its node; None takes the per-GPU default × gpusPerPod.
+
+    The GPU-scheduling policy checks that the pod fits every instance type of the GPU node
+    group (README: Sizing the GPU node group). The container's memory limit is memoryGi +
+    shmGi, because /dev/shm is memory-backed and charged to the pod.
+    """
+
+    #: vCPU requested. Default 3 per GPU: the API server, the engine core and tokenisation.
+    cpu: Optional[float] = Field(None, gt=0, le=192)
+    #: Host memory requested for the server process, GiB. Default 20 per GPU: weights live on
+    #: the GPU; the host holds the process, the streamer's read buffer and the tokenizer.
+    memory_gi: Optional[int] = Field(None, ge=1, le=2048)
+    #: Memory-backed /dev/shm, GiB (NCCL and vLLM's inter-process queues). Default 2 per GPU.
+    shm_gi: Optional[int] = Field(None, ge=1, le=256)
+
+
 class VllmTier(Section):
     engine: Literal["vllm", "tgi"] = "vllm"
-    #: Image pinned by version, never `latest`.
-    image: Optional[str] = Field(None, pattern=r"^[^\s:]+:[A-Za-z0-9._-]+$")
+    #: None: the engine's default image (ENGINE_IMAGES). Pinned by tag or digest, never
+    #: `latest`; prod requires a digest (`repository:tag@sha256:…`).
+    image: Optional[Image] = None
     gpus_per_pod: int = Field(1, ge=1, le=8)
     max_model_len: int = Field(8192, ge=256)
     gpu_memory_utilization: float = Field(0.90, gt=0.1, le=0.98)
@@ -109,13 +164,17 @@ class VllmTier(Section):
     #: Requests waiting per replica before another replica is added.
     target_queue_per_replica: int = Field(5, ge=1)
     prescale: list[PrescaleWindow] = []
+    resources: PodResources = PodResources()
 
-    @field_validator("image")
-    @classmethod
-    def _pinned(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and v.endswith(":latest"):
-            raise ValueError("images are pinned by version, never ':latest'")
-        return v
+    def effective_image(self) -> str:
+        return self.image or ENGINE_IMAGES[self.engine]
+
+    def pod_resources(self) -> tuple[float, int, int]:
+        """(vCPU, memory GiB, shm GiB) of one pod, defaults filled in per GPU."""
+        r, g = self.resources, self.gpus_per_pod
+        return (r.cpu if r.cpu is not None else CPU_PER_GPU * g,
+                r.memory_gi if r.memory_gi is not None else MEMORY_GI_PER_GPU * g,
+                r.shm_gi if r.shm_gi is not None else SHM_GI_PER_GPU * g)
 
 
 class Tier(Section):
@@ -155,6 +214,10 @@ class BedrockConfig(Section):
     invocation_log_retention_days: int = Field(90, ge=1)
     #: Also deliver invocation logs to an encrypted S3 bucket (long retention).
     invocation_log_bucket: bool = False
+    #: Put prompt and completion text into the invocation logs. Default false: metadata only
+    #: (model, token counts, latency, caller), because the logs would otherwise hold every
+    #: user's prompts. Both destinations are encrypted with the stack's own KMS key either way.
+    invocation_log_text: bool = False
     guardrail_id: Optional[str] = None
     guardrail_version: Optional[str] = Field(None, pattern=r"^\d+$")
     #: Interface endpoint for bedrock-runtime so model calls need no NAT.
@@ -198,6 +261,9 @@ class EksConfig(Section):
     gpu_nodes_desired: Optional[int] = Field(None, ge=0)
     gpu_nodes_max: int = Field(4, ge=1)
     system_instance_type: str = "m6i.large"
+    #: None: METRICS_AGENT_IMAGE. The CloudWatch agent that scrapes the servers' queue depth
+    #: (autoscaling reads it); prod requires a digest like the model images.
+    metrics_agent_image: Optional[Image] = None
 
     @field_validator("gpu_instance_types")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from components.config_rules import validate
+from components.schema import ENGINE_IMAGES, METRICS_AGENT_IMAGE, PLACEHOLDER_DIGEST
 from components.stack_config import raw_config
 
 from .offline import config_text
@@ -32,11 +33,11 @@ AZURE_SMART = {"name": "smart", "backend": "azure-openai", "model": "gpt-4o", "m
                "azure": {"modelVersion": "2024-11-20", "sku": "GlobalStandard", "capacity": 30}}
 VLLM_FAST = {"name": "fast", "backend": "vllm-eks", "model": "meta-llama/Llama-3.1-8B-Instruct",
              "maxPromptTokens": 6000, "maxTokens": 1000, "minTokensPerSecond": 50,
-             "vllm": {"engine": "vllm", "image": "vllm/vllm-openai:v0.11.0", "gpusPerPod": 1, "maxModelLen": 8192,
+             "vllm": {"engine": "vllm", "image": ENGINE_IMAGES["vllm"], "gpusPerPod": 1, "maxModelLen": 8192,
                       "weights": "s3"}}
 VLLM_SMART = {"name": "smart", "backend": "vllm-eks", "model": "Qwen/Qwen2.5-32B-Instruct-AWQ",
               "maxPromptTokens": 12000, "maxTokens": SMART_MAX_TOKENS, "minTokensPerSecond": 40,
-              "vllm": {"engine": "vllm", "image": "vllm/vllm-openai:v0.11.0", "gpusPerPod": 1, "maxModelLen": 16384,
+              "vllm": {"engine": "vllm", "image": ENGINE_IMAGES["vllm"], "gpusPerPod": 1, "maxModelLen": 16384,
                        "quantization": "awq", "weights": "s3"}}
 
 # Per-environment posture: (cache node, SLOs, NAT, router concurrency, warm replicas)
@@ -114,6 +115,8 @@ def build_config(name: str, profile: str, env: str, region: str, owner: str, cos
         gpus = sum(t["vllm"]["replicas"]["min"] * t["vllm"]["gpusPerPod"] for t in tiers if t["backend"] == "vllm-eks")
         serving["eks"] = {"publicAccessCidrs": [], "gpuInstanceTypes": ["g6e.xlarge", "g6e.2xlarge"],
                           "gpuAmiType": "AL2023_x86_64_NVIDIA", "gpuNodesMin": gpus, "gpuNodesMax": max(gpus * 3, 4)}
+        if env == "prod":  # prod pins images by digest; nobody has looked this one up yet
+            serving["eks"]["metricsAgentImage"] = f"{METRICS_AGENT_IMAGE}@{PLACEHOLDER_DIGEST}"
     s = e["slo"]
     config: dict[str, Any] = {
         "aws:region": region,
@@ -176,6 +179,9 @@ def stamp(stacks_dir: Path, name: str, profile: str, env: str, region: str, owne
                      "(pass --bedrock-logging-owner if this stack should own it).")
     if "azure-native:location" in config:
         notes.append(f"Azure: the subdomain llm-blueprint-{name} must be globally unique; `az login` before `pulumi up`.")
+    if PLACEHOLDER_DIGEST in config[f"{PROJECT}:serving"].get("eks", {}).get("metricsAgentImage", ""):
+        notes.append("serving.eks.metricsAgentImage carries a placeholder digest (all zeros): replace it with the "
+                     "image's real digest before `pulumi up` (README: Pinning images).")
     if any(t["backend"] == "vllm-eks" for t in config[f"{PROJECT}:serving"]["tiers"]):
         notes.append("Self-hosted: upload model weights to s3://<weightsBucket output>/models/<model id>/ after the first `pulumi up`.")
     return Stamped(path, secrets, notes)

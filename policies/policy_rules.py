@@ -27,6 +27,7 @@ METHOD = "aws:apigateway/method:Method"
 METHOD_SETTINGS = "aws:apigateway/methodSettings:MethodSettings"
 WAF_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 HTTP_API = "aws:apigatewayv2/api:Api"
+KMS_KEY = "aws:kms/key:Key"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -100,6 +101,25 @@ def elasticache_prod(r: Resource) -> Iterator[str]:
     nodes = _num(r.get("numCacheClusters"))
     if nodes is not None and nodes < 2:
         yield f"prod cache has {nodes:g} node(s); needs ≥ 2"
+
+
+# ------------------------------------------------------------------------ KMS
+@resource_rule("kms-key-hygiene", types=[KMS_KEY],
+               description="Customer KMS keys carry an explicit key policy (reviewable in the plan) and rotate yearly.",
+               fix="create keys with components.common.kms_key (explicit policy, enable_key_rotation=True)")
+def kms_key_hygiene(r: Resource) -> Iterator[str]:
+    if not r.get("policy"):
+        yield "no explicit key policy: the default policy applies and nobody reviewed who may use the key"
+    if not _truthy(r.get("enableKeyRotation")):
+        yield "automatic key rotation is off"
+
+
+@resource_rule("log-group-kms", types=[LOG_GROUP],
+               description="Every CloudWatch log group is encrypted with a customer KMS key.",
+               fix="set kmsKeyId to a key whose policy lets logs.<region>.amazonaws.com use it (components.common.logs_may_use)")
+def log_group_encrypted(r: Resource) -> Iterator[str]:
+    if not r.get("kmsKeyId"):
+        yield "log group is encrypted with the service-owned key only"
 
 
 # -------------------------------------------------------------------- network
@@ -296,9 +316,137 @@ def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool
     return False
 
 
+# Allocatable estimate for GPU instance types. The kubelet offers a pod what the instance has,
+# less what the EKS AMIs (AL2023, Bottlerocket) reserve and what the daemonsets ask:
+#   cpu    = vCPU − kube-reserved (6 % of the 1st core, 1 % of the 2nd, 0.5 % of the 3rd–4th,
+#            0.25 % of the rest) − daemonset requests
+#   memory = nominal GiB × 0.95 (the kernel and firmware keep ~5 % out of MemTotal)
+#            − kube-reserved (255 MiB + 11 MiB × max pods) − hard eviction (100 MiB) − daemonsets
+# Max pods is the VPC CNI's ENI limit (amazon-eks-ami eni-max-pods.txt). The EKS add-ons'
+# daemonsets (aws-node with the network-policy agent, kube-proxy, eks-pod-identity-agent,
+# ebs-csi-node) run on every node and are opaque in a plan: ADDON_DAEMONSETS rounds their
+# requests up; daemonsets the plan declares for GPU nodes are added to it.
+#: instance type → (vCPU, memory GiB, GPUs, max pods)
+GPU_INSTANCES: dict[str, tuple[int, int, int, int]] = {
+    "g5.xlarge": (4, 16, 1, 58), "g5.2xlarge": (8, 32, 1, 58), "g5.4xlarge": (16, 64, 1, 234),
+    "g5.8xlarge": (32, 128, 1, 234), "g5.12xlarge": (48, 192, 4, 737), "g5.16xlarge": (64, 256, 1, 234),
+    "g5.24xlarge": (96, 384, 4, 737), "g5.48xlarge": (192, 768, 8, 345),
+    "g6.xlarge": (4, 16, 1, 58), "g6.2xlarge": (8, 32, 1, 58), "g6.4xlarge": (16, 64, 1, 234),
+    "g6.8xlarge": (32, 128, 1, 234), "g6.12xlarge": (48, 192, 4, 234), "g6.16xlarge": (64, 256, 1, 737),
+    "g6.24xlarge": (96, 384, 4, 737), "g6.48xlarge": (192, 768, 8, 737),
+    "g6e.xlarge": (4, 32, 1, 58), "g6e.2xlarge": (8, 64, 1, 58), "g6e.4xlarge": (16, 128, 1, 234),
+    "g6e.8xlarge": (32, 256, 1, 234), "g6e.12xlarge": (48, 384, 4, 292), "g6e.16xlarge": (64, 512, 1, 737),
+    "g6e.24xlarge": (96, 768, 4, 492), "g6e.48xlarge": (192, 1536, 8, 492),
+    "p4d.24xlarge": (96, 1152, 8, 737), "p5.4xlarge": (16, 256, 1, 118), "p5.48xlarge": (192, 2048, 8, 100),
+}
+MEMORY_VISIBLE = 0.95
+EVICTION_HARD_GIB = 100 / 1024
+#: (vCPU, GiB) the EKS add-on daemonsets request on every node, rounded up.
+ADDON_DAEMONSETS = (0.25, 0.5)
+GIB = 2 ** 30
+_UNITS = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": GIB, "Ti": 2 ** 40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}
+
+
+def quantity(value: Any) -> float:
+    """A Kubernetes quantity ("3", "500m", "24Gi") in base units (cores, bytes)."""
+    text = str(value).strip()
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * _UNITS[suffix]
+    return float(text)
+
+
+def _kube_reserved_cpu(vcpus: int) -> float:
+    shares = [0.06, 0.01, 0.005, 0.005] + [0.0025] * max(0, vcpus - 4)
+    return sum(shares[:vcpus])
+
+
+def allocatable(instance_type: str, daemonsets: tuple[float, float] = (0.0, 0.0)) -> Optional[tuple[float, float, int]]:
+    """(vCPU, memory GiB, GPUs) a pod can get on one node of this type; None when not in the table."""
+    if instance_type not in GPU_INSTANCES:
+        return None
+    vcpus, memory, gpus, max_pods = GPU_INSTANCES[instance_type]
+    cpu = vcpus - _kube_reserved_cpu(vcpus) - ADDON_DAEMONSETS[0] - daemonsets[0]
+    mem = (memory * MEMORY_VISIBLE - (255 + 11 * max_pods) / 1024 - EVICTION_HARD_GIB
+           - ADDON_DAEMONSETS[1] - daemonsets[1])
+    return round(cpu, 4), mem, gpus
+
+
+def _pod_needs(pod: dict[str, Any]) -> tuple[float, float, float, float, list[str]]:
+    """(cpu cores, memory requested GiB, memory-backed volumes GiB, GPUs, containers without a memory limit)."""
+    def need(c: dict[str, Any], kind: str) -> float:
+        res = c.get("resources") or {}
+        value = (res.get("requests") or {}).get(kind, (res.get("limits") or {}).get(kind))
+        return quantity(value) if value is not None and not is_unknown(value) else 0.0
+
+    containers = [c for c in _as_list(pod.get("containers")) if isinstance(c, dict)]
+    inits = [c for c in _as_list(pod.get("initContainers")) if isinstance(c, dict)]
+    total = {k: max(sum(need(c, k) for c in containers), max((need(c, k) for c in inits), default=0.0))
+             for k in ("cpu", "memory", GPU_TAINT_KEY)}
+    shm = sum(quantity(v["emptyDir"].get("sizeLimit") or 0) for v in _as_list(pod.get("volumes"))
+              if isinstance(v, dict) and isinstance(v.get("emptyDir"), dict) and v["emptyDir"].get("medium") == "Memory")
+    unlimited = [str(c.get("name")) for c in containers if "memory" not in ((c.get("resources") or {}).get("limits") or {})]
+    return total["cpu"], total["memory"] / GIB, shm / GIB, total[GPU_TAINT_KEY], unlimited
+
+
+def _memory_limit(pod: dict[str, Any]) -> float:
+    return sum(quantity(((c.get("resources") or {}).get("limits") or {})["memory"])
+               for c in _as_list(pod.get("containers")) if isinstance(c, dict)) / GIB
+
+
+def _lands_on(pod: dict[str, Any], g: Resource) -> bool:
+    tolerations = [t for t in _as_list(pod.get("tolerations")) if isinstance(t, dict)]
+    selector = pod.get("nodeSelector") or {}
+    return (all(_tolerates(tolerations, t) for t in _as_list(g.get("taints")) if isinstance(t, dict))
+            and all((g.get("labels") or {}).get(k) == v for k, v in selector.items()))
+
+
+def _daemonset_requests(resources: list[Resource], g: Resource) -> tuple[float, float]:
+    cpu = mem = 0.0
+    for r in resources:
+        if r.type == "kubernetes:apps/v1:DaemonSet" and _lands_on(pod := _pod_spec(r), g):
+            c, m, *_ = _pod_needs(pod)
+            cpu, mem = cpu + c, mem + m
+    return cpu, mem
+
+
+def _fit(pod: dict[str, Any], g: Resource, daemonsets: tuple[float, float]) -> Iterator[str]:
+    cpu, memory, shm, gpus, unlimited = _pod_needs(pod)
+    if unlimited:
+        yield (f"container(s) {', '.join(unlimited)} have no memory limit: a runaway server takes the node's "
+               "memory from its neighbours")
+        footprint = memory + shm
+    else:
+        limit = _memory_limit(pod)
+        footprint = max(limit, memory + shm)
+        if limit < memory + shm:
+            yield (f"memory limit {limit:g} GiB is below the request plus memory-backed volumes "
+                   f"({memory:g} + {shm:g} GiB): a full /dev/shm would OOM-kill the server")
+    for itype in map(str, _as_list(g.get("instanceTypes"))):
+        alloc = allocatable(itype, daemonsets)
+        if alloc is None:
+            yield f"{itype}: no allocatable estimate for this instance type (add it to GPU_INSTANCES in policies/policy_rules.py)"
+            continue
+        a_cpu, a_mem, a_gpus = alloc
+        if gpus > a_gpus:
+            yield f"{itype}: pod requests {gpus:g} GPU(s), the instance has {a_gpus}: pods would stay Pending"
+        if cpu > a_cpu:
+            yield f"{itype}: pod requests cpu {cpu:g}, about {a_cpu:.2f} vCPU is allocatable: pods would stay Pending"
+        if memory > a_mem:
+            yield (f"{itype}: pod requests memory {memory:g} GiB, about {a_mem:.1f} GiB is allocatable: "
+                   "pods would stay Pending")
+        elif footprint > a_mem:
+            yield (f"{itype}: pod may use memory {footprint:g} GiB ({memory:g} GiB requested + {shm:g} GiB "
+                   f"memory-backed volumes), about {a_mem:.1f} GiB is allocatable: it would be OOM-killed or evicted")
+
+
 @stack_rule("gpu-pods-schedule-on-gpu-nodes",
-            description="Pods that request GPUs tolerate the GPU taint and select labels a GPU node group carries.",
-            fix="add a toleration for nvidia.com/gpu=true:NoSchedule and a nodeSelector from the GPU node group's labels")
+            description="Pods that request GPUs tolerate the GPU taint, select labels a GPU node group carries, set "
+                        "memory limits, and fit (CPU, memory incl. memory-backed volumes, GPUs) the allocatable of "
+                        "every instance type that group may launch.",
+            fix="add a toleration for nvidia.com/gpu=true:NoSchedule and a nodeSelector from the GPU node group's "
+                "labels; size serving.tiers[].vllm.resources (cpu, memoryGi, shmGi) or gpuInstanceTypes so each "
+                "type fits (README: Sizing the GPU node group)")
 def gpu_pods_schedule(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
     groups = [r for r in resources if r.type == NODE_GROUP and _is_gpu_group(r)]
     for r in resources:
@@ -307,13 +455,41 @@ def gpu_pods_schedule(resources: list[Resource]) -> Iterator[tuple[Optional[Reso
         if not groups:
             yield r, "requests GPUs but the stack has no GPU node group"
             continue
-        tolerations = [t for t in _as_list(pod.get("tolerations")) if isinstance(t, dict)]
-        selector = pod.get("nodeSelector") or {}
-        fits = [g for g in groups
-                if all(_tolerates(tolerations, t) for t in _as_list(g.get("taints")) if isinstance(t, dict))
-                and all((g.get("labels") or {}).get(k) == v for k, v in selector.items())]
+        fits = [g for g in groups if _lands_on(pod, g)]
         if not fits:
             yield r, "requests GPUs but no GPU node group matches its tolerations and nodeSelector: pods would stay Pending"
+        seen: set[str] = set()
+        for g in fits:
+            for message in _fit(pod, g, _daemonset_requests(resources, g)):
+                if message not in seen:
+                    seen.add(message)
+                    yield r, message
+
+
+@resource_rule("model-pods-hardened", types=list(K8S_WORKLOADS),
+               description="Model servers (pods that request GPUs) meet the restricted Pod Security Standard and "
+                           "run on a read-only root filesystem.",
+               fix="set runAsNonRoot, seccompProfile RuntimeDefault, allowPrivilegeEscalation false, capabilities "
+                   "drop [ALL] and readOnlyRootFilesystem true (components/model_pod.py)")
+def model_pods_hardened(r: Resource) -> Iterator[str]:
+    pod = _pod_spec(r)
+    if not _requests_gpu(pod):
+        return
+    pod_sc = pod.get("securityContext") or {}
+    for c in _as_list(pod.get("containers")) + _as_list(pod.get("initContainers")):
+        if not isinstance(c, dict):
+            continue
+        sc, name = c.get("securityContext") or {}, c.get("name")
+        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+            yield f"container {name} may run as root (runAsNonRoot is not true)"
+        if sc.get("allowPrivilegeEscalation") is not False:
+            yield f"container {name} allows privilege escalation"
+        if "ALL" not in _as_list((sc.get("capabilities") or {}).get("drop")):
+            yield f"container {name} keeps Linux capabilities (NET_RAW among them)"
+        if (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            yield f"container {name} runs without a seccomp profile"
+        if sc.get("readOnlyRootFilesystem") is not True:
+            yield f"container {name} can write to its image's filesystem"
 
 
 @resource_rule("prod-warm-replicas", types=[*K8S_WORKLOADS, *K8S_AUTOSCALERS],

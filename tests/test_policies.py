@@ -40,11 +40,21 @@ def gpu_deployment(tolerations, selector, replicas=2):
     return {"metadata": {"labels": {"environment": "prod"}},
             "spec": {"replicas": replicas, "template": {"spec": {
                 "tolerations": tolerations, "nodeSelector": selector,
-                "containers": [{"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}}
+                "containers": [{"name": "vllm", "resources": {
+                    "requests": {"nvidia.com/gpu": "1", "cpu": "3", "memory": "20Gi"},
+                    "limits": {"nvidia.com/gpu": "1", "memory": "20Gi"}}}]}}}}
 
 
 def with_(base, **changes):
     return {**base, **changes}
+
+
+def hardened(deployment, **container_changes):
+    pod = deployment["spec"]["template"]["spec"]
+    pod["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    pod["containers"][0]["securityContext"] = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                               "capabilities": {"drop": ["ALL"]}, **container_changes}
+    return deployment
 
 
 # (rule, type, compliant props, violating props)
@@ -110,6 +120,15 @@ CASES = [
      {"tags": {**TAGS, "slo": "availability", "slo-objective": "99.9", "slo-sla": "99.5", "slo-direction": "higher"}},
      {"tags": {**TAGS, "slo": "availability", "slo-objective": "99.0", "slo-sla": "99.5", "slo-direction": "higher"}}),
     ("required-tags", "aws:ec2/vpc:Vpc", {"tags": TAGS}, {"tags": {"owner": "o"}}),
+    ("model-pods-hardened", "kubernetes:apps/v1:Deployment", hardened(gpu_deployment([], {})), gpu_deployment([], {})),
+    ("model-pods-hardened", "kubernetes:apps/v1:Deployment", hardened(gpu_deployment([], {})),
+     hardened(gpu_deployment([], {}), readOnlyRootFilesystem=False)),
+    ("kms-key-hygiene", R.KMS_KEY, {"policy": policy(), "enableKeyRotation": True, "tags": TAGS},
+     {"enableKeyRotation": True, "tags": TAGS}),
+    ("kms-key-hygiene", R.KMS_KEY, {"policy": policy(), "enableKeyRotation": True, "tags": TAGS},
+     {"policy": policy(), "enableKeyRotation": False, "tags": TAGS}),
+    ("log-group-kms", R.LOG_GROUP, {"retentionInDays": 30, "kmsKeyId": "arn:k", "tags": TAGS},
+     {"retentionInDays": 30, "tags": TAGS}),
 ]
 
 

@@ -98,7 +98,8 @@ def test_autoscaling_on_queue_depth_and_scheduled_prescaling(write_stack):
 
 
 def test_tgi_engine_uses_its_own_flags_and_queue_metric(write_stack):
-    plan = _plan_with(write_stack, engine="tgi", image="ghcr.io/huggingface/text-generation-inference:3.3.6",
+    plan = _plan_with(write_stack, engine="tgi",
+                      image="ghcr.io/huggingface/text-generation-inference:3.3.6@sha256:" + "b" * 64,
                       weights="pvc", gpusPerPod=2, quantization="awq")
     c = pod(model_deployment(plan))["containers"][0]
     args = c["args"]
@@ -133,8 +134,8 @@ def test_model_service_is_an_internal_load_balancer_for_the_router_subnets():
     [svc] = [s for s in plan.of_type("kubernetes:core/v1:Service") if s.name.endswith("-fast-svc")]
     ann = svc.inputs["metadata"]["annotations"]
     assert ann["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
-    private = sorted(s.inputs["cidrBlock"] for s in plan.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name)
-    assert sorted(svc.inputs["spec"]["loadBalancerSourceRanges"]) == private
+    router = sorted(s.inputs["cidrBlock"] for s in plan.of_type("aws:ec2/subnet:Subnet") if "-router-" in s.name)
+    assert sorted(svc.inputs["spec"]["loadBalancerSourceRanges"]) == router
 
 
 def test_tgi_cannot_stream_from_s3_and_prescale_must_fit_replicas(write_stack):

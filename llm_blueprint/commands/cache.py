@@ -1,4 +1,4 @@
-"""`cache`: measure and calibrate the semantic cache on labelled pairs."""
+"""`cache`: measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from rich.table import Table
 
 from .common import fail, fail_config, load_config, out
 
-app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs.", no_args_is_help=True)
+app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token.",
+                  no_args_is_help=True)
 PAIRS_HELP = "Labelled pairs (JSON lines: origin, similar, cluster[, similar_cluster][, class])."
 EMBEDDER_HELP = ("local-minilm (offline), or stack: the stack's cache.embedder — thresholds differ per embedder, "
                  "so calibrate the one you deploy.")
@@ -140,3 +141,29 @@ def cache_calibrate(
         out.print(f"table: {table_path}\nplot: {plot}")
     if best is None:
         raise typer.Exit(1)
+
+
+def _clients(region: Optional[str]):
+    import boto3
+
+    return boto3.client("secretsmanager", region_name=region), boto3.client("elasticache", region_name=region)
+
+
+@app.command("rotate-token")
+def cache_rotate_token(
+    secret_id: str = typer.Option(..., help="The stack's cacheSecretArn output."),
+    replication_group: str = typer.Option(..., help="The stack's cacheReplicationGroupId output."),
+    region: Optional[str] = typer.Option(None),
+) -> None:
+    """Rotate the cache's AUTH token (ElastiCache ROTATE; the token before last is dropped with SET).
+
+    Routers keep working throughout: the group accepts the old and the new token until the next
+    rotation. Run it at most as often as routers are redeployed or recycled (e.g. every 30 days).
+    """
+    from ..cache_token import rotate
+
+    sm, ec = _clients(region)
+    result = rotate(sm, ec, secret_id, replication_group)
+    dropped = "; the token before last was dropped" if result.dropped_previous else ""
+    out.print(f"rotated the AUTH token of {replication_group}: version {result.version_id} is AWSCURRENT{dropped}",
+              highlight=False)
