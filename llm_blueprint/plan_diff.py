@@ -316,11 +316,15 @@ def forces_replacement(type_: str, path: str) -> bool:
     return any(p == i or p.startswith(i + ".") for i in kind.inputs)
 
 
+def same_stack(old: dict[str, Any], stack: str, base: str) -> None:
+    if old["stack"] != stack:
+        raise PlanFileError(f"{base}: a plan of stack '{old['stack']}', not '{stack}': "
+                            "compare a stack with its own saved plan")
+
+
 def diff_plans(old: dict[str, Any], new: dict[str, Any], base: str = "saved plan") -> PlanDiff:
     """Both arguments in the `plan --json` shape (`check_plan`)."""
-    if old["stack"] != new["stack"]:
-        raise PlanFileError(f"{base}: a plan of stack '{old['stack']}', not '{new['stack']}': "
-                            f"compare a stack with its own saved plan")
+    same_stack(old, new["stack"], base)
     before = {r["urn"]: r for r in old["resources"]}
     after = {r["urn"]: r for r in new["resources"]}
     result: dict[str, ResourceChange] = {}

@@ -76,11 +76,13 @@ def plan(
         fail_config("--format markdown shows a diff: add --diff OLD.json")
     old = None
     if diff is not None:
-        from ..plan_diff import PlanFileError, read_plan_file
+        from .. import offline
+        from ..plan_diff import PlanFileError, read_plan_file, same_stack
 
-        try:
-            old = read_plan_file(diff)  # before planning: bad input fails fast
-        except PlanFileError as e:
+        try:  # bad input fails before the program runs
+            old = read_plan_file(diff)
+            same_stack(old, offline.read_stack(stack).name, str(diff))
+        except (PlanFileError, offline.StackFileError) as e:
             fail_config(str(e))
     result = load_plan(stack)
     if old is None:
