@@ -378,19 +378,10 @@ def azure_reachable(environment: str, serving: s.ServingConfig, network: s.Netwo
 
 
 @rule
-def exemptions_name_rules(exemptions: list[s.Exemption]) -> Iterator[Problem]:
-    """An exemption names a rule of the policy pack, once per resource."""
-    if not exemptions:
-        return
-    from policies.registry import rules  # the pack's catalogue; pure, no Pulumi
-
-    known = sorted(r.name for r in rules())
+def exemptions_unique(exemptions: list[s.Exemption]) -> Iterator[Problem]:
+    """One exemption per resource and rule: two could disagree on reason and expiry."""
     seen: dict[tuple, int] = {}
     for i, e in enumerate(exemptions):
-        if e.rule not in known:
-            close = difflib.get_close_matches(e.rule, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            yield Problem(f"exemptions[{i}].rule", f"names no policy rule{hint}", e.rule, ", ".join(known))
         key = (e.rule, e.resource, e.type)
         if key in seen:
             yield Problem(f"exemptions[{i}]", f"exempts the same resource from the same rule as exemptions[{seen[key]}]")

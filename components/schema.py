@@ -417,6 +417,20 @@ class Exemption(Section):
     #: Last day the exemption holds (YYYY-MM-DD, UTC).
     expires: Annotated[date, BeforeValidator(_calendar_day)]
 
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        import difflib
+
+        from policies.registry import rules  # the pack's catalogue: pure, no Pulumi
+
+        known = sorted(r.name for r in rules())
+        if v not in known:
+            close = difflib.get_close_matches(v, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"names no policy rule{hint}; rules: {', '.join(known)}")
+        return v
+
 
 # ----------------------------------------------------------------------- stack
 REQUIRED_TAGS = ("owner", "cost-center")

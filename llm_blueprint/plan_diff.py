@@ -185,8 +185,14 @@ def _json_container(value: Any) -> Any:
 
 
 def _same(a: Any, b: Any) -> bool:
-    # 1 == True in Python; a bool flipping to a number is a change.
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
+    """Equal as JSON values: 1 == True in Python, but a flag turning into a number is a change."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 @dataclass
@@ -227,7 +233,8 @@ def changes(old: Any, new: Any, path: str = "") -> Iterator[Change]:
         return
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new), key=str):
-            yield from changes(old.get(key, ABSENT), new.get(key, ABSENT), f"{path}.{key}" if path else str(key))
+            sep = "" if not path or path.endswith(IN_JSON) else "."
+            yield from changes(old.get(key, ABSENT), new.get(key, ABSENT), f"{path}{sep}{key}")
         return
     if isinstance(old, list) and isinstance(new, list):
         for i in range(max(len(old), len(new))):
