@@ -83,8 +83,7 @@ REPLACE_ON_CHANGES: dict[str, Replaceable] = {
     "aws:apigateway/stage:Stage": Replaceable(
         "API Gateway stage", "the stage URL is down while it is recreated", ("restApi", "stageName")),
     "aws:apigateway/domainName:DomainName": Replaceable(
-        "API custom domain", "clients lose the domain until DNS points at the new one",
-        ("domainName", "endpointConfiguration.types")),
+        "API custom domain", "clients lose the domain until DNS points at the new one", ("domainName",)),
     "aws:apigateway/basePathMapping:BasePathMapping": Replaceable(
         "API base path mapping", "the custom domain stops routing while it is recreated", ("domainName", "domainNameId")),
     "aws:apigatewayv2/api:Api": Replaceable(

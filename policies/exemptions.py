@@ -71,7 +71,7 @@ def from_engine_config() -> list[Exemption]:
 
     try:
         return parse(pulumi.runtime.get_config_env().get(CONFIG_KEY))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, ImportError):
         return []
 
 
