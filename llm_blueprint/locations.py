@@ -93,20 +93,17 @@ def _compose(path: str, mtime: float) -> Optional[yaml.Node]:
         return None
 
 
-def _child(node: yaml.Node, key: str) -> Optional[yaml.Node]:
+def _entry(node: Optional[yaml.Node], key: str) -> tuple[Optional[yaml.Node], Optional[yaml.Node]]:
+    """A mapping's (key node, value node) for `key`, or (None, None)."""
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if k.value == key:
-                return v
-    return None
+                return k, v
+    return None, None
 
 
-def _key_node(node: yaml.Node, key: str) -> Optional[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        for k, _ in node.value:
-            if k.value == key:
-                return k
-    return None
+def _child(node: Optional[yaml.Node], key: str) -> Optional[yaml.Node]:
+    return _entry(node, key)[1]
 
 
 def _pick(items: list[yaml.Node], next_key: Optional[str], prefer: str) -> Optional[yaml.Node]:
@@ -130,14 +127,13 @@ def key_line(stack_file: str | Path, key: str, prefer: str = "") -> Location:
         root = _compose(str(path.resolve()), path.stat().st_mtime)
     except OSError:
         root = None
-    config = _child(root, "config") if root is not None else None
+    found_key, config = _entry(root, "config")
     if config is None:
         return Location(rel, 1, key, exact=False)
-    found_key = _key_node(root, "config")
-    line = found_key.start_mark.line + 1 if found_key is not None else 1
+    line = found_key.start_mark.line + 1
     parts = re.findall(r"[^.\[\]]+|\[\d*\]", key)
     head = "aws:region" if key == "aws:region" else f"{PROJECT}:{parts[0]}"
-    node, knode = _child(config, head), _key_node(config, head)
+    knode, node = _entry(config, head)
     if node is None:
         return Location(rel, line, key, exact=False)
     line = knode.start_mark.line + 1
@@ -158,7 +154,7 @@ def key_line(stack_file: str | Path, key: str, prefer: str = "") -> Location:
                 return Location(rel, line, key, exact=False)
             line = node.start_mark.line + 1
             continue
-        child, knode = _child(node, part), _key_node(node, part)
+        knode, child = _entry(node, part)
         if child is None:
             return Location(rel, line, key, exact=False)
         node, line = child, knode.start_mark.line + 1

@@ -113,6 +113,15 @@ def test_a_replaced_key_replaces_the_cache_encrypted_with_it():
     assert {r.name for r in d.warnings} >= {"llm-dev-cache-key", "llm-dev-cache-valkey"}
 
 
+def test_a_base_plan_from_before_property_dependencies_still_compares():
+    old = dev_plan()
+    for r in old["resources"]:
+        del r["propertyDependencies"]
+    find(old, RG)["inputs"]["nodeType"] = "cache.t4g.micro"
+    [change] = D.diff_plans(old, dev_plan()).resources
+    assert (change.name, change.action) == ("llm-dev-cache-valkey", "update")
+
+
 def test_deleting_a_stateful_resource_is_flagged_and_other_deletions_are_not():
     old = dev_plan()
     table = {"urn": "urn:pulumi:dev::llm-blueprint::aws:dynamodb/table:Table::budgets", "type": "aws:dynamodb/table:Table",
