@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -440,18 +441,23 @@ def _md(text: str) -> str:
 
 
 def render_markdown(d: PlanDiff) -> str:
-    """For a pull-request comment: warnings first, the table folded when long."""
+    """For a pull-request comment: warnings first, new resources counted by type (a new
+    stack would not fit in a comment otherwise), changes in a table folded when long."""
     lines = [f"#### `{d.stack}`: {summary_line(d).split(': ', 1)[1]}", ""]
     if d.warnings:
         lines += ["> [!WARNING]", "> Stateful or disruptive resources would be replaced or deleted:"]
         lines += [f"> - {_md_escape(rc.warning or '')}" for rc in d.warnings]
         lines.append("")
-    if d.resources:
-        fold = len(d.resources) > 15
+    created = Counter(rc.type for rc in d.resources if rc.action == "create")
+    if created:
+        lines += ["Created: " + ", ".join(f"{_md(t)} × {n}" for t, n in sorted(created.items())), ""]
+    rows = [rc for rc in d.resources if rc.action != "create"]
+    if rows:
+        fold = len(rows) > 15
         if fold:
-            lines += [f"<details><summary>{len(d.resources)} resource changes</summary>", ""]
+            lines += [f"<details><summary>{len(rows)} resources updated, replaced or deleted</summary>", ""]
         lines += ["| | resource | type | changes |", "|---|---|---|---|"]
-        for rc in d.resources:
+        for rc in rows:
             shown = [f"{_md(c.path)}: {_md(show_change(c, 60))}" + (" **forces replacement**" if c.replaces else "")
                      + (f" ({_md_escape(c.note)})" if c.note else "") for c in rc.changes[:12]]
             if len(rc.changes) > 12:
