@@ -14,7 +14,6 @@ import html
 import io
 import json
 import xml.etree.ElementTree as ET
-from enum import Enum
 from typing import Any, Callable
 
 from policies.registry import Violation, rules
@@ -24,15 +23,6 @@ from .locations import Location, config_keys, key_line, locate, relative
 
 TOOL = "llm-blueprint"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-
-
-class CheckFormat(str, Enum):
-    text = "text"
-    json = "json"
-    sarif = "sarif"
-    junit = "junit"
-    github = "github"
-    markdown = "markdown"
 
 
 def _uri(path: str) -> str:
@@ -279,16 +269,18 @@ def markdown(result: CheckResult, elapsed: float = 0.0) -> str:
     return "\n".join(lines)
 
 
-RENDERERS: dict[CheckFormat, Callable[..., str]] = {
-    CheckFormat.json: as_json,
-    CheckFormat.sarif: lambda result, elapsed=0.0: json.dumps(sarif(result, elapsed), indent=2) + "\n",
-    CheckFormat.junit: junit,
-    CheckFormat.github: github,
-    CheckFormat.markdown: markdown,
+RENDERERS: dict[str, Callable[..., str]] = {
+    "json": as_json,
+    "sarif": lambda result, elapsed=0.0: json.dumps(sarif(result, elapsed), indent=2) + "\n",
+    "junit": junit,
+    "github": github,
+    "markdown": markdown,
 }
+FORMATS = ("text", *RENDERERS)
 
 
-def render(result: CheckResult, fmt: CheckFormat, elapsed: float = 0.0, color: bool = False) -> str:
-    if fmt is CheckFormat.text:
+def render(result: CheckResult, fmt: str, elapsed: float = 0.0, color: bool = False) -> str:
+    """`fmt`: one of FORMATS."""
+    if fmt == "text":
         return text(result, elapsed, color)
     return RENDERERS[fmt](result, elapsed)

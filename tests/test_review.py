@@ -392,6 +392,13 @@ def test_a_new_rule_appears_in_every_format_without_being_named(extra_rule):
     assert extra_rule.name in cases and found.blocking
 
 
+def test_the_cli_offers_exactly_the_formats_there_are():
+    from llm_blueprint.check_formats import FORMATS
+    from llm_blueprint.commands.check import CheckFormat
+
+    assert [f.value for f in CheckFormat] == list(FORMATS)
+
+
 def test_check_writes_reports_for_ci_and_exits_1_on_a_mandatory_violation(checked, tmp_path):
     files = list(checked.files.values())
     sarif_path, junit_path = tmp_path / "out" / "check.sarif", tmp_path / "check.xml"

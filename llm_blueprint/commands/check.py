@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..check_formats import CheckFormat
 from .common import emit, fail_config
 
 app = typer.Typer()
+
+
+class CheckFormat(str, Enum):
+    """`llm_blueprint.check_formats` renders each (imported only when checking: it plans)."""
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    github = "github"
+    markdown = "markdown"
 
 
 @app.command()
@@ -39,6 +49,6 @@ def check(
     except (ConfigError, offline.StackFileError) as e:
         fail_config(str(e))
     color = fmt is CheckFormat.text and output is None and sys.stdout.isatty()
-    emit(render(result, fmt, time.perf_counter() - started, color), output)
+    emit(render(result, fmt.value, time.perf_counter() - started, color), output)
     if result.mandatory:
         raise typer.Exit(1)
