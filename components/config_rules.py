@@ -456,6 +456,17 @@ def azure_reachable(environment: str, serving: s.ServingConfig, network: s.Netwo
                       "(its firewall admits only them)", "none", "single or per-az, or serving.azureOpenai.private: true")
 
 
+@rule
+def exemptions_unique(exemptions: list[s.Exemption]) -> Iterator[Problem]:
+    """One exemption per resource and rule: two could disagree on reason and expiry."""
+    seen: dict[tuple, int] = {}
+    for i, e in enumerate(exemptions):
+        key = (e.rule, e.resource, e.type)
+        if key in seen:
+            yield Problem(f"exemptions[{i}]", f"exempts the same resource from the same rule as exemptions[{seen[key]}]")
+        seen.setdefault(key, i)
+
+
 # ------------------------------------------------------------------ secrets
 def _secret_paths(model: type[BaseModel], value: Any, prefix: str) -> Iterator[str]:
     """Paths of `Secret` fields that hold a value."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal, Optional
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 from llm_router import timeouts
@@ -538,6 +539,47 @@ class AlarmsConfig(Section):
     ticket: Destination = Destination()
 
 
+# ------------------------------------------------------------------ exemptions
+def _calendar_day(v: object) -> object:
+    """YAML and the Pulumi CLI may hand a date over as a midnight timestamp."""
+    if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T00:00:00(\.0+)?(Z|[+-]00:?00)?", v):
+        return v[:10]
+    return v
+
+
+class Exemption(Section):
+    """One resource excused from one policy rule, for a stated reason, until a date.
+
+    `check` and the CrossGuard pack report an exempted violation as exempted (never
+    hidden) and list every exemption; after `expires` the violation is mandatory again,
+    whatever the rule's own level, so an exemption cannot quietly outlive its reason."""
+
+    #: A rule of the policy pack (`llm-blueprint check` lists them).
+    rule: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    #: The resource's name as the plan shows it (`llm-prod-cache`).
+    resource: str = Field(min_length=1, max_length=256)
+    #: The resource type, needed only when two resources of different types share the name.
+    type: Optional[str] = Field(None, pattern=r"^[a-z0-9-]+:[A-Za-z0-9./-]+:[A-Za-z0-9]+$")
+    #: Why the rule does not apply here, for the reviewer and the next on-call.
+    reason: str = Field(min_length=10, max_length=500)
+    #: Last day the exemption holds (YYYY-MM-DD, UTC).
+    expires: Annotated[date, BeforeValidator(_calendar_day)]
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        import difflib
+
+        from policies.registry import rules  # the pack's catalogue: pure, no Pulumi
+
+        known = sorted(r.name for r in rules())
+        if v not in known:
+            close = difflib.get_close_matches(v, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"names no policy rule{hint}; rules: {', '.join(known)}")
+        return v
+
+
 # ----------------------------------------------------------------------- stack
 REQUIRED_TAGS = ("owner", "cost-center")
 
@@ -569,6 +611,8 @@ class StackConfig(Section):
     cache: CacheConfig = CacheConfig()
     slo: SloConfig
     alarms: AlarmsConfig = AlarmsConfig()
+    #: Policy exemptions (see `Exemption`); none by default.
+    exemptions: list[Exemption] = []
 
     # Convenience views used by several components.
     def tier(self, name: str) -> Tier:

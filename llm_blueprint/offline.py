@@ -12,6 +12,7 @@ from __future__ import annotations
 import runpy
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,7 +79,8 @@ def config_text(value: Any) -> str:
     import json
 
     if isinstance(value, (dict, list)):
-        return json.dumps(value)
+        # YAML reads an unquoted 2026-09-30 as a date; the program sees it as text.
+        return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, date) else str(v))
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -171,10 +173,13 @@ class PlannedResource:
     dependencies: list[str]
     inputs: dict[str, Any]
     custom: bool
+    #: Input name → URNs its value comes from (how `plan --diff` follows a replacement).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "dependencies": self.dependencies, "inputs": self.inputs}
+                "dependencies": self.dependencies, "propertyDependencies": self.property_dependencies,
+                "inputs": self.inputs}
 
 
 @dataclass
@@ -221,6 +226,8 @@ class RecordingMonitor(mocks.MockMonitor):
             self.planned.append(PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
                 dependencies=sorted(set(request.dependencies)), inputs=_plain(inputs), custom=request.custom,
+                property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())
+                                       if v.urns},
             ))
         return response
 

@@ -98,6 +98,18 @@ def stack_rule(name: str, *, description: str, fix: str, enforcement: Enforcemen
     return register
 
 
+def rules() -> list[Rule | StackRule]:
+    """Every registered rule, resource rules first (the policy pack's catalogue)."""
+    from . import policy_rules  # noqa: F401  (registers the rules)
+
+    return [*RESOURCE_RULES, *STACK_RULES]
+
+
+#: What became of a violation: still to fix, excused by a live exemption, or
+#: excused by an exemption that has expired (then it is mandatory).
+Status = Literal["open", "exempted", "expired"]
+
+
 @dataclass
 class Violation:
     stack: str
@@ -107,8 +119,17 @@ class Violation:
     enforcement: Enforcement
     message: str
     fix: str = field(default="")
+    urn: str = ""
+    status: Status = "open"
+    #: The exemption that covers it (`policies.exemptions.Exemption.as_json()`).
+    exemption: Optional[dict[str, Any]] = None
 
-    def as_json(self) -> dict[str, str]:
+    @property
+    def blocking(self) -> bool:
+        """Fails `check` and `pulumi preview`: mandatory and not excused."""
+        return self.enforcement == "mandatory" and self.status != "exempted"
+
+    def as_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
@@ -120,10 +141,10 @@ def evaluate(stack: str, resources: list[Resource]) -> list[Violation]:
     for r in resources:
         for rule in RESOURCE_RULES:
             if rule.applies(r):
-                found += [Violation(stack, r.name, r.type, rule.name, rule.level(r.environment), msg, rule.fix)
+                found += [Violation(stack, r.name, r.type, rule.name, rule.level(r.environment), msg, rule.fix, r.urn)
                           for msg in rule.check(r)]
     for srule in STACK_RULES:
         for r, msg in srule.check(resources):
             found.append(Violation(stack, r.name if r else "(stack)", r.type if r else "", srule.name,
-                                   srule.enforcement, msg, srule.fix))
+                                   srule.enforcement, msg, srule.fix, r.urn if r else ""))
     return found

@@ -110,8 +110,9 @@ def test_plan_json_has_the_documented_shape():
     assert set(data) == {"stack", "resources", "outputs"} and data["stack"] == "dev"
     urns = {r["urn"] for r in data["resources"]}
     for r in data["resources"]:
-        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "propertyDependencies", "inputs"}
         assert all(d in urns for d in r["dependencies"])
+        assert all(d in r["dependencies"] for ds in r["propertyDependencies"].values() for d in ds)
     assert data["outputs"]["routerUrl"] == offline.UNKNOWN
 
 

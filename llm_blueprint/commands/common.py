@@ -24,6 +24,25 @@ def fail_config(message: str) -> None:
     fail(message, EXIT_CONFIG)
 
 
+def emit(text: str, output=None) -> None:
+    """Write a finished document to stdout, or to `output` in one step (a temporary file
+    renamed over it): a failed run never leaves half a report behind."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    import os
+    from pathlib import Path
+
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(value) -> None:
     import json
 

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
+from enum import Enum
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from .common import EXIT_CONFIG, err, load_plan, load_config, out
+from .common import EXIT_CONFIG, emit, err, fail_config, load_plan, load_config, out
 
 app = typer.Typer()
 
 
-def render_plan(plan, elapsed: float) -> None:
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def render_plan(plan, elapsed: float, console=out) -> None:
     children: dict[Optional[str], list] = {}
     for r in plan.resources:
         children.setdefault(r.parent, []).append(r)
@@ -31,7 +38,7 @@ def render_plan(plan, elapsed: float) -> None:
             add(node.add(label), r.urn)
 
     add(tree, root_urn)
-    out.print(tree)
+    console.print(tree)
 
     counts = Counter(r.type for r in plan.resources if r.custom)
     table = Table(title=f"{sum(counts.values())} resources to create", title_justify="left")
@@ -39,29 +46,70 @@ def render_plan(plan, elapsed: float) -> None:
     table.add_column("count", justify="right")
     for t, n in sorted(counts.items()):
         table.add_row(t, str(n))
-    out.print(table)
+    console.print(table)
 
     outputs = Table(title="stack outputs", title_justify="left")
     outputs.add_column("name")
     outputs.add_column("value", overflow="fold")
     for k, v in plan.outputs.items():
         outputs.add_row(k, v if isinstance(v, str) else json.dumps(v))
-    out.print(outputs)
-    out.print(f"[dim]planned offline under the Pulumi mock engine in {elapsed:.2f} s; no cloud calls made[/]")
+    console.print(outputs)
+    console.print(f"[dim]planned offline under the Pulumi mock engine in {elapsed:.2f} s; no cloud calls made[/]")
 
 
 @app.command()
 def plan(
     stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.NAME.yaml) or path to a stack file."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    diff: Optional[Path] = typer.Option(
+        None, "--diff", metavar="OLD.json",
+        help="Compare with a saved `plan --json` (e.g. the base branch's). Exit 0 no changes, 1 changes, "
+             "2 trouble, 3 a stateful or disruptive resource would be replaced or deleted."),
+    fmt: PlanFormat = typer.Option(PlanFormat.text, "--format", "-f",
+                                   help="text, json, or markdown (a pull-request comment; with --diff)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """Preview a stack offline: component tree, resource counts, outputs."""
+    """Preview a stack offline: component tree, resource counts, outputs; or what changed against a saved plan."""
     started = time.perf_counter()
+    fmt = PlanFormat.json if as_json else fmt
+    if diff is None and fmt is PlanFormat.markdown:
+        fail_config("--format markdown shows a diff: add --diff OLD.json")
+    old = None
+    if diff is not None:
+        from .. import offline
+        from ..plan_diff import PlanFileError, read_plan_file, same_stack
+
+        try:  # bad input fails before the program runs
+            old = read_plan_file(diff)
+            same_stack(old, offline.read_stack(stack).name, str(diff))
+        except (PlanFileError, offline.StackFileError) as e:
+            fail_config(str(e))
     result = load_plan(stack)
-    if as_json:
-        sys.stdout.write(json.dumps(result.as_json(), indent=2, sort_keys=False) + "\n")
-    else:
-        render_plan(result, time.perf_counter() - started)
+    if old is None:
+        if fmt is PlanFormat.json:
+            emit(json.dumps(result.as_json(), indent=2, sort_keys=False) + "\n", output)
+        elif output is not None:
+            import io
+
+            from rich.console import Console
+
+            buffer = io.StringIO()
+            render_plan(result, time.perf_counter() - started, Console(file=buffer, width=160))
+            emit(buffer.getvalue(), output)
+        else:
+            render_plan(result, time.perf_counter() - started)
+        return
+    from .. import plan_diff
+
+    try:
+        d = plan_diff.diff_plans(old, result.as_json(), base=str(diff))
+    except plan_diff.PlanFileError as e:
+        fail_config(str(e))
+    text = {PlanFormat.json: lambda: json.dumps(d.as_json(), indent=2) + "\n",
+            PlanFormat.markdown: lambda: plan_diff.render_markdown(d),
+            PlanFormat.text: lambda: plan_diff.render_text(d)}[fmt]()
+    emit(text, output)
+    raise typer.Exit(d.exit_code)
 
 
 @app.command()
