@@ -19,8 +19,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
 from .embedders import Embedder
-from .guards import near_miss
-from .keys import Scope, exact_key, semantic_text
+from .keys import Scope, exact_key, semantic_params, semantic_text
+from .verifier import VerifierSettings, near_miss
 
 REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
                      r"(help|assist|comply|provide|do that)", re.I)
@@ -42,6 +42,10 @@ class CacheSettings:
     #: 9.0), so the router's settings derive this from the engine version.
     dedicated_indexes: int = 8
     prefix: str = "llmc"
+    #: The near-miss verifier's settings (and the question length above which nothing is served semantically).
+    verifier: VerifierSettings = field(default_factory=VerifierSettings)
+    #: Answers larger than this (bytes of JSON) are not cached: one huge answer must not evict thousands.
+    max_entry_bytes: int = 262_144
 
     @property
     def index_name(self) -> str:
@@ -69,13 +73,19 @@ class CacheSettings:
 
     @classmethod
     def from_router_settings(cls, cache: dict[str, Any]) -> "CacheSettings":
-        emb, ttl = cache.get("embedder", {}), cache.get("ttl", {})
+        emb, ttl, ver = cache.get("embedder", {}), cache.get("ttl", {}), cache.get("verifier", {})
         return cls(dimensions=emb.get("dimensions", 384), embedder=emb.get("provider", "local-minilm"),
                    similarity_threshold=cache.get("similarityThreshold", 0.9),
                    max_cacheable_temperature=cache.get("maxCacheableTemperature", 0.3),
                    default_ttl_s=ttl.get("defaultSeconds", 3600), tier_ttl_s=ttl.get("tiers", {}),
                    timeout_ms=cache.get("timeoutMs", 50), ef_runtime=cache.get("efRuntime", 32),
-                   dedicated_indexes=cache.get("dedicatedIndexes", 8))
+                   dedicated_indexes=cache.get("dedicatedIndexes", 8),
+                   verifier=VerifierSettings(**{k: ver[a] for k, a in VERIFIER_KEYS.items() if a in ver}),
+                   max_entry_bytes=cache.get("maxEntryBytes", 262_144))
+
+
+#: Router-settings keys (camelCase, under cache.verifier) of each VerifierSettings field.
+VERIFIER_KEYS = {"max_chars": "maxQuestionChars", "max_unmatched": "maxUnmatched", "reworded_below": "rewordedBelow"}
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Lookup:
     vector: Optional[bytes] = None
     hit: Optional[CacheHit] = None
     dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
+    params: str = ""  # hash of the answer-changing parameters a semantic hit must share
 
 
 class Candidate(NamedTuple):
@@ -103,21 +114,26 @@ class Candidate(NamedTuple):
     question: str
     key: str
     stored_at: float
+    params: str = ""
 
 
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def choose(text: str, candidates: list[Candidate], threshold: float,
-           guards: bool = True) -> tuple[Optional[Candidate], int]:
-    """Re-rank the top-k: the most similar candidate above the threshold that no
-    guard rejects. Returns it (or None) and how many the guards turned away."""
+def choose(text: str, candidates: list[Candidate], threshold: float, guards: bool = True,
+           verifier: VerifierSettings = VerifierSettings(), params: str = "") -> tuple[Optional[Candidate], int]:
+    """Re-rank the top-k: the most similar candidate above the threshold, asked with the
+    same answer-changing parameters, that the verifier does not refuse (`guards=False`
+    skips the verifier, to measure what it buys). Returns it (or None) and how many the
+    verifier turned away."""
     rejected = 0
     for candidate in candidates:
         if candidate.similarity < threshold:
             break
-        if guards and near_miss(text, candidate.question):
+        if candidate.params != params:
+            continue
+        if guards and near_miss(text, candidate.question, verifier):
             rejected += 1
             continue
         return candidate, rejected
@@ -258,7 +274,8 @@ class ResponseCache:
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
-        state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages))
+        state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages),
+                       params=semantic_params(params))
         semantic = self._semantic_allowed(params, state)
         try:
             pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
@@ -284,7 +301,7 @@ class ResponseCache:
 
     def _semantic_allowed(self, params: dict[str, Any], state: Lookup) -> bool:
         return (self.embedder is not None and state.text is not None and not params.get("tools")
-                and not params.get("response_format"))
+                and not params.get("response_format") and len(state.text) <= self.settings.verifier.max_chars)
 
     def _vector(self, state: Lookup) -> bytes:
         if state.vector is None:
@@ -303,7 +320,7 @@ class ResponseCache:
         try:
             reply = self.client.execute_command(
                 "FT.SEARCH", index, query, "PARAMS", "2", "vec", self._vector(state),
-                "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(s.k), "DIALECT", "2")
+                "RETURN", "4", "dist", "q", "ts", "p", "LIMIT", "0", str(s.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if _no_such_index(e):
                 self._indexes.discard(index)  # dropped (reclaimed, or a new version started)
@@ -313,7 +330,7 @@ class ResponseCache:
         for i in range(1, len(reply), 2):
             fields = reply[i + 1]
             doc = {_str(fields[j]): _str(fields[j + 1]) for j in range(0, len(fields), 2)}
-            out.append(Candidate(1.0 - float(doc["dist"]), doc["q"], _str(reply[i]), float(doc["ts"])))
+            out.append(Candidate(1.0 - float(doc["dist"]), doc["q"], _str(reply[i]), float(doc["ts"]), doc.get("p", "")))
         out.sort(key=lambda c: -c.similarity)  # no SORTBY on ElastiCache: sort by distance here
         return out
 
@@ -323,7 +340,8 @@ class ResponseCache:
         return None if raw is None else json.loads(raw)
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
-        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold)
+        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold,
+                                  verifier=self.settings.verifier, params=state.params)
         if rejected:
             self.metric("CacheGuardRejected", rejected)
         response = None if chosen is None else self.answer(chosen)
@@ -340,6 +358,9 @@ class ResponseCache:
         s, now = self.settings, self.clock()
         ttl = s.ttl(state.scope.tier)
         body = json.dumps({"response": response, "ts": now}, separators=(",", ":"))
+        if len(body) > s.max_entry_bytes:
+            self.metric("CacheEntryTooLarge", 1)
+            return False
         scope_set = f"{s.prefix}s:" + ":".join(state.scope.tags.values())
         try:
             pipe = self.client.pipeline(transaction=True)
@@ -348,8 +369,8 @@ class ResponseCache:
             pipe.sadd(scope_set, exact)
             if self._semantic_allowed(params, state):
                 doc = f"{self.index_for(state.scope)}:{state.key}"
-                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state),
-                                        "q": state.text, "resp": json.dumps(response, separators=(",", ":"))})
+                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
+                                        "p": state.params, "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
             pipe.expire(scope_set, max(ttl, s.default_ttl_s, *s.tier_ttl_s.values()))
