@@ -122,18 +122,20 @@ def _str(value: Any) -> str:
 
 
 def choose(text: str, candidates: list[Candidate], threshold: float, guards: bool = True,
-           verifier: VerifierSettings = VerifierSettings(), params: str = "") -> tuple[Optional[Candidate], int]:
+           verifier: VerifierSettings = VerifierSettings(), params: str = "",
+           judge: Callable[[str, str, VerifierSettings], Optional[str]] = near_miss,
+           ) -> tuple[Optional[Candidate], int]:
     """Re-rank the top-k: the most similar candidate above the threshold, asked with the
-    same answer-changing parameters, that the verifier does not refuse (`guards=False`
-    skips the verifier, to measure what it buys). Returns it (or None) and how many the
-    verifier turned away."""
+    same answer-changing parameters, that the verifier (`judge`) does not refuse
+    (`guards=False` skips it, to measure what it buys). Returns it (or None) and how many
+    the verifier turned away."""
     rejected = 0
     for candidate in candidates:
         if candidate.similarity < threshold:
             break
         if candidate.params != params:
             continue
-        if guards and near_miss(text, candidate.question, verifier):
+        if guards and judge(text, candidate.question, verifier):
             rejected += 1
             continue
         return candidate, rejected

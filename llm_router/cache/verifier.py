@@ -433,44 +433,63 @@ class VerifierSettings:
 DEFAULT = VerifierSettings()
 
 
-def near_miss(question: str, cached: str, settings: VerifierSettings = DEFAULT) -> Optional[str]:
-    """Why `cached`'s answer must not serve `question` (a short reason), or None."""
-    if len(question) > settings.max_chars or len(cached) > settings.max_chars:
-        return "length"
+@dataclass(frozen=True)
+class Assessment:
+    """What the checks found for one pair, before the tunable part is applied."""
+
+    #: A difference that refuses the pair whatever the settings (number, negation, intent …).
+    reason: Optional[str]
+    #: Content words only the new question has, and only the cached one has.
+    extra: tuple[int, int] = (0, 0)
+    overlap: float = 1.0
+
+    def verdict(self, settings: VerifierSettings = DEFAULT) -> Optional[str]:
+        if self.reason or self.extra == (0, 0):
+            return self.reason
+        if self.overlap >= settings.reworded_below or max(self.extra) > settings.max_unmatched:
+            return "content"
+        return None
+
+
+def assess(question: str, cached: str) -> Assessment:
+    """Compare two questions (each parsed once and memoised)."""
     q, c = parse(question), parse(cached)
     if q.questions > c.questions:
-        return "compound"
+        return Assessment("compound")
     if {n for n, _ in q.numbers} != {n for n, _ in c.numbers}:
-        return "number"
+        return Assessment("number")
     if q.dates != c.dates:
-        return "date"
+        return Assessment("date")
     units_q = {u for _, u in q.numbers if u} | q.units
     units_c = {u for _, u in c.numbers if u} | c.units
     if (units_q & L.CURRENCIES) != (units_c & L.CURRENCIES) or (q.units and c.units and q.units != c.units) \
             or {(n, u) for n, u in q.numbers if u} - c.numbers or {(n, u) for n, u in c.numbers if u} - q.numbers:
-        return "unit"
+        return Assessment("unit")
     if q.negated != c.negated:
-        return "negation"
+        return Assessment("negation")
     if any(_opposed(a, b) for a in q.stems - c.stems for b in c.stems - q.stems):
-        return "opposite"
+        return Assessment("opposite")
     if not _compatible(q.intent, c.intent):
-        return "intent"
+        return Assessment("intent")
     if q.past != c.past:
-        return "tense"
+        return Assessment("tense")
     if q.comparatives != c.comparatives:
-        return "comparative"
+        return Assessment("comparative")
     if q.quantifiers != c.quantifiers:
-        return "scope"
+        return Assessment("scope")
     if _direction(q, c):
-        return "direction"
+        return Assessment("direction")
     ignore = _dimension_ignored(q, c)
-    extra_q = _unmatched(q, c, ignore)
+    extra_q = set(_unmatched(q, c, ignore))
     # a cached answer to more than was asked still answers it ("What are the perks? What do they earn?")
-    extra_c = _unmatched(c, q, ignore) if c.questions <= q.questions else []
-    if not extra_q and not extra_c:
-        return None
-    if any(w in _ROLES for w in extra_q + extra_c):
-        return "role"
-    if overlap(q, c) >= settings.reworded_below or max(len(extra_q), len(extra_c)) > settings.max_unmatched:
-        return "content"
-    return None
+    extra_c = set(_unmatched(c, q, ignore)) if c.questions <= q.questions else set()
+    if (extra_q | extra_c) & _ROLES:
+        return Assessment("role")
+    return Assessment(None, (len(extra_q), len(extra_c)), overlap(q, c))
+
+
+def near_miss(question: str, cached: str, settings: VerifierSettings = DEFAULT) -> Optional[str]:
+    """Why `cached`'s answer must not serve `question` (a short reason), or None."""
+    if len(question) > settings.max_chars or len(cached) > settings.max_chars:
+        return "length"
+    return assess(question, cached).verdict(settings)
