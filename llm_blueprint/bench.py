@@ -279,3 +279,31 @@ def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Pa
             "expensive_sent_to_cheap": confusion[expensive][cheap], "cheap_sent_to_expensive": confusion[cheap][expensive],
             "confusion": confusion, "cost_reduction_vs_all_expensive": round(1 - cost_routed / cost_expensive, 4),
             "tiers": {"cheap": cheap, "expensive": expensive}, "misrouted": misses}
+
+
+def bench_verifier(pairs: list[tuple[str, str]], sizes: tuple[int, ...] = (1_000, 4_000, 16_000, 38_000)) -> dict:
+    """The near-miss verifier's cost per candidate, pure Python as in the Lambda: `cold` parses
+    both questions (nothing memoised), `warm` finds both parsed. `growth` times one long
+    near-duplicate pair with the length cap lifted, to show the checks are linear in the
+    text; `capped` is the same 38k-character pair under the default cap (refused unread)."""
+    from llm_router.cache import verifier
+
+    default = verifier.DEFAULT
+    cold_s = [t for q, c in pairs for t in timed(lambda: _uncached(verifier, q, c, default), 1)]
+    warm_s = [t for q, c in pairs for t in timed(lambda: verifier.near_miss(q, c), 1)]
+    unbounded = verifier.VerifierSettings(max_chars=10**9)
+    growth = {}
+    for size in sizes:
+        text = ("How do I reset my password and my email settings " * (size // 50 + 1))[:size]
+        other = text.replace("reset", "change", 1)
+        best = min(timed(lambda: _uncached(verifier, text, other, unbounded), 3))
+        growth[size] = {"ms": round(best * 1000, 2), "us_per_char": round(best * 1e6 / size, 3)}
+    long_text = ("How do I reset my password and my email settings " * 800)[:38_000]
+    capped = min(timed(lambda: verifier.near_miss(long_text, long_text.replace("reset", "change", 1)), 5))
+    return {"pairs": len(pairs), "cold_ms": percentiles(cold_s), "warm_ms": percentiles(warm_s),
+            "growth": growth, "capped_38k_ms": round(capped * 1000, 4), "target_p99_ms": 5}
+
+
+def _uncached(verifier, question: str, cached: str, settings) -> None:
+    verifier._MEMO.clear()
+    verifier.near_miss(question, cached, settings)

@@ -84,11 +84,33 @@ def test_knn_reply_carries_no_answers_and_an_entry_gone_since_the_search_is_a_mi
     assert ("CacheFailOpen", 1) not in make_cache.metrics
 
 
-def test_answer_changing_parameters_change_the_exact_key(make_cache):
+def test_answer_changing_parameters_change_both_keys(make_cache):
+    """An answer cut at 100 tokens is not the answer to a request that allows 500, whether the
+    question repeats word for word (exact layer) or is a paraphrase (semantic layer)."""
     cache, scope = make_cache(), Scope("acme", "fast")
-    put(cache, scope, "Summarise the Q3 report.", params={"temperature": 0, "max_tokens": 100})
-    again = cache.lookup(scope, ask("Summarise the Q3 report."), {"temperature": 0, "max_tokens": 500})
-    assert again.hit is None or again.hit.layer == "semantic"
+    short = {"temperature": 0, "max_tokens": 100}
+    put(cache, scope, "How do I reset my password?", params=short)
+    for params in ({"temperature": 0, "max_tokens": 500}, {"temperature": 0, "max_tokens": 100, "stop": ["\n"]},
+                   {"temperature": 0, "max_tokens": 100, "seed": 7}, {"temperature": 0}):
+        assert cache.lookup(scope, ask("How do I reset my password?"), params).hit is None, params
+        assert cache.lookup(scope, ask("How can I reset my password?"), params).hit is None, params
+    same = cache.lookup(scope, ask("How can I reset my password?"), {"temperature": 0.2, "max_tokens": 100}).hit
+    assert same.layer == "semantic"  # sampling settings change the wording, not what was asked
+
+
+def test_oversized_answers_and_overlong_questions_stay_out_of_the_cache(make_cache):
+    from llm_router.cache.verifier import VerifierSettings
+
+    cache, scope = make_cache(max_entry_bytes=4096, verifier=VerifierSettings(max_chars=200)), Scope("acme", "fast")
+    state = cache.lookup(scope, ask("How do I reset my password?"), P)
+    assert not cache.store(state, P, answer("x" * 5000))
+    assert ("CacheEntryTooLarge", 1) in make_cache.metrics
+    assert cache.lookup(scope, ask("How do I reset my password?"), P).hit is None
+    long_q = "How do I reset my password? " + "Some context about my account. " * 10
+    put(cache, scope, long_q)
+    assert cache.lookup(scope, ask(long_q), P).hit.layer == "exact"  # the exact layer still serves it
+    asked = cache.lookup(scope, ask(long_q.replace("How do I", "How can I")), P)
+    assert asked.hit is None and asked.vector is None  # over the cap: not embedded, not served semantically
 
 
 @pytest.mark.parametrize("stored,asked,reason", [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from . import lexicon as L
@@ -68,6 +69,7 @@ _DERIVED = (("ibility", ""), ("ability", ""), ("ication", "y"), ("ization", ""),
             ("able", ""), ("ity", ""), ("ion", ""), ("ize", ""), ("ise", ""), ("ate", ""), ("al", ""))
 
 
+@lru_cache(maxsize=16384)
 def stem(word: str) -> str:
     """A light suffix stripper: enough that "cancel", "cancelled" and "cancellation"
     meet, while "insurer" (a party) stays apart from "insurance"."""
@@ -359,17 +361,30 @@ def _degree_base(word: str) -> str:
     return word
 
 
-def _opposed(a: str, b: str) -> bool:
-    if b in _OPPOSITE.get(a, ()) or _degree_base(b) in _OPPOSITE.get(_degree_base(a), ()):
-        return True
+@lru_cache(maxsize=8192)
+def _opposites(word: str) -> frozenset[str]:
+    """Every word that means the opposite of `word`: listed antonyms (of its degree base too),
+    and its forms with a negating or opposite prefix added, removed or swapped."""
+    out = set(_OPPOSITE.get(word, ())) | _OPPOSITE.get(_degree_base(word), set())
     for p in L.NEGATING_PREFIXES + L.REPEAT_PREFIXES:
-        if (a == p + b or b == p + a) and min(len(a), len(b)) >= 3:
-            return True
+        if len(word) >= 3:
+            out.add(p + word)
+        if word.startswith(p) and len(word) - len(p) >= 3:
+            out.add(word[len(p):])
     for p, q in L.OPPOSITE_PREFIXES:
-        for x, y in ((a, b), (b, a)):
-            if x.startswith(p) and y.startswith(q) and x[len(p):] == y[len(q):] and len(x) - len(p) >= 3:
-                return True
-    return False
+        for x, y in ((p, q), (q, p)):
+            if word.startswith(x) and len(word) - len(x) >= 3:
+                out.add(y + word[len(x):])
+    return frozenset(out)
+
+
+def _opposed(a: str, b: str) -> bool:
+    return bool(_opposites(a) & {b, _degree_base(b)})
+
+
+def _any_opposed(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+    other = theirs | {_degree_base(w) for w in theirs}
+    return any(_opposites(w) & other for w in mine)
 
 
 def _one_letter_apart(a: str, b: str) -> bool:
@@ -467,7 +482,7 @@ def assess(question: str, cached: str) -> Assessment:
         return Assessment("unit")
     if q.negated != c.negated:
         return Assessment("negation")
-    if any(_opposed(a, b) for a in q.stems - c.stems for b in c.stems - q.stems):
+    if _any_opposed(q.stems - c.stems, c.stems - q.stems):
         return Assessment("opposite")
     if not _compatible(q.intent, c.intent):
         return Assessment("intent")
