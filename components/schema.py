@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from llm_router import timeouts
+from llm_router.cache.verifier import DEFAULT as VERIFIER
 
 Environment = Literal["dev", "staging", "prod"]
 Backend = Literal["bedrock", "azure-openai", "vllm-eks", "openai"]
@@ -428,13 +429,37 @@ class TtlConfig(Section):
     tiers: dict[str, int] = {}
 
 
+class VerifierConfig(Section):
+    """The near-miss verifier between the KNN candidates and a semantic hit (README:
+    "Near-miss verifier"). `cache calibrate` sweeps the two tunable fields with the threshold."""
+
+    #: Content words one question may have that the other lacks, when it is reworded (a
+    #: paraphrase says "corporate" for "company"). 0 refuses every unmatched word: highest
+    #: precision, about a quarter of the recall on the labelled dev pairs.
+    max_unmatched: int = Field(VERIFIER.max_unmatched, ge=0, le=10)
+    #: Word-pair overlap below which a question counts as reworded. At or above it, any
+    #: changed content word is a changed fact ("brake pads" -> "brake discs") and refused.
+    reworded_below: float = Field(VERIFIER.reworded_below, ge=0.0, le=1.0)
+    #: Questions longer than this (characters) are not served or stored semantically: the
+    #: checks stay bounded, and MiniLM reads only the first 256 tokens anyway.
+    max_question_chars: int = Field(VERIFIER.max_chars, ge=100, le=20_000)
+
+
 class CacheConfig(Section):
     enabled: bool = True
     embedder: Embedder = Embedder()
-    #: Cosine similarity a candidate must reach before the guards run.
+    #: Cosine similarity a candidate must reach before the verifier runs.
     similarity_threshold: float = Field(0.90, gt=0.5, lt=1.0)
+    #: The near-miss verifier's settings.
+    verifier: VerifierConfig = VerifierConfig()
+    #: Answers larger than this (bytes of JSON) are never cached: one huge answer must not
+    #: evict thousands of ordinary ones. 256 KiB.
+    max_entry_bytes: int = Field(262_144, ge=1024, le=16 * 1024 * 1024)
     #: Precision target `cache calibrate` recommends a threshold for.
     precision_target: float = Field(0.99, gt=0.5, le=1.0)
+    #: Share of near-miss questions allowed a hit, for `cache calibrate` on pairs that label
+    #: near-miss classes.
+    near_miss_target: float = Field(0.01, ge=0.0, le=1.0)
     #: Responses sampled above this temperature are never cached.
     max_cacheable_temperature: float = Field(0.3, ge=0, le=2)
     ttl: TtlConfig = TtlConfig()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import statistics
 import struct
@@ -15,6 +16,15 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
     pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
     return {"p50": round(statistics.median(ms), 3), "p99": round(pick(0.99), 3)}
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def example_settings(stack: str = "dev"):
@@ -364,3 +374,31 @@ def bench_stream(requests: int = 500, progress: Callable[[str], None] = lambda s
         "notes": "router = uvicorn + the app + exact GET and KNN on a local Valkey (stand-in embedder) + the relay; "
                  "misses only; direct = the same stand-in model server without the router",
     }
+
+
+def bench_verifier(pairs: list[tuple[str, str]], sizes: tuple[int, ...] = (1_000, 4_000, 16_000, 38_000)) -> dict:
+    """The near-miss verifier's cost per candidate, pure Python as in the Lambda: `cold` parses
+    both questions (nothing memoised), `warm` finds both parsed. `growth` times one long
+    near-duplicate pair with the length cap lifted, to show the checks are linear in the
+    text; `capped` is the same 38k-character pair under the default cap (refused unread)."""
+    from llm_router.cache import verifier
+
+    default = verifier.DEFAULT
+    cold_s = [t for q, c in pairs for t in timed(lambda: _uncached(verifier, q, c, default), 1)]
+    warm_s = [t for q, c in pairs for t in timed(lambda: verifier.near_miss(q, c), 1)]
+    unbounded = dataclasses.replace(verifier.DEFAULT, max_chars=10**9)
+    growth = {}
+    for size in sizes:
+        text = ("How do I reset my password and my email settings " * (size // 50 + 1))[:size]
+        other = text.replace("reset", "change", 1)
+        best = min(timed(lambda: _uncached(verifier, text, other, unbounded), 3))
+        growth[size] = {"ms": round(best * 1000, 2), "us_per_char": round(best * 1e6 / size, 3)}
+    long_text = ("How do I reset my password and my email settings " * 800)[:38_000]
+    capped = min(timed(lambda: verifier.near_miss(long_text, long_text.replace("reset", "change", 1)), 5))
+    return {"pairs": len(pairs), "cold_ms": percentiles(cold_s), "warm_ms": percentiles(warm_s),
+            "growth": growth, "capped_38k_ms": round(capped * 1000, 4), "target_p99_ms": 5}
+
+
+def _uncached(verifier, question: str, cached: str, settings) -> None:
+    verifier._MEMO.clear()
+    verifier.near_miss(question, cached, settings)

@@ -4,7 +4,9 @@ real embedder on a labelled pairs file (format: ../shared/data/README.md).
 Protocol: hold out a share of clusters; insert the origins of the other pairs
 (up to `origins`); ask every `similar` of an inserted pair (it could hit) and
 as many of the held-out ones (they must miss). A hit is correct only when the
-returned entry's cluster is the query's cluster.
+returned entry's cluster is the query's cluster. When the pairs carry a `class`
+(what kind of near-miss a pair is), the report counts hits per class, and recall
+for the paraphrases.
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ import hashlib
 import json
 import random
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from llm_router.cache.keys import Scope
 from llm_router.cache.store import Lookup, ResponseCache, choose
-from llm_router.settings import CacheSettings
+from llm_router.cache.verifier import DEFAULT, Assessment, assess
+from llm_router.settings import CacheSettings, VerifierSettings
 
-THRESHOLDS = [round(0.80 + 0.01 * i, 2) for i in range(20)]
+THRESHOLDS = [round(0.70 + 0.01 * i, 2) for i in range(30)]
+#: The verifier settings `calibrate` tries with every threshold.
+VERIFIER_GRID = [dataclasses.replace(DEFAULT, max_unmatched=m, reworded_below=r)
+                 for m in (0, 1, 2, 3) for r in (0.35, 0.45, 0.55)]
+PARAPHRASE = "paraphrase"
 
 
 @dataclass
 class Split:
     entries: dict[str, int]
     queries: list[tuple[str, int]]
+    #: Query text -> its class ("paraphrase" or a near-miss class), when the pairs carry `class`.
+    classes: dict[str, str] = field(default_factory=dict)
 
     @property
     def entry_clusters(self) -> set[int]:
@@ -65,7 +74,10 @@ def split(pairs: list[dict[str, Any]], holdout: float, origins: int, seed: int =
     cluster_of = lambda p: p.get("similar_cluster", p["cluster"])  # noqa: E731
     could = [(p["similar"], cluster_of(p)) for p in ps if p["origin"] in entries]
     must = [(p["similar"], cluster_of(p)) for p in ps if p["cluster"] in held][:len(entries)]
-    return Split(entries, could + must)
+    classes = {}
+    if any("class" in p for p in ps):
+        classes = {p["similar"]: p.get("class", "near-miss") if "similar_cluster" in p else PARAPHRASE for p in ps}
+    return Split(entries, could + must, classes)
 
 
 def collect(split_: Split, embedder, client, settings: CacheSettings, k: int = 5,
@@ -96,41 +108,79 @@ def collect(split_: Split, embedder, client, settings: CacheSettings, k: int = 5
     return out
 
 
+class Judge:
+    """The verifier with its settings-free part memoised per pair, so a sweep over
+    thresholds and verifier settings reads each pair once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], Assessment] = {}
+
+    def __call__(self, question: str, cached: str, settings: VerifierSettings) -> Optional[str]:
+        if len(question) > settings.max_chars or len(cached) > settings.max_chars:
+            return "length"
+        found = self._seen.get((question, cached))
+        if found is None:
+            found = self._seen[(question, cached)] = assess(question, cached)
+        return found.verdict(settings)
+
+
 def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True,
-          errors: Optional[list] = None) -> dict[str, Any]:
-    """Recall, precision, false-hit rate; every hit the labels call wrong goes to `errors`
-    (labels are crowd-sourced: read them before trusting a precision figure)."""
+          errors: Optional[list] = None, verifier: VerifierSettings = DEFAULT,
+          classes: Optional[dict[str, str]] = None, judge: Optional[Judge] = None) -> dict[str, Any]:
+    """Recall, precision, false-hit rate (and hits per class when `classes` is given); every
+    hit the labels call wrong goes to `errors` (labels can be crowd-sourced: read them before
+    trusting a precision figure)."""
+    judge = judge or Judge()
     entry_clusters = set(entries.values())
     hits = correct = could = must = false_hits = 0
+    per_class: dict[str, dict[str, int]] = {}
     for text, cluster, cands in collected:
         can = cluster in entry_clusters
         could += can
         must += not can
-        chosen, _ = choose(text, cands, threshold, guards)
+        chosen, _ = choose(text, cands, threshold, guards, verifier, judge=judge)
+        right = chosen is not None and entries[chosen.question] == cluster
+        if classes and text in classes:
+            row = per_class.setdefault(classes[text], {"hits": 0, "total": 0})
+            row["total"] += 1
+            row["hits"] += right if classes[text] == PARAPHRASE else chosen is not None
         if chosen is not None:
-            right = entries[chosen.question] == cluster
             hits += 1
             correct += right
             false_hits += not can
             if errors is not None and not right:
                 errors.append({"label": "wrong-cluster" if can else "false-hit", "similarity": round(chosen.similarity, 4),
-                               "query": text, "cached": chosen.question})
-    return {"threshold": threshold, "guards": guards, "recall": round(correct / max(could, 1), 4),
-            "precision": round(correct / max(hits, 1), 4), "false_hit_rate": round(false_hits / max(must, 1), 4),
-            "hits": hits, "queries": len(collected), "could_hit": could, "must_miss": must}
+                               "query": text, "cached": chosen.question, "class": (classes or {}).get(text)})
+    result = {"threshold": threshold, "guards": guards, "max_unmatched": verifier.max_unmatched,
+              "reworded_below": verifier.reworded_below, "recall": round(correct / max(could, 1), 4),
+              "precision": round(correct / max(hits, 1), 4), "false_hit_rate": round(false_hits / max(must, 1), 4),
+              "hits": hits, "queries": len(collected), "could_hit": could, "must_miss": must}
+    if per_class:
+        near = [r for c, r in per_class.items() if c != PARAPHRASE]
+        result["near_miss_hit_rate"] = round(sum(r["hits"] for r in near) / max(1, sum(r["total"] for r in near)), 4)
+        result["per_class"] = dict(sorted(per_class.items(), key=lambda kv: (kv[0] != PARAPHRASE, kv[0])))
+    return result
 
 
-def sweep(collected: list, entries: dict[str, int], thresholds=THRESHOLDS, guards: bool = True) -> list[dict]:
-    return [score(collected, entries, t, guards) for t in thresholds]
+def sweep(collected: list, entries: dict[str, int], thresholds=THRESHOLDS, guards: bool = True,
+          verifiers=(DEFAULT,), classes: Optional[dict[str, str]] = None) -> list[dict]:
+    """Every threshold with every verifier setting (one judge: each pair is read once)."""
+    judge = Judge()
+    return [score(collected, entries, t, guards, verifier=v, classes=classes, judge=judge)
+            for v in verifiers for t in thresholds]
 
 
-def recommend(rows: list[dict], precision_target: float) -> Optional[dict]:
-    """The loosest threshold whose precision meets the target (None if none does)."""
-    ok = [r for r in rows if r["precision"] >= precision_target and r["hits"]]
-    return min(ok, key=lambda r: r["threshold"]) if ok else None
+def recommend(rows: list[dict], precision_target: float, near_miss_target: Optional[float] = None) -> Optional[dict]:
+    """The row with the most recall whose precision (and near-miss hit rate, when the pairs
+    have classes) meets the target; ties go to the higher threshold (None if none meets it)."""
+    ok = [r for r in rows if r["precision"] >= precision_target and r["hits"]
+          and (near_miss_target is None or r.get("near_miss_hit_rate", 0.0) <= near_miss_target)]
+    return max(ok, key=lambda r: (r["recall"], r["threshold"])) if ok else None
 
 
-def save(rows: list[dict], out_dir: Path, title: str, target: Optional[float] = None) -> tuple[Path, Path]:
+def save(rows: list[dict], out_dir: Path, title: str, target: Optional[float] = None,
+         best: Optional[dict] = None) -> tuple[Path, Path]:
+    """The whole sweep as CSV; the plot shows the curves of the recommended verifier setting."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,21 +188,26 @@ def save(rows: list[dict], out_dir: Path, title: str, target: Optional[float] = 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table = out_dir / "calibration.csv"
+    fields = [k for k in rows[0] if k != "per_class"]
     with table.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    xs = [r["threshold"] for r in rows]
-    for key, color in (("precision", "#1f77b4"), ("recall", "#2ca02c"), ("false_hit_rate", "#d62728")):
-        ax.plot(xs, [r[key] for r in rows], marker="o", markersize=3, label=key, color=color)
+    shown = best or rows[0]
+    curve = [r for r in rows if (r["max_unmatched"], r["reworded_below"]) == (shown["max_unmatched"], shown["reworded_below"])]
+    xs = [r["threshold"] for r in curve]
+    keys = ["precision", "recall", "false_hit_rate"] + (["near_miss_hit_rate"] if "near_miss_hit_rate" in shown else [])
+    for key, color in zip(keys, ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e")):
+        ax.plot(xs, [r[key] for r in curve], marker="o", markersize=3, label=key, color=color)
     if target:
         ax.axhline(target, color="#1f77b4", linestyle=":", linewidth=1, label=f"precision target {target:g}")
     ax.set_xlabel("cosine similarity threshold")
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{title}\nverifier: max_unmatched {shown['max_unmatched']}, reworded_below {shown['reworded_below']}",
+                 fontsize=10)
     plot = out_dir / "calibration.png"
     fig.tight_layout()
     fig.savefig(plot)

@@ -26,7 +26,10 @@ BUDGET_CAPPED = "BudgetCapped"
 CACHE_HITS = "CacheHits"
 CACHE_MISSES = "CacheMisses"
 CACHE_FAIL_OPEN = "CacheFailOpen"
+#: Semantic candidates the near-miss verifier refused.
 CACHE_GUARD_REJECTED = "CacheGuardRejected"
+#: Answers too large to cache (cache.maxEntryBytes).
+CACHE_ENTRY_TOO_LARGE = "CacheEntryTooLarge"
 #: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
 CACHE_SHARED_STORE = "CacheSharedStores"
 FALLBACKS = "Fallbacks"

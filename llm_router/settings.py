@@ -102,6 +102,19 @@ class EmbedderSettings:
 
 
 @dataclass(frozen=True)
+class VerifierSettings:
+    """The near-miss verifier's tunables (calibrated defaults: `cache.verifier.DEFAULT`)."""
+
+    #: Texts longer than this are not served semantically (and the checks never run on them).
+    max_chars: int
+    #: Content words one question may have that the other lacks, when it is reworded.
+    max_unmatched: int
+    #: Below this word-pair overlap a question counts as reworded; at or above it, a changed
+    #: content word is a changed fact ("brake pads" -> "brake discs").
+    reworded_below: float
+
+
+@dataclass(frozen=True)
 class CacheTtl:
     default_seconds: int
     tiers: dict[str, int]
@@ -112,6 +125,9 @@ class CacheSettings:
     enabled: bool
     embedder: EmbedderSettings
     similarity_threshold: float
+    verifier: VerifierSettings
+    #: Answers larger than this (bytes of JSON) are not cached.
+    max_entry_bytes: int
     max_cacheable_temperature: float
     ttl: CacheTtl
     timeout_ms: int

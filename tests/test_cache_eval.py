@@ -8,7 +8,7 @@ import pytest
 import valkey
 from typer.testing import CliRunner
 
-from llm_blueprint.cache_eval import collect, recommend, score, split, sweep
+from llm_blueprint.cache_eval import THRESHOLDS, VERIFIER_GRID, collect, recommend, score, split, sweep
 from llm_blueprint.cli import app
 from tests.conftest import cache_settings
 
@@ -23,6 +23,14 @@ PAIRS = [
     ("How do I cancel my subscription?", "How can I cancel my subscription?", 8),
 ]
 NEAR_MISS = [("How do I enable MFA on my account?", "How do I disable MFA on my account?", 3, 30)]
+CLASSED = [  # (origin, similar, cluster, similar_cluster or None, class or None)
+    ("How do I reset my password?", "How can I reset my password?", 1, None, None),
+    ("How do I reset my password?", "Why can't I reset my password?", 1, 11, "modality"),
+    ("How long should I boil an egg?", "How many minutes do I boil an egg for?", 4, None, None),
+    ("How long should I boil an egg?", "How long should I boil 12 eggs?", 4, 41, "number"),
+    ("What is the capital of France?", "Tell me the capital of France.", 2, None, None),
+    ("What is the capital of France?", "What was the capital of France in 1500?", 2, 21, "tense"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +38,18 @@ def pairs_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
     rows = [{"origin": o, "similar": s, "cluster": c} for o, s, c in PAIRS]
     rows += [{"origin": o, "similar": s, "cluster": c, "similar_cluster": sc} for o, s, c, sc in NEAR_MISS]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def classed_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "classed.jsonl"
+    rows = []
+    for o, s, c, sc, cls in CLASSED:
+        row = {"origin": o, "similar": s, "cluster": c}
+        row.update({"similar_cluster": sc, "class": cls} if sc else {})
+        rows.append(row)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -59,7 +79,9 @@ def test_scores_on_the_real_server_and_embedder(pairs_file, valkey_server, minil
     assert guarded["precision"] == 1.0 and guarded["recall"] >= 0.75
     rows = sweep(collected, parts.entries, thresholds=[0.6, 0.75, 0.9])
     assert [r["threshold"] for r in rows] == [0.6, 0.75, 0.9]
-    assert recommend(rows, 0.99)["threshold"] == min(r["threshold"] for r in rows if r["precision"] >= 0.99)
+    ok = [r for r in rows if r["precision"] >= 0.99]
+    best = max(r["recall"] for r in ok)  # the most recall; of equals, the stricter threshold
+    assert recommend(rows, 0.99)["threshold"] == max(r["threshold"] for r in ok if r["recall"] == best)
 
 
 def test_eval_and_calibrate_cli(pairs_file, tmp_path):
@@ -75,9 +97,11 @@ def test_eval_and_calibrate_cli(pairs_file, tmp_path):
                               "--out-dir", str(tmp_path), "--json"])
     assert cal.exit_code in (0, 1), cal.output
     report = json.loads(cal.stdout[cal.stdout.index("{"):])
-    assert (tmp_path / "calibration.csv").read_text().startswith("threshold,guards,recall")
+    assert (tmp_path / "calibration.csv").read_text().startswith("threshold,guards,max_unmatched,reworded_below,recall")
     assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
-    assert report["precision_target"] == 0.99 and len(report["rows"]) == 20
+    assert report["precision_target"] == 0.99 and len(report["rows"]) == len(THRESHOLDS) * len(VERIFIER_GRID)
+    assert {(r["max_unmatched"], r["reworded_below"]) for r in report["rows"]} == {
+        (v.max_unmatched, v.reworded_below) for v in VERIFIER_GRID}  # the verifier's settings are swept too
     bad = runner.invoke(app, ["cache", "eval", "--pairs", str(tmp_path / "missing.jsonl")])
     assert bad.exit_code == 2
 
@@ -112,3 +136,40 @@ def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cle
     assert result.exit_code == 1
     assert "embedding with bedrock-titan-v2 failed" in result.output and "NoCredentialsError" in result.output
     assert "Traceback" not in result.output
+
+
+def test_eval_reports_each_near_miss_class_and_paraphrase_recall(classed_file):
+    result = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(classed_file), "--holdout", "0", "--threshold",
+                                      "0.6", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["per_class"] == {"paraphrase": {"hits": 3, "total": 3}, "modality": {"hits": 0, "total": 1},
+                                 "number": {"hits": 0, "total": 1}, "tense": {"hits": 0, "total": 1}}
+    assert data["near_miss_hit_rate"] == 0.0 and data["recall"] == 1.0
+    off = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(classed_file), "--holdout", "0", "--threshold",
+                                   "0.6", "--no-verifier", "--json"])
+    served = json.loads(off.stdout.strip().splitlines()[-1])["per_class"]
+    assert sum(served[c]["hits"] for c in ("modality", "number", "tense")) >= 2  # the embedder alone serves them
+    text = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(classed_file), "--holdout", "0", "--threshold", "0.6"])
+    assert "paraphrase (must hit)" in text.output and "tense (must miss)" in text.output
+
+
+def test_recommend_takes_the_most_recall_that_meets_both_targets():
+    rows = [{"threshold": 0.8, "recall": 0.7, "precision": 0.995, "hits": 9, "near_miss_hit_rate": 0.02},
+            {"threshold": 0.85, "recall": 0.6, "precision": 0.992, "hits": 9, "near_miss_hit_rate": 0.0},
+            {"threshold": 0.9, "recall": 0.6, "precision": 0.999, "hits": 9, "near_miss_hit_rate": 0.0},
+            {"threshold": 0.75, "recall": 0.9, "precision": 0.9, "hits": 9, "near_miss_hit_rate": 0.0}]
+    assert recommend(rows, 0.99, 0.01)["threshold"] == 0.9
+    assert recommend(rows, 0.99)["threshold"] == 0.8
+    assert recommend(rows, 0.9999) is None
+
+
+def test_bench_verifier_prints_its_figures(pairs_file):
+    result = CliRunner().invoke(app, ["bench", "verifier", "--pairs", str(pairs_file), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["pairs"] == len(PAIRS) + len(NEAR_MISS) and figures["target_p99_ms"] == 5
+    for key in ("cold_ms", "warm_ms"):
+        assert set(figures[key]) == {"p50", "p99"} and figures[key]["p99"] >= figures[key]["p50"] > 0
+    assert sorted(int(k) for k in figures["growth"]) == [1000, 4000, 16000, 38000]
+    assert figures["capped_38k_ms"] < figures["growth"]["38000"]["ms"]  # refused unread above the cap

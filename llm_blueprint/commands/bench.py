@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .common import err, load_config, out
+from .common import err, fail_config, load_config, out
 
 app = typer.Typer(help="Benchmarks that print their figures (JSON with --json).", no_args_is_help=True)
 
@@ -68,6 +69,31 @@ def bench_cache_cmd(
                   f"p99 {figures['server_knn_ms']['p99']:.3f} ms (FT.SEARCH inside the server)")
     out.print(f"{figures['entries']:,} entries, {figures['bytes_per_entry']:,} bytes/entry, "
               f"loaded at {figures['load_entries_per_s']:,}/s")
+
+
+@app.command("verifier")
+def bench_verifier_cmd(
+    pairs: Path = typer.Option(..., help="Labelled pairs (JSON lines with origin, similar): each is checked once."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Near-miss verifier cost per candidate (p50/p99 ms, cold and memoised) and its growth with text length."""
+    from ..bench import bench_verifier
+    from ..cache_eval import load_pairs
+
+    try:
+        data = load_pairs(pairs)
+    except (OSError, ValueError) as e:
+        fail_config(str(e))
+    figures = bench_verifier([(p["similar"], p["origin"]) for p in data])
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    for key in ("cold_ms", "warm_ms"):
+        out.print(f"{key:>8}: p50 {figures[key]['p50']:.3f} ms, p99 {figures[key]['p99']:.3f} ms "
+                  f"({figures['pairs']} pairs; target p99 ≤ {figures['target_p99_ms']} ms)")
+    for size, f in figures["growth"].items():
+        out.print(f"{size:>8,} chars, cap lifted: {f['ms']:.2f} ms ({f['us_per_char']:.3f} µs/char)")
+    out.print(f"38,000 chars under the default cap: {figures['capped_38k_ms']:.4f} ms (refused unread)")
 
 
 @app.command("router")

@@ -71,19 +71,32 @@ def cache_eval(
     origins: int = typer.Option(3000, min=1, help="Origins inserted into the cache."),
     threshold: Optional[float] = typer.Option(None, help="Similarity threshold (default: the stack's)."),
     stack: str = typer.Option("dev", help="Stack whose cache settings to use."),
-    no_guards: bool = typer.Option(False, help="Turn the lexical guards off (to see what they buy)."),
+    no_verifier: bool = typer.Option(False, "--no-verifier", "--no-guards",
+                                     help="Turn the near-miss verifier off (to see what it buys)."),
+    max_unmatched: Optional[int] = typer.Option(None, min=0, help="Verifier: default the stack's cache.verifier.maxUnmatched."),
+    reworded_below: Optional[float] = typer.Option(None, min=0, max=1,
+                                                   help="Verifier: default the stack's cache.verifier.rewordedBelow."),
     seed: int = typer.Option(0),
     embedder: EvalEmbedder = typer.Option(EvalEmbedder.local_minilm, help=EMBEDDER_HELP),
     errors: Optional[Path] = typer.Option(None, help="Write every hit the labels call wrong here (JSON lines), to audit."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder."""
+    """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder;
+    hits per near-miss class when the pairs name classes."""
+    import dataclasses
+
+    from components.router_settings import router_settings
+
     from ..cache_eval import score
 
     _, cfg = load_config(stack)
+    v = router_settings(cfg).cache.verifier  # the stack's, with the options' overrides
+    verifier = dataclasses.replace(v, max_unmatched=v.max_unmatched if max_unmatched is None else max_unmatched,
+                                   reworded_below=v.reworded_below if reworded_below is None else reworded_below)
     parts, collected, name = _eval_run(pairs, holdout, origins, seed, embedder, cfg)
     wrong: list = []
-    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_guards, wrong)
+    result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_verifier, wrong,
+                   verifier, parts.classes)
     result["embedder"] = name
     if errors:
         errors.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +104,25 @@ def cache_eval(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    out.print(f"{name}, threshold {result['threshold']:.2f}, guards {'on' if result['guards'] else 'off'}: "
+    verifier_text = (f"verifier on (max_unmatched {verifier.max_unmatched}, reworded_below {verifier.reworded_below:g})"
+                     if result["guards"] else "verifier off")
+    out.print(f"{name}, threshold {result['threshold']:.2f}, {verifier_text}: "
               f"recall {result['recall']:.1%}, precision {result['precision']:.1%}, "
               f"false hits {result['false_hit_rate']:.2%} ({result['hits']} hits / {result['queries']} queries)")
+    if "per_class" in result:
+        out.print(class_table(result))
+
+
+def class_table(result: dict) -> Table:
+    """Paraphrases: how many were served (recall). Near-miss classes: how many were served (wrong)."""
+    table = Table(title="per class", title_justify="left")
+    for col in ("class", "served", "of", "share"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for cls, row in result["per_class"].items():
+        label = "paraphrase (must hit)" if cls == "paraphrase" else f"{cls} (must miss)"
+        table.add_row(label, str(row["hits"]), str(row["total"]), f"{row['hits'] / max(row['total'], 1):.1%}")
+    table.add_row("near-miss, all classes", "", "", f"{result['near_miss_hit_rate']:.2%}")
+    return table
 
 
 @app.command("calibrate")
@@ -107,30 +136,42 @@ def cache_calibrate(
     embedder: EvalEmbedder = typer.Option(EvalEmbedder.local_minilm, help=EMBEDDER_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Sweep thresholds; recommend the loosest that meets the stack's precision target."""
-    from ..cache_eval import recommend, save, sweep
+    """Sweep the similarity threshold with the verifier's settings; recommend the setting with the
+    most recall that meets the stack's precision target (and near-miss target, when pairs have classes)."""
+    from ..cache_eval import VERIFIER_GRID, recommend, save, sweep
 
     _, cfg = load_config(stack)
     target = cfg.cache.precision_target
     parts, collected, name = _eval_run(pairs, holdout, origins, seed, embedder, cfg)
-    rows = sweep(collected, parts.entries)
-    best = recommend(rows, target)
-    table_path, plot = save(rows, out_dir, f"{pairs.name} ({name}): guards on, holdout {holdout:g}", target)
-    result = {"embedder": name, "precision_target": target, "recommended": best, "rows": rows, "table": str(table_path),
-              "plot": str(plot)}
+    rows = sweep(collected, parts.entries, verifiers=VERIFIER_GRID, classes=parts.classes)
+    near_target = cfg.cache.near_miss_target if parts.classes else None
+    best = recommend(rows, target, near_target)
+    table_path, plot = save(rows, out_dir, f"{pairs.name} ({name}), holdout {holdout:g}", target, best)
+    result = {"embedder": name, "precision_target": target, "near_miss_target": near_target, "recommended": best,
+              "rows": rows, "table": str(table_path), "plot": str(plot)}
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        table = Table(title=f"threshold sweep on {pairs.name} with {name}", title_justify="left")
-        for col in ("threshold", "recall", "precision", "false hits", "hits"):
+        shown = best or max(rows, key=lambda r: r["precision"])
+        table = Table(title=f"threshold sweep on {pairs.name} with {name}, verifier max_unmatched "
+                            f"{shown['max_unmatched']}, reworded_below {shown['reworded_below']:g} "
+                            f"(all {len(VERIFIER_GRID)} settings in the CSV)", title_justify="left")
+        cols = ["threshold", "recall", "precision", "false hits", "hits"] + (["near-miss hits"] if near_target is not None else [])
+        for col in cols:
             table.add_column(col, justify="right")
         for r in rows:
+            if (r["max_unmatched"], r["reworded_below"]) != (shown["max_unmatched"], shown["reworded_below"]):
+                continue
             table.add_row(f"{r['threshold']:.2f}", f"{r['recall']:.1%}", f"{r['precision']:.1%}",
-                          f"{r['false_hit_rate']:.2%}", str(r["hits"]))
+                          f"{r['false_hit_rate']:.2%}", str(r["hits"]),
+                          *([f"{r['near_miss_hit_rate']:.2%}"] if near_target is not None else []))
         out.print(table)
         if best:
-            out.print(f"recommended similarityThreshold: {best['threshold']:.2f} "
-                      f"(precision {best['precision']:.1%} ≥ target {target:.1%}, recall {best['recall']:.1%})")
+            out.print(f"recommended similarityThreshold: {best['threshold']:.2f}, verifier maxUnmatched "
+                      f"{best['max_unmatched']}, rewordedBelow {best['reworded_below']:g} "
+                      f"(precision {best['precision']:.1%} ≥ target {target:.1%}, recall {best['recall']:.1%}"
+                      + (f", near-miss hits {best['near_miss_hit_rate']:.2%} ≤ {near_target:.2%}" if near_target is not None
+                         else "") + ")")
         else:
             top = max(rows, key=lambda r: r["precision"])
             out.print(f"[yellow]no threshold reaches precision {target:.1%}[/] on this data; the best is "

@@ -1,6 +1,6 @@
 """Exact + semantic response cache on Valkey/ElastiCache vector search."""
 
-from .guards import near_miss
+from .verifier import near_miss
 from .keys import Scope, exact_key, semantic_text
 from .store import CacheHit, Layout, ResponseCache
 

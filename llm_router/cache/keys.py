@@ -16,6 +16,11 @@ from ..tokens import content_text
 #: Parameters that change the answer; everything else (user, stream, metadata) does not.
 ANSWER_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "tools",
                  "tool_choice", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias")
+#: Of those, the ones a semantic hit must also share: an answer cut at 100 tokens, stopped at
+#: "\n", or seeded differently is another answer to the same question. Sampling settings
+#: (temperature, top_p, penalties) are left out: they vary the wording, not what is asked.
+SEMANTIC_PARAMS = ("max_tokens", "max_completion_tokens", "stop", "seed", "tools", "tool_choice", "response_format",
+                   "n", "logit_bias")
 _SPACE = re.compile(r"\s+")
 
 
@@ -75,3 +80,10 @@ def semantic_text(messages: list[dict[str, Any]]) -> Optional[str]:
         return None  # a question about an image is not its caption's paraphrase
     text = _norm(content_text(turns[0]))
     return text or None
+
+
+def semantic_params(params: dict[str, Any]) -> str:
+    """A short hash of the answer-changing parameters a semantic hit must match ("" when none is set,
+    which is also what entries written before this field read as)."""
+    chosen = {k: params[k] for k in SEMANTIC_PARAMS if params.get(k) is not None}
+    return _h(json.dumps(chosen, sort_keys=True, separators=(",", ":"))) if chosen else ""

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
-from ..settings import CacheSettings
+from ..settings import CacheSettings, VerifierSettings
 from .embedders import Embedder
-from .guards import near_miss
-from .keys import Scope, exact_key, semantic_text
+from .keys import Scope, exact_key, semantic_params, semantic_text
+from .verifier import DEFAULT, near_miss
 
 REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
                      r"(help|assist|comply|provide|do that)", re.I)
@@ -75,6 +75,7 @@ class Lookup:
     vector: Optional[bytes] = None
     hit: Optional[CacheHit] = None
     dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
+    params: str = ""  # hash of the answer-changing parameters a semantic hit must share
 
 
 class Candidate(NamedTuple):
@@ -82,21 +83,28 @@ class Candidate(NamedTuple):
     question: str
     key: str
     stored_at: float
+    params: str = ""
 
 
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def choose(text: str, candidates: list[Candidate], threshold: float,
-           guards: bool = True) -> tuple[Optional[Candidate], int]:
-    """Re-rank the top-k: the most similar candidate above the threshold that no
-    guard rejects. Returns it (or None) and how many the guards turned away."""
+def choose(text: str, candidates: list[Candidate], threshold: float, guards: bool = True,
+           verifier: VerifierSettings = DEFAULT, params: str = "",
+           judge: Callable[[str, str, VerifierSettings], Optional[str]] = near_miss,
+           ) -> tuple[Optional[Candidate], int]:
+    """Re-rank the top-k: the most similar candidate above the threshold, asked with the
+    same answer-changing parameters, that the verifier (`judge`) does not refuse
+    (`guards=False` skips it, to measure what it buys). Returns it (or None) and how many
+    the verifier turned away."""
     rejected = 0
     for candidate in candidates:
         if candidate.similarity < threshold:
             break
-        if guards and near_miss(text, candidate.question):
+        if candidate.params != params:
+            continue
+        if guards and judge(text, candidate.question, verifier):
             rejected += 1
             continue
         return candidate, rejected
@@ -246,7 +254,8 @@ class ResponseCache:
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
-        state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages))
+        state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages),
+                       params=semantic_params(params))
         semantic = self._semantic_allowed(params, state)
         try:
             pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
@@ -272,7 +281,7 @@ class ResponseCache:
 
     def _semantic_allowed(self, params: dict[str, Any], state: Lookup) -> bool:
         return (self.embedder is not None and state.text is not None and not params.get("tools")
-                and not params.get("response_format"))
+                and not params.get("response_format") and len(state.text) <= self.settings.verifier.max_chars)
 
     def _vector(self, state: Lookup) -> bytes:
         if state.vector is None:
@@ -291,7 +300,7 @@ class ResponseCache:
         try:
             reply = self.client.execute_command(
                 "FT.SEARCH", index, query, "PARAMS", "2", "vec", self._vector(state),
-                "RETURN", "3", "dist", "q", "ts", "LIMIT", "0", str(self.k), "DIALECT", "2")
+                "RETURN", "4", "dist", "q", "ts", "p", "LIMIT", "0", str(self.k), "DIALECT", "2")
         except Exception as e:  # noqa: BLE001
             if _no_such_index(e):
                 self._indexes.discard(index)  # dropped (reclaimed, or a new version started)
@@ -301,7 +310,7 @@ class ResponseCache:
         for i in range(1, len(reply), 2):
             fields = reply[i + 1]
             doc = {_str(fields[j]): _str(fields[j + 1]) for j in range(0, len(fields), 2)}
-            out.append(Candidate(1.0 - float(doc["dist"]), doc["q"], _str(reply[i]), float(doc["ts"])))
+            out.append(Candidate(1.0 - float(doc["dist"]), doc["q"], _str(reply[i]), float(doc["ts"]), doc.get("p", "")))
         out.sort(key=lambda c: -c.similarity)  # no SORTBY on ElastiCache: sort by distance here
         return out
 
@@ -311,7 +320,8 @@ class ResponseCache:
         return None if raw is None else json.loads(raw)
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
-        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold)
+        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold,
+                                  verifier=self.settings.verifier, params=state.params)
         if rejected:
             self.metric(m.CACHE_GUARD_REJECTED, rejected)
         response = None if chosen is None else self.answer(chosen)
@@ -329,6 +339,9 @@ class ResponseCache:
         ttls = self.settings.ttl
         ttl = ttls.tiers.get(state.scope.tier, ttls.default_seconds)
         body = json.dumps({"response": response, "ts": now}, separators=(",", ":"))
+        if len(body) > self.settings.max_entry_bytes:
+            self.metric(m.CACHE_ENTRY_TOO_LARGE, 1)
+            return False
         scope_set = f"{s.prefix}s:" + ":".join(state.scope.tags.values())
         try:
             pipe = self.client.pipeline(transaction=True)
@@ -337,8 +350,8 @@ class ResponseCache:
             pipe.sadd(scope_set, exact)
             if self._semantic_allowed(params, state):
                 doc = f"{self.index_for(state.scope)}:{state.key}"
-                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state),
-                                        "q": state.text, "resp": json.dumps(response, separators=(",", ":"))})
+                pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
+                                        "p": state.params, "resp": json.dumps(response, separators=(",", ":"))})
                 pipe.expire(doc, ttl)
                 pipe.sadd(scope_set, doc)
             pipe.expire(scope_set, max(ttl, ttls.default_seconds, *ttls.tiers.values()))
