@@ -6,11 +6,10 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
-import uuid
 from typing import Any, Optional, Protocol
 from urllib.parse import urlsplit
 
+from . import bedrock_map
 from .resilience import UpstreamError
 
 #: Request fields an upstream chat-completions API accepts from the client.
@@ -97,10 +96,6 @@ class AzureOpenAI(OpenAICompatible):
         self.headers = {"api-key": api_key} if api_key else {"authorization": f"Bearer {token}"}
 
 
-FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-          "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
-
-
 class Bedrock:
     """Amazon Bedrock through the Converse API (authorised by bedrock:InvokeModel)."""
 
@@ -117,38 +112,26 @@ class Bedrock:
                                   config=Config(retries={"max_attempts": 1}, read_timeout=29, connect_timeout=2))
         self.client = client
 
-    def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        system = [{"text": m["content"]} for m in body["messages"] if m["role"] in ("system", "developer")]
-        messages = []
-        for m in body["messages"]:
-            if m["role"] in ("system", "developer"):
-                continue
-            role = "assistant" if m["role"] == "assistant" else "user"
-            text = m["content"] if isinstance(m["content"], str) else " ".join(
-                p.get("text", "") for p in m["content"] or [] if isinstance(p, dict))
-            if messages and messages[-1]["role"] == role:  # Converse wants alternating turns
-                messages[-1]["content"].append({"text": text})
-            else:
-                messages.append({"role": role, "content": [{"text": text}]})
-        inference: dict[str, Any] = {"maxTokens": body["max_tokens"]}
-        for src, dst in (("temperature", "temperature"), ("top_p", "topP")):
-            if body.get(src) is not None:
-                inference[dst] = body[src]
-        if body.get("stop"):
-            inference["stopSequences"] = [body["stop"]] if isinstance(body["stop"], str) else body["stop"]
-        req = {"modelId": self.model, "messages": messages, "inferenceConfig": inference}
-        if system:
-            req["system"] = system
-        if self.guardrail:
-            req["guardrailConfig"] = {"guardrailIdentifier": self.guardrail["id"],
-                                      "guardrailVersion": str(self.guardrail["version"])}
-        return req
+    def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
+        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan)
+
+    def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
+        """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""
+        try:
+            native = "outputConfig" in self.client.meta.service_model.operation_model("Converse").input_shape.members
+        except AttributeError:
+            native = True
+        return bedrock_map.plan_request(body, self.model, native_json=native)
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+        plan = self.plan(body)
+        request = self.request(body, plan)
         try:
-            resp = self.client.converse(**self.request(body))
+            resp = self.client.converse(**request)
+        except ParamValidationError as e:
+            raise UpstreamError(400, f"bedrock: the request does not fit the Converse API ({e})", retryable=False) from e
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
@@ -160,13 +143,4 @@ class Bedrock:
             raise UpstreamError(status if status >= 500 else 502, f"bedrock: {code}") from e
         except BotoCoreError as e:
             raise UpstreamError(504 if "timeout" in str(e).lower() else 502, "bedrock unreachable") from e
-        text = "".join(c.get("text", "") for c in resp["output"]["message"]["content"])
-        usage = resp.get("usage", {})
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": FINISH.get(resp.get("stopReason", ""), "stop")}],
-            "usage": {"prompt_tokens": usage.get("inputTokens", 0), "completion_tokens": usage.get("outputTokens", 0),
-                      "total_tokens": usage.get("totalTokens", 0)},
-        }
+        return bedrock_map.chat_completion(resp, self.model, plan)
