@@ -98,7 +98,7 @@ BEDROCK_FAMILIES: tuple[Family, ...] = (
            "always reasons; reasoning_effort does not change it"),
 )
 BEDROCK_DEFAULT = Family("bedrock", "other Bedrock models", "", _TEXT,
-                         "text only until the family is named (`family=`)")
+                         "text only until `family_hint` names the family")
 
 OPENAI_FAMILIES: tuple[Family, ...] = (
     Family("openai", "GPT-5 chat", r"^gpt-5[\w.]*-chat", _GPT),

@@ -276,10 +276,8 @@ def _array_error(v: list, s: dict, root: Any, at: str, depth: int) -> Optional[s
         return f"{at}: fewer than {s['minItems']} items"
     if "maxItems" in s and len(v) > s["maxItems"]:
         return f"{at}: more than {s['maxItems']} items"
-    if s.get("uniqueItems"):
-        seen = [json.dumps(x, sort_keys=True) for x in v]
-        if len(set(seen)) != len(seen):
-            return f"{at}: items are not unique"
+    if s.get("uniqueItems") and any(_same(v[i], v[j]) for i in range(len(v)) for j in range(i)):
+        return f"{at}: items are not unique"
     items = s.get("items")
     prefix = s.get("prefixItems", items if isinstance(items, list) else [])
     rest = items if not isinstance(items, list) else s.get("additionalItems", True)
