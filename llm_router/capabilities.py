@@ -199,7 +199,8 @@ def needs(body: dict[str, Any]) -> dict[str, str]:
                 out.setdefault(feature, f"messages[{i}].content[{j}]")
     if body.get("reasoning_effort") not in (None, "none"):
         out[REASONING] = "reasoning_effort"
-    if (body.get("n") or 1) > 1:
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
         out[N] = "n"
     if body.get("logprobs") or body.get("top_logprobs"):
         out[LOGPROBS] = "logprobs" if body.get("logprobs") else "top_logprobs"

@@ -14,7 +14,9 @@ import base64
 import copy
 import json
 import struct
+import threading
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -579,3 +581,38 @@ def test_converse_through_the_real_client_carries_image_bytes(monkeypatch):
                                                           "source": {"bytes": base64.b64encode(png()).decode()}}
     assert ChatCompletion.model_validate(out).choices[0].message.content == "A dot."
     assert (e.value.status, e.value.retryable) == (400, False)
+
+
+def test_fetch_image_reads_a_capped_body_and_follows_no_redirects():
+    class Images(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("location", "http://169.254.169.254/latest/meta-data/")
+                self.end_headers()
+                return
+            data = png() if self.path == "/a.png" else png() + bytes(10_000)
+            self.send_response(200)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Images)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert bm.fetch_image(f"{base}/a.png") == png()
+        assert len(bm.fetch_image(f"{base}/big.png", max_bytes=1000)) == 1001
+        with pytest.raises(ApiError) as e:
+            bm.fetch_image(f"{base}/moved")
+        assert e.value.code == "image_fetch_failed"
+        body = chat(user([{"type": "image_url", "image_url": {"url": f"{base}/big.png"}}]))
+        with pytest.raises(ApiError, match="at most 1000 bytes"):
+            bm.converse_request(body, NOVA, remote_image_hosts=frozenset({"127.0.0.1"}), max_image_bytes=1000,
+                                fetch_image=lambda u: bm.fetch_image(u, max_bytes=1000))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -99,13 +99,16 @@ TIERS = {
     "smart": cap.of("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
     "local": cap.of("vllm-eks", "meta-llama/Llama-3.1-8B-Instruct"),
     "gpt": cap.of("openai", "gpt-4o"),
+    "azure": cap.of("azure-openai", "o3-mini", api_version="2024-10-21"),
 }
 
 
 @pytest.mark.parametrize("tier, body, param, named, able", [
     ("smart", {"n": 3}, "n", "n > 1", "gpt, local"),
     ("smart", {"logprobs": True}, "logprobs", "logprobs", "gpt, local"),
-    ("local", {"tools": [TOOL]}, "tools", "tool calling", "fast, gpt, smart"),
+    ("local", {"tools": [TOOL]}, "tools", "tool calling", "azure, fast, gpt, smart"),
+    ("azure", {"stop": ["END"]}, "stop", "stop sequences", "fast, gpt, local, smart"),
+    ("azure", {"reasoning_effort": "low"}, "reasoning_effort", "reasoning", "smart"),
     ("fast", {"messages": [{"role": "user", "content": [IMAGE]}]}, "messages[0].content[0]", "image input",
      "gpt, smart"),
     ("gpt", {"reasoning_effort": "high"}, "reasoning_effort", "reasoning", "smart"),
