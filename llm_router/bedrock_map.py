@@ -376,7 +376,9 @@ def _finish(stop_reason: str, has_calls: bool) -> str:
     if stop_reason in MALFORMED:
         raise UpstreamError(502, f"bedrock: the model's output was malformed ({stop_reason})")
     reason = FINISH.get(stop_reason, "stop")
-    return "stop" if reason == "tool_calls" and not has_calls else reason
+    if reason in ("stop", "tool_calls"):  # some models end a turn of tool calls with end_turn
+        return "tool_calls" if has_calls else "stop"
+    return reason
 
 
 def _check_json(text: str, p: Optional[Plan]) -> None:
@@ -494,6 +496,7 @@ def stream_chunks(events: Iterable[dict[str, Any]], model: str, completion_id: s
     answer_blocks: set[int] = set()
     ignored: set[int] = set()
     answer: list[str] = []
+    stray: list[str] = []
     started, finished, totals = False, False, {}
     for event in events:
         (kind, body), = event.items()
@@ -516,7 +519,9 @@ def stream_chunks(events: Iterable[dict[str, Any]], model: str, completion_id: s
                                              "function": {"name": tu["name"], "arguments": ""}}]})
         elif kind == "contentBlockDelta":
             delta, idx = body["delta"], body["contentBlockIndex"]
-            if "text" in delta and not json_tool:
+            if "text" in delta and json_tool:
+                stray.append(delta["text"])  # beside a forced JSON tool: the answer only if the tool is never called
+            elif "text" in delta:
                 answer.append(delta["text"])
                 yield chunk({"content": delta["text"]})
             elif "toolUse" in delta:
@@ -534,6 +539,9 @@ def stream_chunks(events: Iterable[dict[str, Any]], model: str, completion_id: s
         elif kind == "messageStop":
             finish = _finish(body.get("stopReason", ""), bool(tools))
             text = "".join(answer)
+            if json_tool and not answer_blocks and not tools and stray:
+                text = "".join(stray)
+                yield chunk({"content": text})
             if answer_blocks and p.wrapped:
                 try:
                     text = _json_answer(json.loads(text or "{}"), p)

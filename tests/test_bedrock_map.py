@@ -616,3 +616,18 @@ def test_fetch_image_reads_a_capped_body_and_follows_no_redirects():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_tool_calls_ending_with_end_turn_still_finish_as_tool_calls():
+    out = Stubbed(LLAMA).complete(chat(user("x"), tools=[WEATHER]),
+                                  reply(tool_use("t", "get_weather", {"city": "Lima"}), stop="end_turn"))
+    assert out["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_text_instead_of_the_json_tool_is_the_answer_and_is_checked_in_both_paths():
+    p = bm.plan_request(chat(user("x"), response_format={"type": "json_object"}), NOVA)
+    resp = reply({"text": '{"ok": true}'})
+    assert json.loads(bm.chat_completion(resp, "m", p)["choices"][0]["message"]["content"]) == {"ok": True}
+    assert accumulate(run(list(bm.stream_events(resp)), plan=p)).choices[0].message.content == '{"ok": true}'
+    with pytest.raises(UpstreamError, match="not valid JSON"):
+        run(list(bm.stream_events(reply({"text": "sure!"}))), plan=p)
