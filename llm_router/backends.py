@@ -131,7 +131,8 @@ class Bedrock:
         try:
             resp = self.client.converse(**request)
         except ParamValidationError as e:
-            raise UpstreamError(400, f"bedrock: the request does not fit the Converse API ({e})", retryable=False) from e
+            raise UpstreamError(400, f"bedrock: the request does not fit the Converse API ({e})",
+                                retryable=False) from e
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)

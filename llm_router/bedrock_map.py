@@ -57,8 +57,11 @@ class Plan:
 
 
 def _max_tokens(body: dict[str, Any]) -> Optional[int]:
-    v = body.get("max_completion_tokens", body.get("max_tokens"))
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    """The smaller of max_tokens and max_completion_tokens: the router's budget lands in one of
+    them, and a client's larger value in the other must not lift it."""
+    given = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens"))
+             if isinstance(v, int) and not isinstance(v, bool)]
+    return min(given) if given else None
 
 
 def _forces_tool(body: dict[str, Any]) -> bool:
@@ -78,7 +81,8 @@ def plan_request(body: dict[str, Any], model: str, caps: Optional[frozenset[str]
         spec = fmt.get("json_schema") or {}
         schema = spec.get("schema") if kind == cap.JSON_SCHEMA else None
         if kind == cap.JSON_SCHEMA and cap.NATIVE_JSON_SCHEMA in caps and native_json:
-            fields.update(json_via="native", schema=schema or {"type": "object"}, schema_name=spec.get("name", "answer"))
+            fields.update(json_via="native", schema=schema or {"type": "object"},
+                          schema_name=spec.get("name", "answer"))
         elif cap.TOOL_CHOICE in caps:
             names = {t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
             tool = JSON_TOOL if JSON_TOOL not in names else f"{JSON_TOOL}_{uuid.uuid4().hex[:8]}"
@@ -138,7 +142,8 @@ def _text(content: Any, i: int, what: str) -> list[str]:
     texts = []
     for j, part in enumerate(content or []):
         if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-            raise bad(f"messages[{i}].content[{j}]: {what} take text parts only on Bedrock", f"messages[{i}].content[{j}]")
+            raise bad(f"messages[{i}].content[{j}]: {what} take text parts only on Bedrock",
+                      f"messages[{i}].content[{j}]")
         texts.append(part.get("text") or part.get("refusal") or "")
     return texts
 
@@ -236,6 +241,7 @@ def _tool_result(msg: dict[str, Any], i: int, as_tools: bool) -> dict[str, Any]:
     if not as_tools:
         return {"text": f"[tool result for call {msg.get('tool_call_id')}: {text}]"}
     return {"toolResult": {"toolUseId": tool_use_id(str(msg.get("tool_call_id"))),
+                           # Converse refuses blank text; an empty result still has to answer its call.
                            "content": [{"text": text if text.strip() else "(empty)"}]}}
 
 

@@ -69,7 +69,8 @@ _O_SERIES = _f(TOOLS, TOOL_CHOICE, PARALLEL_TOOL_CALLS, JSON_OBJECT, JSON_SCHEMA
 
 BEDROCK_FAMILIES: tuple[Family, ...] = (
     Family("bedrock", "Claude Sonnet/Haiku/Opus 4.5+", r"anthropic\.claude-(sonnet|haiku|opus)-4-[5-9]",
-           _CLAUDE | {REASONING, THINKING_BUDGET, NATIVE_JSON_SCHEMA}, "JSON schema natively (outputConfig); thinking budget"),
+           _CLAUDE | {REASONING, THINKING_BUDGET, NATIVE_JSON_SCHEMA},
+           "JSON schema natively (outputConfig); thinking budget"),
     Family("bedrock", "Claude Sonnet 4, Opus 4 / 4.1", r"anthropic\.claude-(sonnet|opus)-4-(1-)?\d{8}",
            _CLAUDE | {REASONING, THINKING_BUDGET}, "JSON through a forced tool; thinking budget"),
     Family("bedrock", "Claude 3.7 Sonnet", r"anthropic\.claude-3-7-sonnet", _CLAUDE | {REASONING, THINKING_BUDGET},

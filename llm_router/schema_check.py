@@ -67,7 +67,8 @@ def _problem(schema: Any, root: Any, path: str, depth: int) -> Optional[tuple[st
         names = t if isinstance(t, list) else [t]
         bad = [x for x in names if x not in TYPES]
         if bad or not names:
-            return _join(path, "type"), f"{bad[0] if bad else t!r} is not a JSON Schema type (one of {', '.join(TYPES)})"
+            shown = repr(bad[0]) if bad else repr(t)
+            return _join(path, "type"), f"{shown} is not a JSON Schema type (one of {', '.join(TYPES)})"
     for key in _SCHEMA_MAPS:
         if key in schema:
             sub = schema[key]

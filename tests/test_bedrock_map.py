@@ -272,7 +272,8 @@ def test_an_answer_that_breaks_the_schema_fails_clearly():
 
 
 def test_non_object_schema_travels_wrapped_and_comes_back_bare():
-    fmt = {"type": "json_schema", "json_schema": {"name": "tags", "schema": {"type": "array", "items": {"type": "string"}}}}
+    fmt = {"type": "json_schema",
+           "json_schema": {"name": "tags", "schema": {"type": "array", "items": {"type": "string"}}}}
     s = Stubbed(NOVA)
     out = s.complete(chat(user("tags?"), response_format=fmt),
                      reply(tool_use("j", "json_answer", {"value": ["a", "b"]}), stop="tool_use"))
@@ -353,6 +354,7 @@ def test_image_count_is_capped():
                                                  ("max_tokens", "length"), ("guardrail_intervened", "content_filter")])
 def test_stop_and_max_tokens_map_to_finish_reason_with_usage(stop_reason, finish):
     s = Stubbed(NOVA)
+    # max_tokens is 256 too: the smaller of the two counts
     out = s.complete(chat(user("count"), stop=["END", ""], max_completion_tokens=9, temperature=0.2, top_p=0.9),
                      reply({"text": "1 2 3"}, stop=stop_reason, tokens=(20, 9)))
     assert s.sent[0]["inferenceConfig"] == {"maxTokens": 9, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]}
@@ -373,7 +375,8 @@ def test_conversation_opening_with_the_assistant_gets_a_user_turn_first():
 
 
 def test_models_without_system_prompts_get_it_in_the_first_user_turn():
-    req = bm.converse_request(chat({"role": "system", "content": "Terse."}, user("Hi")), "mistral.mistral-7b-instruct-v0:2")
+    req = bm.converse_request(chat({"role": "system", "content": "Terse."}, user("Hi")),
+                              "mistral.mistral-7b-instruct-v0:2")
     assert "system" not in req and req["messages"][0]["content"] == [{"text": "Terse."}, {"text": "Hi"}]
 
 
@@ -510,7 +513,8 @@ def test_streamed_json_through_the_tool_is_content_and_is_checked():
 
 
 def test_streamed_reasoning_is_a_separate_field():
-    chunks = run(events({"contentBlockDelta": {"delta": {"reasoningContent": {"text": "think"}}, "contentBlockIndex": 0}},
+    chunks = run(events({"contentBlockDelta": {"delta": {"reasoningContent": {"text": "think"}},
+                                               "contentBlockIndex": 0}},
                         {"contentBlockDelta": {"delta": {"reasoningContent": {"signature": "s"}},
                                                "contentBlockIndex": 0}}, text(1, "42")))
     assert [c["choices"][0]["delta"] for c in chunks[1:3]] == [{"reasoning_content": "think"}, {"content": "42"}]
@@ -566,7 +570,8 @@ def test_converse_stream_through_the_real_client_and_event_stream_encoding(monke
 
 
 def test_converse_through_the_real_client_carries_image_bytes(monkeypatch):
-    body = chat(user([{"type": "text", "text": "Describe"}, {"type": "image_url", "image_url": {"url": data_url(png())}}]))
+    body = chat(user([{"type": "text", "text": "Describe"},
+                      {"type": "image_url", "image_url": {"url": data_url(png())}}]))
     with FakeBedrock() as fake:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url)
         backend = Bedrock(NOVA, client=boto3.client("bedrock-runtime", region_name="us-east-1",

@@ -133,8 +133,8 @@ def test_when_no_tier_has_everything_the_message_says_so():
 
 
 def test_a_tier_with_everything_passes_and_tiering_can_ask_who_can():
-    body = {"messages": [{"role": "user", "content": "hi"}], "tools": [TOOL], "response_format": {"type": "json_object"},
-            "stop": ["\n"], "stream": True}
+    body = {"messages": [{"role": "user", "content": "hi"}], "tools": [TOOL],
+            "response_format": {"type": "json_object"}, "stop": ["\n"], "stream": True}
     cap.check("smart", TIERS["smart"], body, TIERS)
     assert cap.tiers_with(cap.required(body), TIERS) == ["fast", "gpt", "smart"]
 

@@ -165,6 +165,7 @@ def test_parts_a_role_cannot_send(message, param):
 
 
 def test_decode_image_url_reads_the_format_from_the_bytes():
-    assert decode_image_url(url(b"\xff\xd8\xff\xdb" + bytes(8), "image/png")) == ("jpeg", b"\xff\xd8\xff\xdb" + bytes(8))
+    jpeg = b"\xff\xd8\xff\xdb" + bytes(8)
+    assert decode_image_url(url(jpeg, "image/png")) == ("jpeg", jpeg)
     assert decode_image_url(url(b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"))[0] == "webp"
     assert decode_image_url(url(b"GIF89a" + bytes(4), "image/gif"))[0] == "gif"
