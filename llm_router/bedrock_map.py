@@ -337,6 +337,8 @@ def converse_request(body: dict[str, Any], model: str, guardrail: Optional[dict[
         inference["maxTokens"] = limit
     for src, dst in (("temperature", "temperature"), ("top_p", "topP")):
         if body.get(src) is not None:
+            if not 0 <= body[src] <= 1:
+                raise bad(f"Bedrock takes {src} between 0 and 1 (got {body[src]})", src)
             inference[dst] = body[src]
     stop = body.get("stop")
     if stop:

@@ -362,6 +362,12 @@ def test_stop_and_max_tokens_map_to_finish_reason_with_usage(stop_reason, finish
     assert out["usage"] == {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}
 
 
+def test_temperature_above_bedrocks_range_is_a_400():
+    with pytest.raises(ApiError) as e:
+        bm.converse_request(chat(user("x"), temperature=1.5), NOVA)
+    assert (e.value.status, e.value.param) == (400, "temperature")
+
+
 def test_malformed_model_output_is_an_upstream_failure():
     with pytest.raises(UpstreamError) as e:
         Stubbed(NOVA).complete(chat(user("x")), reply({"text": "garble"}, stop="malformed_tool_use"))
