@@ -70,7 +70,7 @@ def _forces_tool(body: dict[str, Any]) -> bool:
 
 
 def plan_request(body: dict[str, Any], model: str, caps: Optional[frozenset[str]] = None,
-         native_json: bool = True) -> Plan:
+                 native_json: bool = True) -> Plan:
     """Decide how Bedrock serves `body`. `native_json=False` when the botocore in use has no
     `outputConfig` (the Lambda runtime's bundled one may lag), so JSON goes through a tool."""
     caps = cap.of("bedrock", model) if caps is None else caps
@@ -85,7 +85,7 @@ def plan_request(body: dict[str, Any], model: str, caps: Optional[frozenset[str]
                           schema_name=spec.get("name", "answer"))
         elif cap.TOOL_CHOICE in caps:
             names = {t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-            tool = JSON_TOOL if JSON_TOOL not in names else f"{JSON_TOOL}_{uuid.uuid4().hex[:8]}"
+            tool = next(n for n in (JSON_TOOL, *(f"{JSON_TOOL}_{k}" for k in range(1, 200))) if n not in names)
             object_schema = schema is None or (isinstance(schema, dict) and schema.get("type") == "object")
             fields.update(json_via="tool", json_tool=tool, schema=schema, schema_name=spec.get("name", "answer"),
                           wrapped=not object_schema)

@@ -642,3 +642,11 @@ def test_text_instead_of_the_json_tool_is_the_answer_and_is_checked_in_both_path
     assert accumulate(run(list(bm.stream_events(resp)), plan=p)).choices[0].message.content == '{"ok": true}'
     with pytest.raises(UpstreamError, match="not valid JSON"):
         run(list(bm.stream_events(reply({"text": "sure!"}))), plan=p)
+
+
+def test_the_json_tool_never_takes_a_client_tools_name():
+    clash = {"type": "function", "function": {"name": "json_answer", "parameters": {"type": "object"}}}
+    p = bm.plan_request(chat(user("x"), tools=[clash], response_format={"type": "json_object"}), CLAUDE4)
+    assert p.json_tool == "json_answer_1"
+    out = bm.chat_completion(reply(tool_use("t", "json_answer", {"a": 1}), stop="tool_use"), "m", p)
+    assert out["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "json_answer"
