@@ -223,16 +223,20 @@ def _tool_call_blocks(msg: dict[str, Any], i: int, as_tools: bool) -> list[dict[
     return blocks
 
 
-def _thinking_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+def _thinking_blocks(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
+    """The `thinking_blocks` an earlier answer carried, back as Converse reasoning blocks."""
     out = []
-    for b in msg.get("thinking_blocks") or []:
+    for k, b in enumerate(msg.get("thinking_blocks") or []):
         if not isinstance(b, dict):
             continue
-        if b.get("type") == "thinking" and b.get("signature"):
-            out.append({"reasoningContent": {"reasoningText": {"text": b.get("thinking", ""),
-                                                               "signature": b["signature"]}}})
-        elif b.get("type") == "redacted_thinking" and b.get("data"):
-            out.append({"reasoningContent": {"redactedContent": base64.b64decode(b["data"])}})
+        if b.get("type") == "thinking" and isinstance(b.get("signature"), str) and isinstance(b.get("thinking"), str):
+            out.append({"reasoningContent": {"reasoningText": {"text": b["thinking"], "signature": b["signature"]}}})
+        elif b.get("type") == "redacted_thinking" and isinstance(b.get("data"), str):
+            try:
+                out.append({"reasoningContent": {"redactedContent": base64.b64decode(b["data"], validate=True)}})
+            except ValueError:
+                raise bad(f"messages[{i}].thinking_blocks[{k}].data is not base64",
+                          f"messages[{i}].thinking_blocks[{k}].data") from None
     return out
 
 
@@ -266,7 +270,7 @@ def _turns(body: dict[str, Any], p: Plan, as_tools: bool, images: _Images) -> tu
                           f"messages[{i}].content")
             add("user", blocks)
         elif role == "assistant":
-            thinking = _thinking_blocks(msg) if p.thinking_budget else []
+            thinking = _thinking_blocks(msg, i) if p.thinking_budget else []
             add("assistant", thinking + _text_blocks(_text(msg.get("content"), i, "assistant messages"))
                 + _tool_call_blocks(msg, i, as_tools))
         elif role == "tool":

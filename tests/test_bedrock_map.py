@@ -411,6 +411,16 @@ def test_thinking_blocks_sent_back_keep_a_tool_loop_thinking():
     assert req["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 2048
     assert req["messages"][1]["content"][0] == {"reasoningContent": {"reasoningText": {"text": "need time",
                                                                                        "signature": "s1"}}}
+    redacted = {"reasoningContent": {"redactedContent": b"\x01opaque"}}
+    answer = bm.chat_completion(reply(redacted, {"text": "ok"}), "m")["choices"][0]["message"]
+    back = chat(*base, {"role": "assistant", "content": None, "tool_calls": [call],
+                        "thinking_blocks": answer["thinking_blocks"]}, *tail, tools=[TIME], reasoning_effort="low",
+                max_tokens=4096)
+    assert bm.converse_request(back, CLAUDE4)["messages"][1]["content"][0] == redacted
+    back["messages"][1]["thinking_blocks"] = [{"type": "redacted_thinking", "data": "%%"}]
+    with pytest.raises(ApiError) as e:
+        bm.converse_request(back, CLAUDE4)
+    assert e.value.param == "messages[1].thinking_blocks[0].data"
     without = chat(*base, {"role": "assistant", "content": None, "tool_calls": [call]}, *tail, tools=[TIME],
                    reasoning_effort="low", max_tokens=4096)
     assert "additionalModelRequestFields" not in bm.converse_request(without, CLAUDE4)
