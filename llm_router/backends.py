@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any, Iterator, Optional, Protocol
 from urllib.parse import urlsplit
 
-from . import sse
+from . import bedrock_map, sse
 from .resilience import UpstreamError
 from .timeouts import Timeouts
 
@@ -228,14 +228,12 @@ class AzureOpenAI(OpenAICompatible):
         self.connect_s, self.read_s = connect_s, read_s
 
 
-FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-          "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
-
-
 def bedrock_error(e: Exception) -> UpstreamError:
-    """Bedrock's error codes in the router's terms: throttling retries, bad input does not."""
-    from botocore.exceptions import ClientError
+    """Bedrock's errors in the router's terms: throttling retries, bad input does not."""
+    from botocore.exceptions import ClientError, ParamValidationError
 
+    if isinstance(e, ParamValidationError):
+        return UpstreamError(400, f"bedrock: the request does not fit the Converse API ({e})", retryable=False)
     if not isinstance(e, ClientError):  # no answer at all: timeout, connection, credentials
         return UpstreamError(504 if "timeout" in str(e).lower() else 502, f"bedrock unreachable ({type(e).__name__})")
     code = e.response.get("Error", {}).get("Code", "")
@@ -250,41 +248,22 @@ def bedrock_error(e: Exception) -> UpstreamError:
 
 
 class BedrockStream:
-    def __init__(self, response: dict[str, Any], model: str):
-        self._events = response["stream"]
-        self.model = model
+    """ConverseStream events (or a Converse answer replayed as events) as OpenAI chunks."""
+
+    def __init__(self, events, model: str, plan: bedrock_map.Plan, close=lambda: None):
+        self._events, self.model, self.plan, self._close = events, model, plan, close
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        try:
-            yield from _converse_chunks(self._events, self.model, cid, created)
+        try:  # usage always: the router counts tokens; the client sees it only if it asked
+            yield from bedrock_map.stream_chunks(self._events, self.model, cid, created, True, self.plan)
         except (ClientError, BotoCoreError) as e:
             raise bedrock_error(e) from e
 
     def close(self) -> None:
-        self._events.close()
-
-
-def _converse_chunks(events, model: str, cid: str, created: int) -> Iterator[dict[str, Any]]:
-    """ConverseStream events → OpenAI chunks (text deltas, stop reason, usage)."""
-    finish = None
-    for ev in events:
-        if "messageStart" in ev:
-            yield sse.chunk(cid, created, model, {"role": "assistant", "content": ""})
-        elif "contentBlockDelta" in ev:
-            text = ev["contentBlockDelta"].get("delta", {}).get("text")
-            if text:
-                yield sse.chunk(cid, created, model, {"content": text})
-        elif "messageStop" in ev:
-            finish = FINISH.get(ev["messageStop"].get("stopReason", ""), "stop")
-            yield sse.chunk(cid, created, model, {}, finish)
-        elif "metadata" in ev:
-            u = ev["metadata"].get("usage", {})
-            yield sse.usage_chunk(cid, created, model, {
-                "prompt_tokens": u.get("inputTokens", 0), "completion_tokens": u.get("outputTokens", 0),
-                "total_tokens": u.get("totalTokens", 0)})
+        self._close()
 
 
 class Bedrock:
@@ -307,55 +286,41 @@ class Bedrock:
                 connect_timeout=t.connect_s if t else 2))
         self.client = client
 
-    def request(self, body: dict[str, Any]) -> dict[str, Any]:
-        system = [{"text": m["content"]} for m in body["messages"] if m["role"] in ("system", "developer")]
-        messages = []
-        for m in body["messages"]:
-            if m["role"] in ("system", "developer"):
-                continue
-            role = "assistant" if m["role"] == "assistant" else "user"
-            text = m["content"] if isinstance(m["content"], str) else " ".join(
-                p.get("text", "") for p in m["content"] or [] if isinstance(p, dict))
-            if messages and messages[-1]["role"] == role:  # Converse wants alternating turns
-                messages[-1]["content"].append({"text": text})
-            else:
-                messages.append({"role": role, "content": [{"text": text}]})
-        inference: dict[str, Any] = {"maxTokens": body["max_tokens"]}
-        for src, dst in (("temperature", "temperature"), ("top_p", "topP")):
-            if body.get(src) is not None:
-                inference[dst] = body[src]
-        if body.get("stop"):
-            inference["stopSequences"] = [body["stop"]] if isinstance(body["stop"], str) else body["stop"]
-        req = {"modelId": self.model, "messages": messages, "inferenceConfig": inference}
-        if system:
-            req["system"] = system
-        if self.guardrail:
-            req["guardrailConfig"] = {"guardrailIdentifier": self.guardrail["id"],
-                                      "guardrailVersion": str(self.guardrail["version"])}
-        return req
+    def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
+        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan)
+
+    def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
+        """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""
+        try:
+            native = "outputConfig" in self.client.meta.service_model.operation_model("Converse").input_shape.members
+        except AttributeError:
+            native = True
+        return bedrock_map.plan_request(body, self.model, native_json=native)
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        plan = self.plan(body)
+        request = self.request(body, plan)
         try:
-            resp = self.client.converse(**self.request(body))
-        except (ClientError, BotoCoreError) as e:
-            raise bedrock_error(e) from e
-        text = "".join(c.get("text", "") for c in resp["output"]["message"]["content"])
-        usage = resp.get("usage", {})
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": FINISH.get(resp.get("stopReason", ""), "stop")}],
-            "usage": {"prompt_tokens": usage.get("inputTokens", 0), "completion_tokens": usage.get("outputTokens", 0),
-                      "total_tokens": usage.get("totalTokens", 0)},
-        }
+            resp = self.client.converse(**request)
+        except Exception as e:  # noqa: BLE001 - botocore's errors, in the router's terms
+            raise _bedrock_failure(e) from e
+        return bedrock_map.chat_completion(resp, self.model, plan)
 
     def stream(self, body: dict[str, Any], timeout_s: float) -> BedrockStream:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        plan = self.plan(body)
+        request = self.request(body, plan)
         try:
-            return BedrockStream(self.client.converse_stream(**self.request(body)), self.model)
-        except (ClientError, BotoCoreError) as e:
-            raise bedrock_error(e) from e
+            if not bedrock_map.streams_tool_use(plan, request):
+                # This model cannot stream tool use: answer whole, then replay it as a stream.
+                resp = self.client.converse(**request)
+                return BedrockStream(bedrock_map.stream_events(resp), self.model, plan)
+            events = self.client.converse_stream(**request)["stream"]
+        except Exception as e:  # noqa: BLE001
+            raise _bedrock_failure(e) from e
+        return BedrockStream(events, self.model, plan, events.close)
+
+
+def _bedrock_failure(e: Exception) -> Exception:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return bedrock_error(e) if isinstance(e, (BotoCoreError, ClientError)) else e

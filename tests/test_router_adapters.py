@@ -111,8 +111,8 @@ def test_bedrock_converse_request_and_response_mapping():
             "stop": "END"}
     with stub:
         out = backend.complete(body, 5)
-        assert out["choices"][0] == {"index": 0, "message": {"role": "assistant", "content": "Yes."},
-                                     "finish_reason": "length"}
+        assert out["choices"][0] == {"index": 0, "message": {"role": "assistant", "content": "Yes.", "refusal": None},
+                                     "finish_reason": "length", "logprobs": None}
         assert out["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
         with pytest.raises(UpstreamError) as throttled:
             backend.complete(body, 5)
