@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from .commands import bench, cache, check, cost, keys, plan, serve, slo, stamp
+from .commands import bench, cache, check, cost, keys, plan, probe, serve, slo, stamp
 
 app = typer.Typer(help="Plan, check and operate llm-blueprint stacks offline.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-for module in (plan, check, stamp, cost, serve):
+for module in (plan, check, stamp, cost, serve, probe):
     app.add_typer(module.app)
 app.add_typer(slo.app, name="slo")
 app.add_typer(keys.app, name="keys")
