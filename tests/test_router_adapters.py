@@ -197,3 +197,37 @@ def test_backends_from_the_environment_read_credentials_from_secrets_manager(mon
     assert backends["b"].headers == {"api-key": "az-key"}
     assert backends["c"].url == "http://internal-nlb/v1/chat/completions" and backends["c"].model == "llama"
     assert backends["d"].model == "arn:aws:bedrock:us-east-1:1:provisioned-model/x"
+
+
+def test_a_cache_that_refuses_the_router_s_token_at_start_up_leaves_it_uncached(valkey_server, monkeypatch):
+    """The deployed wiring: token from Secrets Manager (moto), a cache that rejects it. The router
+    starts without a cache (logged, counted) instead of answering 500s."""
+    import valkey
+    from moto import mock_aws
+
+    from llm_router import metric_names as m
+    from llm_router import wiring
+    from llm_router.cache import store
+    from llm_router.observability import MemoryMetrics
+
+    admin = valkey.Valkey(port=valkey_server.port)
+    admin.config_set("requirepass", "the-real-token")
+    real_connect = store.connect
+    # ElastiCache speaks TLS on 6379; the local server plain text on its own port.
+    monkeypatch.setattr(store, "connect", lambda host, port, password, tls, timeout_ms: real_connect(
+        host, valkey_server.port, password, False, timeout_ms))
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    try:
+        with mock_aws():
+            arn = boto3.client("secretsmanager").create_secret(Name="cache-token", SecretString="a-stale-token")["ARN"]
+            metrics = MemoryMetrics()
+            res = rs.Resources.from_environment({"CACHE_ENDPOINT": "127.0.0.1", "CACHE_SECRET_ARN": arn})
+            assert wiring.cache(router_settings_of("dev"), res, metrics) is None
+            assert metrics.count(m.CACHE_FAIL_OPEN) == 1
+            # A token the router may not read (no grant, no such secret) is the same: no cache, no 500s.
+            unreadable = rs.Resources.from_environment({"CACHE_ENDPOINT": "127.0.0.1", "CACHE_SECRET_ARN": arn + "x"})
+            assert wiring.cache(router_settings_of("dev"), unreadable, metrics) is None
+            assert metrics.count(m.CACHE_FAIL_OPEN) == 2
+    finally:
+        valkey.Valkey(port=valkey_server.port, password="the-real-token").config_set("requirepass", "")
