@@ -171,7 +171,13 @@ RULES: list[Rule] = []
 
 
 def rule(fn: Rule) -> Rule:
-    """Register a cross-field rule; its parameter names are the sections it reads."""
+    """Register a cross-field rule; its parameter names are the sections it reads. A name
+    that is no section would silently never run the rule, so it fails at import."""
+    sections = {*s.StackConfig.model_fields, "environment"}
+    unknown = [p for p in inspect.signature(fn).parameters if p not in sections]
+    if unknown:
+        raise TypeError(f"config rule {fn.__name__} reads {', '.join(unknown)}, which is no section of the "
+                        f"stack config (allowed: {', '.join(sorted(sections))})")
     RULES.append(fn)
     return fn
 

@@ -9,12 +9,15 @@ import json
 from collections import defaultdict
 from typing import Any, Iterator, Optional
 
+from components.schema import GPU_FAMILIES
+from components.schema import REQUIRED_TAGS as CONFIG_REQUIRED_TAGS
+
 from .registry import Resource, is_unknown, resource_rule, stack_rule
 
-GPU_FAMILIES = ("g5", "g6", "g6e", "p4d", "p5")
 NVIDIA_AMIS = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 GPU_TAINT_KEY = "nvidia.com/gpu"
-REQUIRED_TAGS = ("owner", "cost-center", "environment")
+#: What a stack file must tag, plus what the blueprint adds to every resource.
+REQUIRED_TAGS = (*CONFIG_REQUIRED_TAGS, "environment")
 REQUIRED_EKS_LOGS = ("api", "audit", "authenticator")
 SLO_KINDS = ("availability", "error-rate", "latency-p50", "latency-p95", "ttft-p95", "faithfulness")
 WORLD = ("0.0.0.0/0", "::/0")
