@@ -42,7 +42,9 @@ def stack_file(stack: str) -> str:
 
 def load_stack_config() -> StackConfig:
     """Validate this stack's config, or raise `ConfigError` before any resource exists."""
-    # Every key set in this stack, so typos in top-level keys are caught too.
+    # Every key set in this stack, so typos in top-level keys are caught too. The SDK has no
+    # public way to list config keys (`pulumi.Config` only looks keys up): these are the runtime
+    # module's own readers of what `pulumi up` passes (PULUMI_CONFIG) and the mock engine sets.
     keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     config = {k: runtime_config.get_config(k) for k in keys}
     secrets = [k for k in keys if runtime_config.is_config_secret(k)]

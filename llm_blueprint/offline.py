@@ -20,7 +20,6 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
-from pulumi.runtime.sync_await import _sync_await
 
 from components.config_rules import SECRET_PLACEHOLDER, ConfigError
 
@@ -246,14 +245,20 @@ async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+def _wait(coroutine):
+    """Run the engine's coroutine on the loop its resources' futures live on."""
+    import asyncio
+
+    return asyncio.get_event_loop().run_until_complete(coroutine)
+
+
 def run_program(source: StackSource) -> Plan:
     """Run `__main__.py` for one stack; raises `ConfigError` on a bad config."""
     region = source.config.get("aws:region", "us-east-1")
     settings.set_root_resource(None)
     monitor = RecordingMonitor(OfflineMocks(region))
-    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=source.name, preview=True, monitor=monitor)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=source.name, preview=True, monitor=monitor)
     set_all_config(source.config, source.secret_keys)
-    settings.SETTINGS.outputs.clear()
     if str(PROJECT_DIR) not in sys.path:
         sys.path.insert(0, str(PROJECT_DIR))
 
@@ -261,12 +266,12 @@ def run_program(source: StackSource) -> Plan:
         runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
 
     try:
-        _sync_await(mocks.run_pulumi_func(program))
+        _wait(mocks.run_pulumi_func(program))
     except ConfigError as e:
         e.stack_file = str(source.path)
         raise
     root = settings.get_root_resource()
-    outputs = _sync_await(_resolve_outputs(dict(root.outputs))) if root is not None else {}
+    outputs = _wait(_resolve_outputs(dict(root.outputs))) if root is not None else {}
     return Plan(source.name, monitor.planned, outputs)
 
 
