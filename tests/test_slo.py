@@ -36,12 +36,20 @@ def _alarms(stack):
     return {r.name: r.inputs for r in plan.of_type(ALARM)}, {r.name: r.inputs for r in plan.of_type(COMPOSITE)}
 
 
+WINDOW_S = {"m": 60, "h": 3600, "d": 86400}
+
+
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_every_alarm_respects_cloudwatch_limits(stack):
+def test_every_burn_rate_alarm_looks_at_exactly_the_window_it_is_named_for(stack):
+    """A 1 h burn window that in fact averaged 5 min (or 3 days) would page on the wrong signal."""
     alarms, _ = _alarms(stack)
-    for name, a in alarms.items():
-        periods = [q["metric"]["period"] for q in a.get("metricQueries", []) if q.get("metric")] or [a["period"]]
-        check_alarm_limits(int(max(periods)), int(a["evaluationPeriods"]))
+    burn = {name: a for name, a in alarms.items() if "burn-window" in (a.get("tags") or {})}
+    assert len(burn) >= 12  # availability, error rate, TTFT …: three pairs of windows each
+    for name, a in burn.items():
+        window = a["tags"]["burn-window"]
+        periods = {q["metric"]["period"] for q in a["metricQueries"] if q.get("metric")}
+        assert periods == {int(window[:-1]) * WINDOW_S[window[-1]]}, name
+        assert a["evaluationPeriods"] == 1 and a["datapointsToAlarm"] == 1, name
 
 
 def test_prod_burn_rate_pairs_reference_the_right_children_and_route_by_severity():
