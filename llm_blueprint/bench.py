@@ -7,6 +7,7 @@ import dataclasses
 import json
 import statistics
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -298,69 +299,111 @@ def bench_tiering(cfg, completion_tokens: dict[str, int] | None = None, path: Pa
             "tiers": {"cheap": cheap, "expensive": expensive}, "misrouted": misses}
 
 
-def bench_stream(requests: int = 500, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Time to first byte and whole-answer latency through the router's app (uvicorn, cache on
-    a local Valkey with a stand-in embedder) against the same stand-in model server called
-    directly, alternating request by request so both see the same machine."""
-    import httpx
+@contextlib.contextmanager
+def _in_own_process(serve: Callable[..., None], *args: Any) -> Iterator[str]:
+    """Run `serve(*args, ready)` in a child process (it puts its base URL on `ready`, then serves
+    until killed): the router, the model server and the client must not share one GIL, or the
+    benchmark measures their contention, not the router."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Queue()
+    child = ctx.Process(target=serve, args=(*args, ready), daemon=True)
+    child.start()
+    try:
+        yield ready.get(timeout=60)
+    finally:
+        child.terminate()
+        child.join(10)
+
+
+def _serve_upstream(ready) -> None:
+    from .fake_upstream import FakeUpstream
+
+    with FakeUpstream() as upstream:
+        ready.put(upstream.url)
+        threading.Event().wait()
+
+
+def _serve_router(upstream: str, valkey_port: int, ready) -> None:
+    import uvicorn
     import valkey
 
-    from components.artifact import build
     from llm_router.authorizer import key_hash
     from llm_router.cache import ResponseCache
     from llm_router.http_app import KeyAuth, create_app
     from llm_router.wiring import local
 
-    from .fake_upstream import FakeUpstream
-    from .serve import running
+    from .serve import free_port
+
+    settings = example_settings()
+    cache = ResponseCache(valkey.Valkey(port=valkey_port), _Random(384), settings.cache, prefix="benchstream")
+    cache.ensure_index()
+    app = create_app(local(settings, upstream, cache), KeyAuth({key_hash("sk-bench"): "bench"}))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=lambda: (_wait_started(server), ready.put(f"http://127.0.0.1:{port}")), daemon=True).start()
+    server.run()
+
+
+def _wait_started(server) -> None:
+    while not server.started:
+        time.sleep(0.02)
+
+
+def bench_stream(requests: int = 500, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Time to first byte and whole-answer latency through the router's app (uvicorn, cache on
+    a local Valkey with a stand-in embedder) against the same stand-in model server called
+    directly, alternating request by request so both see the same machine. The router, the
+    model server and this client each run in their own process."""
+    import httpx
+
+    from components.artifact import build
+
     from .valkey_server import ValkeyServer
 
     words = " ".join(f"w{i}" for i in range(30))
     settings = example_settings()
-    with FakeUpstream() as upstream, ValkeyServer() as server:
-        cache = ResponseCache(valkey.Valkey(port=server.port), _Random(384), settings.cache, prefix="benchstream")
-        cache.ensure_index()
-        router = local(settings, upstream.url, cache)
-        app = create_app(router, KeyAuth({key_hash("sk-bench"): "bench"}))
-        with running(app) as base, httpx.Client(timeout=30) as http:
-            targets = {"router": (f"{base}/v1/chat/completions", {"authorization": "Bearer sk-bench"}),
-                       "direct": (f"{upstream.url}/chat/completions", {})}
-            model = {"router": "fast", "direct": settings.tier("fast").model}
+    with ValkeyServer() as server, _in_own_process(_serve_upstream) as upstream, \
+            _in_own_process(_serve_router, upstream, server.port) as base, httpx.Client(timeout=30) as http:
+        targets = {"router": (f"{base}/v1/chat/completions", {"authorization": "Bearer sk-bench"}),
+                   "direct": (f"{upstream}/chat/completions", {})}
+        model = {"router": "fast", "direct": settings.tier("fast").model}
 
-            def body(who: str, i: int, stream: bool) -> dict:
-                return {"model": model[who], "temperature": 0, "max_tokens": 200, "stream": stream,
-                        "messages": [{"role": "user", "content": f"{words} {i}"}]}
+        def body(who: str, i: int, stream: bool) -> dict:
+            return {"model": model[who], "temperature": 0, "max_tokens": 200, "stream": stream,
+                    "messages": [{"role": "user", "content": f"{words} {i}"}]}
 
-            def streamed(who: str, i: int) -> tuple[float, int]:
-                url, headers = targets[who]
-                t0 = time.perf_counter()
-                first, chunks = None, 0
-                with http.stream("POST", url, json=body(who, i, True), headers=headers) as r:
-                    for line in r.iter_lines():
-                        if line.startswith("data: ") and line != "data: [DONE]":
-                            first = first or time.perf_counter() - t0
-                            chunks += 1
-                return first, chunks
+        def streamed(who: str, i: int) -> tuple[float, int]:
+            url, headers = targets[who]
+            t0 = time.perf_counter()
+            first, chunks = None, 0
+            with http.stream("POST", url, json=body(who, i, True), headers=headers) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        first = first or time.perf_counter() - t0
+                        chunks += 1
+            return first, chunks
 
-            def buffered(who: str, i: int) -> float:
-                url, headers = targets[who]
-                t0 = time.perf_counter()
-                http.post(url, json=body(who, i, False), headers=headers).raise_for_status()
-                return time.perf_counter() - t0
+        def buffered(who: str, i: int) -> float:
+            url, headers = targets[who]
+            t0 = time.perf_counter()
+            http.post(url, json=body(who, i, False), headers=headers).raise_for_status()
+            return time.perf_counter() - t0
 
-            for i in range(30):  # warm up connections and code paths
-                streamed("router", -i - 1), streamed("direct", -i - 1), buffered("router", -i - 100)
-            ttfb: dict[str, list[float]] = {"router": [], "direct": []}
-            total: dict[str, list[float]] = {"router": [], "direct": []}
-            chunks = {"router": 0, "direct": 0}
-            for i in range(requests):
-                for who in ("direct", "router"):
-                    first, n = streamed(who, i)
-                    ttfb[who].append(first)
-                    chunks[who] += n
-                    total[who].append(buffered(who, requests + i))
-                if i and i % 100 == 0:
-                    progress(f"{i} of {requests} request pairs")
+        for i in range(30):  # warm up connections and code paths
+            streamed("router", -i - 1), streamed("direct", -i - 1), buffered("router", -i - 100)
+        ttfb: dict[str, list[float]] = {"router": [], "direct": []}
+        total: dict[str, list[float]] = {"router": [], "direct": []}
+        chunks = {"router": 0, "direct": 0}
+        for i in range(requests):
+            for who in ("direct", "router"):
+                first, n = streamed(who, i)
+                ttfb[who].append(first)
+                chunks[who] += n
+                total[who].append(buffered(who, requests + i))
+            if i and i % 100 == 0:
+                progress(f"{i} of {requests} request pairs")
     zip_path, _ = build()
     t = {w: percentiles(v) for w, v in ttfb.items()}
     b = {w: percentiles(v) for w, v in total.items()}

@@ -106,6 +106,8 @@ class StreamResponse(Response):
                     return
 
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if reply.first:
+            await send({"type": "http.response.body", "body": reply.first, "more_body": True})
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch)

@@ -52,10 +52,12 @@ class Reply:
 
 @dataclass
 class StreamReply:
-    """A streamed answer whose first chunk is known to be good: `chunks` yields SSE bytes;
-    `cancel` aborts the upstream request (the client went away) from any thread."""
+    """A streamed answer whose first chunk is known to be good: `first` is its first SSE bytes,
+    ready to go out with the headers (no second trip to a worker thread before the first
+    token); `chunks` yields the rest; `cancel` aborts the upstream request from any thread."""
 
     headers: dict[str, str]
+    first: bytes
     chunks: Iterator[bytes]
     cancel: Callable[[], None]
     status: int = 200
@@ -251,14 +253,9 @@ class Router:
         if not p.stream:
             return Reply(200, response, headers)
 
-        def replay() -> Iterator[bytes]:
-            try:
-                for c in sse.replay(response, p.include_usage):
-                    yield sse.event(c)
-                yield sse.DONE
-            finally:
-                obs.finish(200)
-        return StreamReply(headers, replay(), lambda: None)
+        replayed = b"".join(sse.event(c) for c in sse.replay(response, p.include_usage)) + sse.DONE
+        obs.finish(200)
+        return StreamReply(headers, replayed, (b for b in ()), lambda: None)
 
     # ------------------------------------------------------------- buffered
     def _complete(self, p: Prepared, obs: Observed) -> Reply:
@@ -311,7 +308,8 @@ class Router:
             p.tier.name, deadline, obs, open_first, p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
         relay = _Relay(self, p, obs, upstream, chunks, first, answered_by, degraded)
-        return StreamReply(headers, iter(relay), relay.cancel)
+        rest = iter(relay)
+        return StreamReply(headers, next(rest, b""), rest, relay.cancel)
 
     # --------------------------------------------------------- backend chain
     def _retried(self, error: UpstreamError) -> None:
