@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any, Mapping, Optional, Union
@@ -229,7 +230,8 @@ def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str,
     import os
 
     creds = EnvironmentCredentials(os.environ if env is None else env, azure_endpoint, openai_base_url)
-    res = Resources(region=region, self_hosted_endpoints=json.dumps(dict(endpoints)))
+    res = dataclasses.replace(Resources.from_environment({}), region=region,
+                              self_hosted_endpoints=json.dumps(dict(endpoints)))
     problems = missing(settings, res, creds)
     if problems:
         raise StartupError(problems)
