@@ -64,7 +64,7 @@ def fakes():
 
 
 @pytest.fixture(scope="module")
-def served(fakes, minilm):
+def served(fakes):
     upstream, bedrock = fakes
     root = upstream.url.removesuffix("/v1")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
@@ -75,7 +75,8 @@ def served(fakes, minilm):
         for k, v in env.items():
             mp.setenv(k, v)
         # Bodies up to 6 MB, so the image size cap (3.75 MB), not the body cap, is what a big image meets.
-        local = build(stack_config(), None, {KEY: "acme"}, embedder=minilm, endpoints={"vllm": upstream.url},
+        # Without the cache: what is checked here is each backend's answer (the cache has its own tests).
+        local = build(stack_config(), None, {KEY: "acme"}, cache=False, endpoints={"vllm": upstream.url},
                       limits=RequestLimits(max_body_bytes=6 * 1024 * 1024, max_messages=1000))
         with running(local.app) as base:
             yield local, f"{base}/v1"
@@ -163,7 +164,7 @@ def test_tool_choice_variants(client, tier, fakes):
 
 
 @pytest.mark.parametrize("tier", KINDS)
-def test_streamed_tool_call_deltas_reassemble_in_the_sdk_stream_helper(client, tier):
+def test_streamed_tool_call_deltas_reassemble_in_the_sdk_stream_helper(client, tier, fakes):
     with client.chat.completions.stream(model=tier, messages=ask("Use get_weather and get_time for Oslo."),
                                         tools=[WEATHER, TIME]) as stream:
         events = list(stream)
@@ -180,6 +181,8 @@ def test_streamed_tool_call_deltas_reassemble_in_the_sdk_stream_helper(client, t
     first = next(c for c in chunks if c.choices and c.choices[0].delta.tool_calls)
     head = first.choices[0].delta.tool_calls[0]
     assert head.index == 0 and head.id and head.function.name == "get_weather"  # id and name first
+    if tier == "bedrock":  # Claude streams tool use: ConverseStream, not a replayed Converse answer
+        assert fakes[1].calls[-1][0] == "converse-stream"
 
 
 # ---------------------------------------------------------------------- structured output
