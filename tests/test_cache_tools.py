@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the tests take the imported `make_cache` fixture as a parameter)
 """Tool-calling and structured-output requests are cached by exact match only, keyed by their
 tools and schema: a semantic hit is never served for them (real Valkey, real MiniLM)."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from llm_router.cache import Scope
-from tests.test_cache import P, answer, ask, make_cache, put  # noqa: F401  (make_cache is a fixture)
+from tests.test_cache import P, answer, ask, make_cache, put  # noqa: F401  (make_cache: the fixture)
 
 QUESTION, PARAPHRASE = "How do I reset my password?", "How can I reset my password?"
 
