@@ -126,6 +126,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                 cpu=cpu, memory_gi=memory_gi, shm_gi=shm_gi,
                 max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
                 quantization=v.quantization, min_replicas=v.replicas.min, max_replicas=v.replicas.max,
+                tool_call_parser=v.tool_call_parser, reasoning_parser=v.reasoning_parser,
                 weights=v.weights, target_queue_per_replica=v.target_queue_per_replica,
                 prescale=[Prescale(w.start, w.end, w.replicas, w.timezone) for w in v.prescale]))
             queue_metrics[t.name] = ENGINES[v.engine].queue_metric

@@ -323,6 +323,78 @@ def replicas_ordered(serving: s.ServingConfig) -> Iterator[Problem]:
         yield Problem("serving.eks.gpuNodesDesired", "must satisfy gpuNodesMin ≤ desired ≤ gpuNodesMax", eks.gpu_nodes_desired)
 
 
+#: vLLM's parsers for model families whose output format is known (vLLM's tool-calling and
+#: reasoning guides): a parser of another family leaves the calls or the reasoning in the answer
+#: text, so the tier would advertise what it cannot deliver. Models not listed take any name.
+TOOL_CALL_PARSERS = (
+    (r"llama-?4", ("llama4_pythonic", "llama4_json")),
+    (r"llama-?3\.[123]", ("llama3_json", "pythonic")),
+    (r"qwen", ("hermes", "qwen3_coder", "qwen3_xml")),
+    (r"hermes", ("hermes",)),
+    (r"mistral|mixtral|ministral|codestral", ("mistral",)),
+    (r"deepseek-v3", ("deepseek_v3", "deepseek_v31")),
+    (r"granite-20b-functioncalling", ("granite-20b-fc",)),
+    (r"granite", ("granite",)),
+    (r"gpt-oss", ("openai",)),
+    (r"internlm", ("internlm",)),
+    (r"jamba", ("jamba",)),
+    (r"phi-4-mini", ("phi4_mini_json",)),
+)
+REASONING_PARSERS = (
+    (r"deepseek-r1|qwq", ("deepseek_r1",)),
+    (r"qwen3", ("qwen3", "deepseek_r1")),
+    (r"granite", ("granite",)),
+)
+
+
+def _parser_family(model: str, table) -> Optional[tuple[str, ...]]:
+    m = model.lower().rsplit("/", 1)[-1]
+    return next((names for pattern, names in table if re.search(pattern, m)), None)
+
+
+@rule
+def model_server_features(serving: s.ServingConfig) -> Iterator[Problem]:
+    """A self-hosted tier advertises tools, reasoning or images only when its server delivers them:
+    vLLM started with a parser that fits the model, never TGI; and its budgets fit the model length."""
+    for i, t in enumerate(serving.tiers):
+        if t.backend != "vllm-eks" or t.vllm is None:
+            continue
+        v, path = t.vllm, f"serving.tiers[{i}].vllm"
+        for key, value, table, what in (("toolCallParser", v.tool_call_parser, TOOL_CALL_PARSERS, "tool-call"),
+                                        ("reasoningParser", v.reasoning_parser, REASONING_PARSERS, "reasoning")):
+            if value is None:
+                continue
+            if v.engine != "vllm":
+                yield Problem(f"{path}.{key}", f"only vLLM has a {what} parser; TGI tiers are text-only in the "
+                              "router's capability table", value, "engine: vllm, or no parser")
+            elif (names := _parser_family(t.model, table)) and value not in names:
+                yield Problem(f"{path}.{key}", f"vLLM's {what} parser for {t.model} is {' or '.join(names)}; another "
+                              "leaves its output in the answer text", value, ", ".join(names))
+        if v.image_input and v.engine != "vllm":
+            yield Problem(f"{path}.imageInput", "TGI tiers are text-only in the router's capability table", True,
+                          "engine: vllm")
+        if t.max_prompt_tokens + t.max_tokens > v.max_model_len:
+            yield Problem(f"serving.tiers[{i}].maxPromptTokens", f"the prompt and completion budgets "
+                          f"({t.max_prompt_tokens} + {t.max_tokens}) exceed the server's maxModelLen "
+                          f"({v.max_model_len}): the server would refuse requests the router lets through",
+                          t.max_prompt_tokens + t.max_tokens, f"≤ {v.max_model_len}, or a larger vllm.maxModelLen")
+
+
+@rule
+def bedrock_family_hints(serving: s.ServingConfig) -> Iterator[Problem]:
+    from llm_router import capabilities
+
+    for i, t in enumerate(serving.tiers):
+        hint = t.bedrock.family_hint if t.bedrock else None
+        if hint is None:
+            continue
+        try:
+            capabilities.of("bedrock", t.model, family_hint=hint)
+        except ValueError:
+            yield Problem(f"serving.tiers[{i}].bedrock.familyHint", "names no Bedrock model family", hint,
+                          ", ".join(f.name for f in capabilities.BEDROCK_FAMILIES) + ", or a model id of one")
+
+
 @rule
 def budgets_fit_timeouts(serving: s.ServingConfig, router: s.RouterConfig) -> Iterator[Problem]:
     """A tier's whole budget, at its slowest expected speed, must fit the streamed deadline."""

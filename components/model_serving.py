@@ -63,6 +63,10 @@ class Vllm(Engine):
             args += ["--load-format", "runai_streamer"]
         if spec.quantization:
             args += ["--quantization", spec.quantization]
+        if spec.tool_call_parser:  # without both flags vLLM returns tool calls as plain text
+            args += ["--enable-auto-tool-choice", "--tool-call-parser", spec.tool_call_parser]
+        if spec.reasoning_parser:
+            args += ["--reasoning-parser", spec.reasoning_parser]
         return args
 
 
@@ -104,6 +108,11 @@ class ModelSpec:
     max_model_len: int = 8192
     gpu_memory_utilization: float = 0.9
     quantization: Optional[str] = None
+    #: vLLM's tool-call parser for the model (None: no tool calling); the router advertises tools
+    #: for the tier exactly when this is set (`llm_router.capabilities.for_tier`).
+    tool_call_parser: Optional[str] = None
+    #: vLLM's reasoning parser (None: reasoning stays in the answer text, and is not advertised).
+    reasoning_parser: Optional[str] = None
     min_replicas: int = 2
     max_replicas: int = 4
     weights: Literal["s3", "pvc"] = "s3"

@@ -12,7 +12,7 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig
+from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig, Tier, VllmTier
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
@@ -29,6 +29,20 @@ def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
         price=_price(e.price))
 
 
+def _server(tier: Tier) -> Optional[rs.ModelServerSettings]:
+    if tier.backend != "vllm-eks":
+        return None
+    v = tier.vllm or VllmTier()
+    return rs.ModelServerSettings(engine=v.engine, tool_call_parser=v.tool_call_parser,
+                                  reasoning_parser=v.reasoning_parser, image_input=v.image_input,
+                                  max_model_len=v.max_model_len)
+
+
+def _azure_api_version(cfg: StackConfig, tier: Tier) -> Optional[str]:
+    account = cfg.serving.azure_openai
+    return account.api_version if tier.backend == "azure-openai" and account else None
+
+
 def router_settings(cfg: StackConfig) -> rs.RouterSettings:
     """What the data plane reads: no secrets, no Outputs."""
     r, c, t = cfg.router, cfg.cache, cfg.router.tiering
@@ -38,7 +52,9 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
         tiers=tuple(rs.TierSettings(
             name=tier.name, backend=tier.backend, model=tier.model, max_prompt_tokens=tier.max_prompt_tokens,
             max_tokens=tier.max_tokens, min_tokens_per_second=tier.min_tokens_per_second, fallback=tier.fallback,
-            price=_price(tier.price)) for tier in cfg.serving.tiers),
+            price=_price(tier.price), family_hint=tier.bedrock.family_hint if tier.bedrock else None,
+            api_version=_azure_api_version(cfg, tier),
+            server=_server(tier)) for tier in cfg.serving.tiers),
         router=rs.FrontDoorSettings(
             default_tier=r.default_tier,
             tiering=rs.TieringSettings(
@@ -48,7 +64,8 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             max_tokens_policy=r.max_tokens_policy,
             limits=rs.RequestLimits(max_body_bytes=r.max_body_bytes, max_messages=r.max_messages),
             timeouts=derive(r.timeout_seconds, r.endpoint_type),
-            log_prompts=r.log_prompts),
+            log_prompts=r.log_prompts,
+            remote_image_hosts=tuple(r.remote_image_hosts)),
         cache=rs.CacheSettings(
             enabled=c.enabled,
             embedder=rs.EmbedderSettings(provider=c.embedder.provider, model=c.embedder.model,

@@ -71,6 +71,10 @@ class BedrockTier(Section):
     #: Provisioned throughput in model units (0 = on-demand).
     provisioned_model_units: int = Field(0, ge=0)
     commitment: Literal["none", "1month", "6months"] = "none"
+    #: The model family behind an opaque `model` ARN (application inference profile, provisioned
+    #: throughput): a family name from the README's capability table or a model id. None: the
+    #: family is read from `model`; an ARN it cannot be read from gets the text-only row.
+    family_hint: Optional[str] = Field(None, min_length=1, max_length=200)
 
 
 class AzureDeployment(Section):
@@ -150,6 +154,9 @@ class PodResources(Section):
     shm_gi: Optional[int] = Field(None, ge=1, le=256)
 
 
+PARSER_NAME = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+
+
 class VllmTier(Section):
     engine: Literal["vllm", "tgi"] = "vllm"
     #: None: the engine's default image (ENGINE_IMAGES). Pinned by tag or digest, never
@@ -167,6 +174,15 @@ class VllmTier(Section):
     target_queue_per_replica: int = Field(5, ge=1)
     prescale: list[PrescaleWindow] = []
     resources: PodResources = PodResources()
+    #: vLLM's tool-call parser for this model (`hermes` for Qwen, `llama3_json` for Llama 3.x,
+    #: `mistral`, …): the server starts with `--enable-auto-tool-choice --tool-call-parser <it>`
+    #: and the tier advertises tool calling. None: no tools (a request with tools is a 400).
+    tool_call_parser: Optional[str] = Field(None, pattern=PARSER_NAME)
+    #: vLLM's `--reasoning-parser` (`deepseek_r1`, `qwen3`, …): reasoning comes back apart from
+    #: the answer and the tier advertises reasoning. None: off.
+    reasoning_parser: Optional[str] = Field(None, pattern=PARSER_NAME)
+    #: The model takes images (a multimodal model such as Qwen2.5-VL); advertised as image input.
+    image_input: bool = False
 
     def effective_image(self) -> str:
         return self.image or ENGINE_IMAGES[self.engine]
@@ -237,6 +253,9 @@ class AzureOpenAIConfig(Section):
     entra_principal_id: Optional[str] = None
     #: Key for an account this stack does not own. Secret-only.
     api_key: Optional[Secret] = None
+    #: Data-plane API version the router calls (reasoning needs 2024-12-01-preview or later,
+    #: JSON schema 2024-08-01 or later; the README's capability table).
+    api_version: str = Field("2024-10-21", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")
     #: Address space of the Azure VNet that holds the private endpoint.
     vnet_cidr: str = Field("10.90.0.0/24", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-9])$")
 
@@ -356,6 +375,8 @@ class Throttling(Section):
 
 
 CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
+#: A lower-case DNS name with at least one dot (no scheme, port or path).
+HOSTNAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$"
 
 
 class WafConfig(Section):
@@ -398,6 +419,10 @@ class RouterConfig(Section):
     log_retention_days: int = Field(30, ge=1)
     #: Prompt text stays out of logs unless this is turned on.
     log_prompts: bool = False
+    #: Hosts whose http(s) image URLs requests may carry (e.g. your own CDN). Default none: images
+    #: travel inline as data: URLs, and the router never fetches (or has a model server fetch) an
+    #: arbitrary URL for whoever holds a key.
+    remote_image_hosts: list[Annotated[str, Field(pattern=HOSTNAME)]] = []
 
 
 # ----------------------------------------------------------------------- cache

@@ -5,20 +5,190 @@ Behaviour per model name, set by the test: ok, error (500), throttle (429 +
 Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes),
 and for streams: drip (one chunk every `drip_s`), break (drops the connection
 after two chunks), hang (sends two chunks, then nothing).
+
+What the stand-in model says (`respond`, shared with the fake Converse endpoint in the tests):
+after tool results, it sums them up; with tools, it calls those the last user message names
+(`tool_choice` required: the first tool if none is named; a named function: that one; with
+`parallel_tool_calls: false` only the first), with arguments that fit each tool's schema; with a
+JSON schema, it answers a value that fits it; otherwise `[model] answer to: <last user text>`,
+noting images and the system prompt it saw. `stop` and the token budget (4 characters a token)
+cut the answer as a model would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+
+PROMPT_TOKENS, COMPLETION_TOKENS = 11, 7
+
+
+def example(schema: Any) -> Any:
+    """A value that fits `schema` (the subset tools and structured outputs use)."""
+    if not isinstance(schema, dict):
+        return {}
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example(schema[key][0])
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        wanted = schema.get("required") or list(props)
+        return {name: example(props.get(name, {})) for name in wanted}
+    if kind == "array":
+        return [example(schema.get("items", {})) for _ in range(schema.get("minItems", 1))]
+    if kind == "string":
+        return "x" * max(1, schema.get("minLength", 0)) if schema.get("minLength") else "example"
+    if kind == "integer":
+        return int(schema.get("minimum", 1))
+    if kind == "number":
+        return float(schema.get("minimum", 1.5))
+    if kind == "boolean":
+        return True
+    return None
+
+
+@dataclass
+class Said:
+    """One answer of the stand-in model."""
+
+    text: Optional[str] = None
+    calls: list[tuple[str, str, dict]] = field(default_factory=list)  # (id, name, arguments)
+    #: stop, length, tool_calls
+    finish: str = "stop"
+    #: The stop sequence that cut the answer, if one did.
+    stopped_at: Optional[str] = None
+
+
+@dataclass
+class Heard:
+    """What the stand-in model reads from a request, whichever API brought it."""
+
+    model: str
+    last_user: str = ""
+    images: list[str] = field(default_factory=list)  # formats, or "url"
+    tool_results: list[str] = field(default_factory=list)
+    system: str = ""
+    tools: list[tuple[str, dict]] = field(default_factory=list)
+    #: None (auto), "required", or a function name
+    forced: Optional[str] = None
+    parallel: bool = True
+    schema: Any = None  # a JSON schema, "object" (JSON mode) or None
+    stop: list[str] = field(default_factory=list)
+    max_tokens: Optional[int] = None
+
+
+def _call_id(name: str, i: int, seed: str) -> str:
+    return f"call_{hashlib.sha256(f'{seed}{name}{i}'.encode()).hexdigest()[:16]}"
+
+
+def respond(h: Heard) -> Said:
+    if h.tool_results:
+        return _cut(h, "Tool results: " + "; ".join(h.tool_results))
+    if h.tools and h.forced != "none":
+        names = [n for n, _ in h.tools]
+        if h.forced not in (None, "required"):
+            chosen = [h.forced]
+        else:
+            chosen = [n for n in names if n in h.last_user] or (names[:1] if h.forced == "required" else [])
+        if chosen:
+            chosen = chosen if h.parallel else chosen[:1]
+            schemas = dict(h.tools)
+            return Said(calls=[(_call_id(n, i, h.last_user), n, example(schemas.get(n) or {}))
+                               for i, n in enumerate(chosen)], finish="tool_calls")
+    if h.schema == "object":
+        return Said(json.dumps({"answer": h.last_user}))
+    if h.schema is not None:
+        return Said(json.dumps(example(h.schema)))
+    text = f"[{h.model}] answer to: {h.last_user}"
+    if h.images:
+        text += f" (saw {len(h.images)} image(s): {', '.join(h.images)})"
+    if h.system:
+        text += f" (system: {h.system})"
+    return _cut(h, text)
+
+
+def _cut(h: Heard, text: str) -> Said:
+    for s in h.stop:
+        if s and s in text:
+            return Said(text[:text.index(s)], stopped_at=s)
+    if h.max_tokens is not None and len(text) > 4 * h.max_tokens:
+        return Said(text[:4 * h.max_tokens], finish="length")
+    return Said(text)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def _image(url: str) -> str:
+    if not url.startswith("data:"):
+        return "url"
+    from llm_router.request_checks import decode_image_url
+
+    return decode_image_url(url)[0]
+
+
+def heard_openai(body: dict[str, Any]) -> Heard:
+    """A chat-completions body, as the stand-in model reads it."""
+    messages = body.get("messages") or []
+    results = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        results.insert(0, _text(m.get("content")))
+    users = [m for m in messages if m.get("role") == "user"]
+    last = users[-1] if users else {}
+    parts = last.get("content") if isinstance(last.get("content"), list) else []
+    choice = body.get("tool_choice")
+    fmt = body.get("response_format") or {}
+    stop = body.get("stop")
+    return Heard(
+        model=body.get("model", ""), last_user=_text(last.get("content")), tool_results=results,
+        images=[_image(p["image_url"]["url"]) for p in parts if isinstance(p, dict) and p.get("type") == "image_url"],
+        system=" ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")),
+        tools=[(t["function"]["name"], t["function"].get("parameters") or {}) for t in body.get("tools") or []],
+        forced=choice["function"]["name"] if isinstance(choice, dict) else None if choice == "auto" else choice,
+        parallel=body.get("parallel_tool_calls") is not False,
+        schema="object" if fmt.get("type") == "json_object" else (fmt.get("json_schema") or {}).get("schema", {})
+        if fmt.get("type") == "json_schema" else None,
+        stop=[stop] if isinstance(stop, str) else list(stop or []),
+        max_tokens=body.get("max_completion_tokens", body.get("max_tokens")))
+
+
+def openai_message(said: Said) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": said.text}
+    if said.calls:
+        message["tool_calls"] = [{"id": cid, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                                 for cid, n, a in said.calls]
+    return message
+
+
+def fragments(text: str, n: int = 3) -> list[str]:
+    """`text` in `n` pieces, as a model streams arguments."""
+    step = max(1, -(-len(text) // n))
+    return [text[i:i + step] for i in range(0, len(text), step)] or [""]
 
 
 class FakeUpstream:
     def __init__(self):
         self.modes: dict[str, str] = {}
         self.calls: list[dict] = []
+        #: (path, headers) of each chat request: an Azure-shaped path and its api-key header, for one.
+        self.requests: list[tuple[str, dict[str, str]]] = []
         self.slow_s = 3.0
         self.drip_s = 0.2
         self.throttle_times: dict[str, int] = {}
@@ -43,6 +213,7 @@ class FakeUpstream:
                 if self.path.endswith("/embeddings"):
                     return self._embeddings(body, fake.modes.get(model, "ok"))
                 mode = fake.modes.get(model, "ok")
+                fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 if mode == "throttle" and fake.throttle_times.get(model, 0) > 0:
                     fake.throttle_times[model] -= 1
                     return self._send(429, {"error": {"message": "slow down"}}, {"retry-after": "0.05"})
@@ -54,47 +225,56 @@ class FakeUpstream:
                     return
                 if mode == "slow":
                     time.sleep(fake.slow_s)
-                last = body["messages"][-1]["content"]
-                text = f"[{model}] answer to: {last}"[: 4 * body.get("max_tokens", 1000)]
+                said = respond(heard_openai(body))
+                if mode == "truncate":
+                    said.finish = "length"
                 if body.get("stream"):
-                    return self._stream(body, model, text, mode)
+                    return self._stream(body, model, said, mode)
+                message = openai_message(said)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "length" if mode == "truncate" else "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+                    "choices": [{"index": i, "message": message, "finish_reason": said.finish, "logprobs": None}
+                                for i in range(body.get("n") or 1)],
+                    "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                              "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}})
 
-            def _stream(self, body, model, text, mode):
+            def _stream(self, body, model, said, mode):
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
 
-                def chunk(delta, finish=None, usage=None):
+                def chunk(delta, finish=None, usage=None, index=0):
                     c = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
                          "model": model, "choices": [] if usage else
-                         [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+                         [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
                     if usage:
                         c["usage"] = usage
                     self._write(b"data: " + json.dumps(c).encode() + b"\n\n")
 
-                words = text.split(" ")
+                words = (said.text or "").split(" ") if said.text is not None else []
                 try:
-                    chunk({"role": "assistant", "content": ""})
-                    for i, word in enumerate(words):
-                        chunk({"content": (" " if i else "") + word})
-                        if mode == "break" and i == 1:
-                            self.close_connection = True
-                            self.connection.shutdown(2)
-                            return
-                        if mode == "hang" and i == 1:
-                            time.sleep(fake.slow_s)
-                        if mode == "drip":
-                            time.sleep(fake.drip_s)
-                    chunk({}, "length" if mode == "truncate" else "stop")
+                    for index in range(body.get("n") or 1):
+                        chunk({"role": "assistant", "content": ""}, index=index)
+                        for k, (cid, name, args) in enumerate(said.calls):
+                            chunk({"tool_calls": [{"index": k, "id": cid, "type": "function",
+                                                   "function": {"name": name, "arguments": ""}}]}, index=index)
+                            for piece in fragments(json.dumps(args)):
+                                chunk({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}, index=index)
+                        for i, word in enumerate(words):
+                            chunk({"content": (" " if i else "") + word}, index=index)
+                            if mode == "break" and i == 1:
+                                self.close_connection = True
+                                self.connection.shutdown(2)
+                                return
+                            if mode == "hang" and i == 1:
+                                time.sleep(fake.slow_s)
+                            if mode == "drip":
+                                time.sleep(fake.drip_s)
+                        chunk({}, said.finish, index=index)
                     if (body.get("stream_options") or {}).get("include_usage"):
-                        chunk({}, usage={"prompt_tokens": 11, "completion_tokens": len(words),
-                                         "total_tokens": 11 + len(words)})
+                        chunk({}, usage={"prompt_tokens": PROMPT_TOKENS, "completion_tokens": len(words),
+                                         "total_tokens": PROMPT_TOKENS + len(words)})
                     self._write(b"data: [DONE]\n\n")
                     self._write(b"")
                     fake.streams_finished += 1

@@ -1,5 +1,7 @@
 """`llm-blueprint serve`: the router's one ASGI app on localhost, with a real Valkey
-search server and the local MiniLM embedder, in front of any OpenAI-compatible upstream."""
+search server and the local MiniLM embedder, in front of the stack's own backends (Bedrock,
+Azure OpenAI, the OpenAI API, self-hosted servers at given URLs) or of one OpenAI-compatible
+upstream for every tier."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from llm_router.cache import ResponseCache
 from llm_router.http_app import KeyAuth, create_app
 from llm_router.observability import MemoryMetrics
 from llm_router.router import Router
-from llm_router.wiring import local
+from llm_router.wiring import local, own
 
 from .valkey_server import ValkeyServer
 
@@ -50,6 +52,18 @@ def running(app: Any, port: Optional[int] = None) -> Iterator[str]:
         thread.join(5)
 
 
+def _own(cfg: StackConfig, settings, endpoints: dict[str, str], env: Optional[dict[str, str]], metrics) -> Router:
+    """A Router over the stack's own backends; `wiring.StartupError` names every missing credential."""
+    import os
+
+    env = dict(os.environ if env is None else env)
+    azure, hosted = cfg.serving.azure_openai, cfg.serving.openai
+    return own(settings, region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cfg.region,
+               endpoints=endpoints, env=env,
+               azure_endpoint=f"https://{azure.subdomain}.openai.azure.com" if azure else None,
+               openai_base_url=hosted.base_url if hosted else None, metrics=metrics)
+
+
 @dataclass
 class LocalStack:
     router: Router
@@ -63,16 +77,24 @@ class LocalStack:
             self.server.stop()
 
 
-def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = None, cache: bool = True,
-          embedder=None, upstream_key: Optional[str] = None, **router_overrides: Any) -> LocalStack:
+def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str, str]] = None, cache: bool = True,
+          embedder=None, upstream_key: Optional[str] = None, endpoints: Optional[dict[str, str]] = None,
+          env: Optional[dict[str, str]] = None, **router_overrides: Any) -> LocalStack:
     """The stack's router settings (optionally with some `router` fields replaced, for tests
-    and benchmarks) behind the app `serve` runs."""
+    and benchmarks) behind the app `serve` runs. `upstream`: every tier goes to that one
+    OpenAI-compatible server; None: each tier to its own backend, with credentials from `env`
+    (default: the process environment) and self-hosted tiers at `endpoints` (tier → base URL);
+    a tier that lacks any raises `wiring.StartupError` before anything is started."""
     settings = router_settings(cfg)
     if router_overrides:
         settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
     plain = api_keys or {f"sk-local-{secrets.token_urlsafe(16)}": "local"}
     metrics = MemoryMetrics()
-    server, response_cache = None, None
+    if upstream is None:
+        router = _own(cfg, settings, endpoints or {}, env, metrics)
+    else:
+        router = local(settings, upstream, None, metrics, api_key=upstream_key)
+    server = None
     if cache and settings.cache.enabled:
         import valkey
 
@@ -81,8 +103,7 @@ def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = 
         server = ValkeyServer().start()
         embedder = embedder or LocalMiniLM()
         client = valkey.Valkey(port=server.port, socket_timeout=settings.cache.timeout_ms / 1000)
-        response_cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
-        response_cache.ensure_index()
-    router = local(settings, upstream, response_cache, metrics, api_key=upstream_key)
+        router.cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
+        router.cache.ensure_index()
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
     return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)

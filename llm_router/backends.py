@@ -19,10 +19,12 @@ from . import bedrock_map, sse
 from .resilience import UpstreamError
 from .timeouts import Timeouts
 
-#: Request fields an upstream chat-completions API accepts from the client.
+#: Request fields an upstream chat-completions API accepts from the client; `capabilities.check` has
+#: already refused those the tier cannot serve. The completion budget travels apart: the router puts
+#: the fitted `max_tokens` in, and each backend sends it under the name its API wants.
 PASSTHROUGH = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
                "response_format", "tools", "tool_choice", "parallel_tool_calls", "user", "logprobs", "top_logprobs",
-               "reasoning_effort")
+               "reasoning_effort", "n")
 
 
 class UpstreamStream(Protocol):
@@ -191,20 +193,30 @@ class OpenAICompatible:
     """vLLM, TGI, the OpenAI API or any server speaking `/v1/chat/completions`."""
 
     kind = "openai-compatible"
+    #: The budget's name upstream: `max_completion_tokens` where the API has retired `max_tokens`
+    #: (OpenAI's reasoning and newer models refuse it).
+    budget_field = "max_tokens"
 
     def __init__(self, base_url: str, model: str, api_key: Optional[str] = None,
-                 connect_s: float = 2.0, read_s: float = 60.0):
+                 connect_s: float = 2.0, read_s: float = 60.0, budget_field: str = "max_tokens"):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.connect_s, self.read_s = connect_s, read_s
+        self.budget_field = budget_field
+
+    def _body(self, body: dict[str, Any]) -> dict[str, Any]:
+        out = {**body, "model": self.model}
+        if self.budget_field != "max_tokens" and "max_tokens" in out:
+            out[self.budget_field] = out.pop("max_tokens")
+        return out
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        return post_json(self.url, {**body, "model": self.model}, self.headers, timeout_s)
+        return post_json(self.url, self._body(body), self.headers, timeout_s)
 
     def stream(self, body: dict[str, Any], timeout_s: float) -> HttpStream:
         # Usage is always asked for (the router counts tokens); the client sees it only if it asked.
-        request = {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
+        request = {**self._body(body), "stream": True, "stream_options": {"include_usage": True}}
         conn, resp, parts = _open(self.url, request, {**self.headers, "accept": "text/event-stream"},
                                   min(timeout_s, self.connect_s + self.read_s))
         try:
@@ -221,11 +233,13 @@ class AzureOpenAI(OpenAICompatible):
     kind = "azure-openai"
 
     def __init__(self, endpoint: str, deployment: str, api_key: Optional[str] = None, token: Optional[str] = None,
-                 api_version: str = "2024-10-21", connect_s: float = 2.0, read_s: float = 60.0):
+                 api_version: str = "2024-10-21", connect_s: float = 2.0, read_s: float = 60.0,
+                 budget_field: str = "max_tokens"):
         self.url = f"{endpoint.rstrip('/')}/openai/deployments/{deployment}/chat/completions?api-version={api_version}"
         self.model = deployment
         self.headers = {"api-key": api_key} if api_key else {"authorization": f"Bearer {token}"}
         self.connect_s, self.read_s = connect_s, read_s
+        self.budget_field = budget_field
 
 
 def bedrock_error(e: Exception) -> UpstreamError:
@@ -273,9 +287,13 @@ class Bedrock:
     kind = "bedrock"
 
     def __init__(self, model: str, client=None, region: Optional[str] = None, guardrail: Optional[dict] = None,
-                 timeouts: Optional[Timeouts] = None):
+                 timeouts: Optional[Timeouts] = None, caps: Optional[frozenset[str]] = None,
+                 remote_image_hosts: frozenset[str] = frozenset()):
         self.model = model
         self.guardrail = guardrail if guardrail and guardrail.get("id") else None
+        #: The tier's capabilities (its family, or the family its hint names); None: from `model`.
+        self.caps = caps
+        self.remote_image_hosts = remote_image_hosts
         if client is None:
             import boto3
             from botocore.config import Config
@@ -287,7 +305,9 @@ class Bedrock:
         self.client = client
 
     def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
-        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan)
+        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan,
+                                            remote_image_hosts=self.remote_image_hosts,
+                                            fetch_image=bedrock_map.fetch_image if self.remote_image_hosts else None)
 
     def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
         """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""
@@ -295,7 +315,7 @@ class Bedrock:
             native = "outputConfig" in self.client.meta.service_model.operation_model("Converse").input_shape.members
         except AttributeError:
             native = True
-        return bedrock_map.plan_request(body, self.model, native_json=native)
+        return bedrock_map.plan_request(body, self.model, self.caps, native_json=native)
 
     def complete(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         plan = self.plan(body)

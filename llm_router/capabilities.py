@@ -177,6 +177,30 @@ def of(backend: str, model: str, *, family_hint: Optional[str] = None, tool_call
     raise ValueError(f"unknown backend kind {backend!r}")
 
 
+def for_tier(tier: Any) -> frozenset[str]:
+    """What a configured tier (`settings.TierSettings`) can do, from its backend, model and
+    deployment settings; the router computes this once per tier at start-up."""
+    server = tier.server
+    if tier.backend == "vllm-eks" and server is not None:
+        return of(tier.backend, tier.model, tool_call_parser=server.tool_call_parser,
+                  reasoning_parser=server.reasoning_parser, image_input=server.image_input, engine=server.engine)
+    return of(tier.backend, tier.model, family_hint=tier.family_hint, api_version=tier.api_version)
+
+
+def context_length(tier: Any) -> int:
+    """The most tokens one exchange with the tier may hold: its prompt and completion budgets,
+    within the model server's window where the stack runs it."""
+    budget = tier.max_prompt_tokens + tier.max_tokens
+    return min(budget, tier.server.max_model_len) if tier.server is not None else budget
+
+
+def describe(tier: Any, caps: frozenset[str]) -> dict[str, Any]:
+    """The fields `GET /v1/models` adds beside OpenAI's for a tier: every feature with whether the
+    tier has it (what a request may ask for), and its token limits."""
+    return {"capabilities": {f: f in caps for f in FEATURES}, "context_length": context_length(tier),
+            "max_prompt_tokens": tier.max_prompt_tokens, "max_completion_tokens": tier.max_tokens}
+
+
 _PART_FEATURES = {"image_url": IMAGE_INPUT, "file": FILE_INPUT, "input_audio": AUDIO_INPUT}
 
 

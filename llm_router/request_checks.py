@@ -265,6 +265,27 @@ def check_messages(body: dict[str, Any], remote_hosts: Optional[frozenset[str]] 
                   f"{', '.join(repr(k) for k in pending)}", f"messages[{asked_at}].tool_calls", "unanswered_tool_call")
 
 
+#: OpenAI request fields that would change the answer but that no backend here carries: refused,
+#: so a client never gets an answer that silently ignored them.
+UNSUPPORTED = {
+    "functions": "'functions' is the retired form of 'tools'; send tools=[{'type': 'function', 'function': …}]",
+    "function_call": "'function_call' is the retired form of 'tool_choice'; send tool_choice instead",
+    "audio": "audio output is not served by this router",
+    "prediction": "predicted outputs ('prediction') are not served by this router",
+    "web_search_options": "web search is not served by this router",
+}
+
+
+def check_unsupported(body: dict[str, Any]) -> None:
+    for name, why in UNSUPPORTED.items():
+        if body.get(name) is not None:
+            raise bad(why, name, "unsupported_parameter")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise bad("only text output is served by this router (modalities: ['text'])", "modalities",
+                  "unsupported_parameter")
+
+
 def validate_tools_and_parts(body: dict[str, Any], *, remote_image_hosts: Optional[frozenset[str]] = frozenset(),
                              max_image_bytes: int = MAX_IMAGE_BYTES, max_images: int = MAX_IMAGES) -> None:
     """400 for malformed tools, tool_choice, response_format, tool calls/results or content parts.
@@ -273,6 +294,7 @@ def validate_tools_and_parts(body: dict[str, Any], *, remote_image_hosts: Option
     every remote image, `None` lets any through (for upstreams that fetch images themselves,
     such as the OpenAI API).
     """
+    check_unsupported(body)
     check_tools(body)
     check_response_format(body)
     check_messages(body, remote_image_hosts, max_image_bytes, max_images)

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from .errors import ApiError, bad_request
+from .request_checks import validate_tools_and_parts
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 STREAM_OPTIONS = frozenset({"include_usage"})
@@ -112,16 +113,17 @@ def messages(body: dict[str, Any], max_messages: int) -> list[dict[str, Any]]:
     return msgs
 
 
-def chat(raw: bytes, max_bytes: int, max_messages: int) -> dict[str, Any]:
-    """A chat-completions body, checked field by field."""
+def chat(raw: bytes, max_bytes: int, max_messages: int,
+         remote_image_hosts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A chat-completions body, checked field by field. What a tier can serve (`n > 1`, tools,
+    images …) is decided later, per tier, by `capabilities.check`; `remote_image_hosts` are
+    the hosts an http(s) image URL may name."""
     body = json_object(raw, max_bytes)
     messages(body, max_messages)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         _positive_int(body, name)
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
-    if (body.get("n") or 1) != 1:
-        raise bad_request("only n = 1 is supported", "n")
     if body.get("model") is not None and not isinstance(body["model"], str):
         raise bad_request("'model' must be a string", "model")
     stream = body.get("stream")
@@ -139,4 +141,5 @@ def chat(raw: bytes, max_bytes: int, max_messages: int) -> dict[str, Any]:
     if stop is not None and not (isinstance(stop, str) or (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
         raise bad_request("'stop' must be a string or an array of up to 4 strings", "stop")
+    validate_tools_and_parts(body, remote_image_hosts=remote_image_hosts)
     return body

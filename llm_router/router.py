@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol, Union
 
 from . import metric_names as m
-from . import embeddings, requests, sse
+from . import capabilities, embeddings, requests, sse
 from .backends import PASSTHROUGH, Backend, UpstreamStream
 from .budgets import Fitted, fit
 from .cache import ResponseCache, Scope
@@ -116,6 +116,8 @@ class Router:
                  retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None):
         self.settings, self.backends, self.cache = settings, backends, cache
         self.tiers = {t.name: t for t in settings.tiers}
+        #: What each tier can do, from its settings: requests needing more are refused, never trimmed.
+        self.capabilities = {t.name: capabilities.for_tier(t) for t in settings.tiers}
         self.embedders = embedders or {}
         self.embedding_models = {e.name: e for e in settings.embeddings if e.name in self.embedders}
         self.metrics = metrics or NullMetrics()
@@ -139,8 +141,8 @@ class Router:
     def models(self) -> Reply:
         created = int(time.time())
         data = [{"id": "auto", "object": "model", "created": created, "owned_by": "llm-blueprint"}]
-        data += [{"id": t.name, "object": "model", "created": created, "owned_by": t.backend}
-                 for t in self.settings.tiers]
+        data += [{"id": t.name, "object": "model", "created": created, "owned_by": t.backend,
+                  **capabilities.describe(t, self.capabilities[t.name])} for t in self.settings.tiers]
         data += [{"id": e.name, "object": "model", "created": created, "owned_by": e.backend}
                  for e in self.embedding_models.values()]
         return Reply(200, {"object": "list", "data": data})
@@ -219,8 +221,9 @@ class Router:
 
     def _prepare(self, raw: bytes, tenant: str, obs: Observed) -> Prepared:
         limits = self.settings.router.limits
-        body = requests.chat(raw, limits.max_body_bytes, limits.max_messages)
-        tier_name, reason = choose_tier(self.settings, body.get("model"), body["messages"])
+        body = requests.chat(raw, limits.max_body_bytes, limits.max_messages,
+                             frozenset(self.settings.router.remote_image_hosts))
+        tier_name, reason = choose_tier(self.settings, body, self.capabilities)
         tier = self.tiers[tier_name]
         requested = body.get("max_completion_tokens", body.get("max_tokens"))
         fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy)
@@ -317,10 +320,12 @@ class Router:
         if error.throttled:
             self.metrics.add(m.UPSTREAM_THROTTLED, 1)
 
-    def _chain(self, tier: str) -> list[str]:
+    def _chain(self, tier: str, needs: frozenset[str] = frozenset()) -> list[str]:
+        """The tier and its fallbacks, skipping those that lack what the request needs."""
         chain, seen = [], set()
         while tier and tier not in seen and tier in self.backends:
-            chain.append(tier)
+            if needs <= self.capabilities.get(tier, needs):
+                chain.append(tier)
             seen.add(tier)
             tier = self.tiers[tier].fallback
         return chain
@@ -330,7 +335,7 @@ class Router:
         """Try the tier, then its fallbacks, each with an equal share of the time left
         (a hung backend leaves room for the next); retries inside each."""
         last: Optional[Exception] = None
-        chain = self._chain(tier)
+        chain = self._chain(tier, frozenset(capabilities.required(body)))
         for i, name in enumerate(chain):
             backend = self.backends[name]
             now = time.monotonic()

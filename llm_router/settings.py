@@ -48,8 +48,23 @@ class Price:
 
 
 @dataclass(frozen=True)
+class ModelServerSettings:
+    """How a self-hosted (vllm-eks) model server runs, as far as what it can do follows from it."""
+
+    engine: Literal["vllm", "tgi"]
+    #: vLLM's `--tool-call-parser` (with `--enable-auto-tool-choice`); None: no tool calling.
+    tool_call_parser: Optional[str]
+    #: vLLM's `--reasoning-parser`; None: no separate reasoning.
+    reasoning_parser: Optional[str]
+    #: The model takes images (a multimodal model).
+    image_input: bool
+    max_model_len: int
+
+
+@dataclass(frozen=True)
 class TierSettings:
-    """A model alias the router serves and the budgets it enforces."""
+    """A model alias the router serves, the budgets it enforces and what decides its capabilities
+    (`llm_router.capabilities.for_tier`)."""
 
     name: str
     backend: BackendKind
@@ -60,6 +75,12 @@ class TierSettings:
     fallback: Optional[str]
     #: None: no price configured (cost metrics count 0).
     price: Optional[Price]
+    #: Bedrock: the model family (a family name or model id) when `model` is an opaque ARN.
+    family_hint: Optional[str]
+    #: azure-openai: the data-plane API version the router calls.
+    api_version: Optional[str]
+    #: vllm-eks: how its server runs.
+    server: Optional[ModelServerSettings]
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,9 @@ class FrontDoorSettings:
     timeouts: Timeouts
     #: Prompt text in logs only when the stack opts in.
     log_prompts: bool
+    #: Hosts whose http(s) image URLs a request may carry (the router, or the model server behind
+    #: it, fetches them); every other remote image is a 400. Empty: images travel inline only.
+    remote_image_hosts: tuple[str, ...]
 
 
 # --------------------------------------------------------------------- cache

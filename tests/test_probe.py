@@ -32,6 +32,7 @@ def test_the_hostile_corpus_gets_no_5xx_and_an_openai_error_on_every_4xx(served)
     assert by_case["unicode-lone-high-surrogate"] == 400 and by_case["deep-nesting-arrays"] == 400
     assert by_case["body-over-limit"] == 413 and by_case["wrong-type-role-list"] == 400
     assert by_case["authorization-non-utf8"] == 401 and by_case["method-put"] == 405
+    assert by_case["wrong-type-image-remote"] == 400 and by_case["wrong-type-tools-without-name"] == 400
 
 
 def test_the_probe_reports_what_is_wrong():

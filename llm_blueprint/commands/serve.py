@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from .common import err, fail_config, load_config
@@ -9,10 +11,27 @@ from .common import err, fail_config, load_config
 app = typer.Typer()
 
 
+def _pairs(items: Optional[list[str]], option: str, what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            fail_config(f"{option} {item!r}: expected {what}")
+        out[name] = value
+    return out
+
+
 @app.command()
 def serve(
     stack: str = typer.Option("dev", help="Stack whose router settings (tiers, budgets, tiering, cache) to use."),
-    upstream: str = typer.Option(..., help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"),
+    upstream: Optional[str] = typer.Option(
+        None, help="Send every tier to this OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1). Default: "
+                   "each tier to its own backend — Bedrock with your AWS credentials and region, Azure OpenAI with "
+                   "AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN) and AZURE_OPENAI_ENDPOINT, the OpenAI API with "
+                   "OPENAI_API_KEY, self-hosted tiers at --endpoint."),
+    endpoint: list[str] = typer.Option(
+        None, help="TIER=URL (repeatable): a vllm-eks tier's OpenAI-compatible base URL, e.g. a port-forward of its "
+                   "model server; its key from VLLM_API_KEY."),
     port: int = typer.Option(8080),
     api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
     no_cache: bool = typer.Option(False, help="Run without the cache (no Valkey, no embedder)."),
@@ -20,17 +39,26 @@ def serve(
     """Run the same router locally: real Valkey vector search, local MiniLM embeddings."""
     import uvicorn
 
+    from llm_router.wiring import StartupError
+
     from ..serve import build
 
     _, cfg = load_config(stack)
-    keys = {}
-    for item in api_key or []:
-        key, sep, tenant = item.partition("=")
-        if not sep or not key or not tenant:
-            fail_config(f"--api-key {item!r}: expected KEY=TENANT")
-        keys[key] = tenant
-    local_stack = build(cfg, upstream, keys or None, cache=not no_cache)
-    err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {upstream}")
+    keys = _pairs(api_key, "--api-key", "KEY=TENANT")
+    endpoints = _pairs(endpoint, "--endpoint", "TIER=URL")
+    unknown = sorted(set(endpoints) - {t.name for t in cfg.serving.tiers if t.backend == "vllm-eks"})
+    if unknown:
+        fail_config(f"--endpoint {', '.join(unknown)}: not a vllm-eks tier of stack {stack}")
+    if upstream and endpoints:
+        fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
+    try:
+        local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints)
+    except StartupError as e:
+        fail_config(f"cannot serve stack {stack} with its own backends:\n"
+                    + "\n".join(f"  - {p}" for p in e.problems)
+                    + "\n(or pass --upstream URL to send every tier to one OpenAI-compatible server)")
+    target = upstream or ", ".join(f"{t.name}: {t.backend}" for t in cfg.serving.tiers)
+    err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {target}", highlight=False)
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
             err.print(f"API key for tenant '{tenant}': {key}", highlight=False)

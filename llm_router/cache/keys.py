@@ -15,12 +15,13 @@ from ..tokens import content_text
 
 #: Parameters that change the answer; everything else (user, stream, metadata) does not.
 ANSWER_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "tools",
-                 "tool_choice", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias")
+                 "tool_choice", "response_format", "n", "presence_penalty", "frequency_penalty", "logit_bias",
+                 "reasoning_effort", "parallel_tool_calls", "logprobs", "top_logprobs")
 #: Of those, the ones a semantic hit must also share: an answer cut at 100 tokens, stopped at
 #: "\n", or seeded differently is another answer to the same question. Sampling settings
 #: (temperature, top_p, penalties) are left out: they vary the wording, not what is asked.
 SEMANTIC_PARAMS = ("max_tokens", "max_completion_tokens", "stop", "seed", "tools", "tool_choice", "response_format",
-                   "n", "logit_bias")
+                   "n", "logit_bias", "reasoning_effort", "logprobs", "top_logprobs")
 _SPACE = re.compile(r"\s+")
 
 
