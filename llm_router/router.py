@@ -191,13 +191,15 @@ class Router:
             self.metrics.add(m.ESTIMATED_COST_USD, tokens * model.price.input_per_mtok / 1e6, "None")
 
     # ------------------------------------------------------------------ chat
-    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Union[Reply, StreamReply]:
-        """Never raises: every failure is an OpenAI error reply."""
+    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None,
+             cache_control: Optional[str] = None) -> Union[Reply, StreamReply]:
+        """Never raises: every failure is an OpenAI error reply. `cache_control` is the client's
+        Cache-Control header (`no-cache`, `no-store`)."""
         obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
         try:
             if not tenant:
                 raise unauthorized()
-            prepared = self._prepare(raw, tenant, obs)
+            prepared = self._prepare(raw, tenant, obs, cache_control)
             if prepared.state is not None and prepared.state.hit is not None:
                 reply = self._cached(prepared, obs)
             elif prepared.stream:
@@ -215,7 +217,7 @@ class Router:
             obs.finish(reply.status)
         return reply
 
-    def _prepare(self, raw: bytes, tenant: str, obs: Observed) -> Prepared:
+    def _prepare(self, raw: bytes, tenant: str, obs: Observed, cache_control: Optional[str] = None) -> Prepared:
         limits = self.settings.router.limits
         body = requests.chat(raw, limits.max_body_bytes, limits.max_messages)
         tier_name, reason = choose_tier(self.settings, body.get("model"), body["messages"])
@@ -235,8 +237,8 @@ class Router:
         state = None
         if self.cache is not None:
             state = self.cache.lookup(Scope(tenant, tier_name, system_prompt(fitted.messages)), fitted.messages,
-                                      upstream)
-            headers["x-llm-cache"] = state.hit.layer if state.hit else "miss"
+                                      upstream, cache_control)
+            headers["x-llm-cache"] = state.outcome
         else:
             headers["x-llm-cache"] = "off"
         return Prepared(body, tier, fitted, upstream, headers, state)

@@ -102,10 +102,11 @@ def test_exact_then_semantic_cache_hits_and_tenant_isolation(client, served, ups
     assert theirs["x-llm-cache"] == "miss" and len(upstream.calls) == n + 1
 
 
-def test_sampled_requests_are_not_cached(client, upstream):
+def test_sampled_requests_get_exact_repeats_only(client, upstream):
     create(client, "Write a haiku about rain. #sampled", model="fast", temperature=1.0)
     _, again = create(client, "Write a haiku about rain. #sampled", model="fast", temperature=1.0)
-    assert again["x-llm-cache"] == "miss"
+    _, reworded = create(client, "Write a haiku about the rain. #sampled", model="fast", temperature=1.0)
+    assert (again["x-llm-cache"], reworded["x-llm-cache"]) == ("exact", "miss")
 
 
 def test_unauthenticated_is_401(served):

@@ -22,6 +22,7 @@ from .. import metric_names as m
 from ..settings import CacheSettings, VerifierSettings
 from .embedders import Embedder
 from .keys import Scope, exact_key, semantic_params, semantic_text
+from .policy import EXACT, NONE, SEMANTIC, Use, decide
 from .verifier import DEFAULT, near_miss
 
 REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
@@ -63,6 +64,8 @@ class CacheHit:
     layer: str  # "exact" | "semantic"
     response: dict[str, Any]
     similarity: Optional[float] = None
+    #: The cached question a semantic hit answered.
+    question: Optional[str] = None
 
 
 @dataclass
@@ -76,6 +79,13 @@ class Lookup:
     hit: Optional[CacheHit] = None
     dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
     params: str = ""  # hash of the answer-changing parameters a semantic hit must share
+    #: The layers this request may read and write (`policy.decide`).
+    use: Use = Use(NONE, NONE)
+
+    @property
+    def outcome(self) -> str:
+        """What the `x-llm-cache` header says: the layer that answered, `miss` or `bypass`."""
+        return self.hit.layer if self.hit else "bypass" if self.use.bypass else "miss"
 
 
 class Candidate(NamedTuple):
@@ -111,13 +121,9 @@ def choose(text: str, candidates: list[Candidate], threshold: float, guards: boo
     return None, rejected
 
 
-def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temperature: float) -> Optional[str]:
-    """Errors, refusals, truncated, sampled or tool-calling answers are never cached."""
-    if (params.get("n") or 1) > 1:
-        return "n>1"
-    temperature = params.get("temperature")
-    if temperature is None or temperature > max_temperature:
-        return "sampled"  # the OpenAI default (1.0) samples too
+def why_not_cacheable(response: dict[str, Any]) -> Optional[str]:
+    """Errors, refusals, truncated or tool-calling answers are never cached (whether the request
+    may be cached at all is `policy.decide`)."""
     choices = response.get("choices") or []
     if "error" in response or not choices:
         return "error"
@@ -253,10 +259,19 @@ class ResponseCache:
         return s.shared_index
 
     # ----------------------------------------------------------------- lookup
-    def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
+    def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any],
+               cache_control: Optional[str] = None) -> Lookup:
+        """What the cache holds for this request, if it may read it (`policy.decide`: the tier's
+        `cacheWhen`, the temperature and the client's Cache-Control)."""
+        s = self.settings
+        use = decide(params, s.cache_when.tiers.get(scope.tier, s.cache_when.default), s.max_cacheable_temperature,
+                     cache_control)
         state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages),
-                       params=semantic_params(params))
-        semantic = self._semantic_allowed(params, state)
+                       params=semantic_params(params), use=use)
+        if use.bypass:
+            self.metric(m.CACHE_BYPASS, 1)
+            return state
+        semantic = SEMANTIC in use.read and self._semantic_allowed(params, state)
         try:
             pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
             pipe.get(f"{self.layout.prefix}x:{state.key}")
@@ -327,13 +342,13 @@ class ResponseCache:
         response = None if chosen is None else self.answer(chosen)
         if response is None:
             return None
-        return CacheHit("semantic", response, chosen.similarity)
+        return CacheHit("semantic", response, chosen.similarity, chosen.question)
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
         """Cache an answer unless it must not be; True when written."""
-        reason = "degraded" if degraded else why_not_cacheable(params, response, self.settings.max_cacheable_temperature)
-        if reason or state.hit is not None:
+        reason = "degraded" if degraded else why_not_cacheable(response)
+        if reason or state.hit is not None or EXACT not in state.use.write:
             return False
         s, now = self.layout, self.clock()
         ttls = self.settings.ttl
@@ -348,7 +363,7 @@ class ResponseCache:
             exact = f"{s.prefix}x:{state.key}"
             pipe.set(exact, body, ex=ttl)
             pipe.sadd(scope_set, exact)
-            if self._semantic_allowed(params, state):
+            if SEMANTIC in state.use.write and self._semantic_allowed(params, state):
                 doc = f"{self.index_for(state.scope)}:{state.key}"
                 pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
                                         "p": state.params, "resp": json.dumps(response, separators=(",", ":"))})
