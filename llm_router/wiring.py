@@ -83,7 +83,6 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
     start-up leaves the router working uncached (logged and counted), never failing."""
     if not settings.cache.enabled or not res.cache_endpoint:
         return None
-    from .cache.embedders import from_settings
     from .cache.store import connect
 
     try:
@@ -95,13 +94,21 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
         metrics.add(m.CACHE_FAIL_OPEN, 1)
         return None
     try:
-        embedder = from_settings(settings.cache.embedder, region=res.region)
+        embedder = cache_embedder(settings, res)
     except Exception as e:  # noqa: BLE001 - no embedder: the exact layer still works
         log.warning("semantic cache disabled: embedder unavailable (%s)", type(e).__name__)
         embedder = None
     response_cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
     response_cache.ensure_index()
     return response_cache
+
+
+def cache_embedder(settings: RouterSettings, res: Resources):
+    """The cache's embedder, with its API key from Secrets Manager (an OpenAI-compatible one)."""
+    from .cache.embedders import from_settings
+
+    key = secret(res.cache_embedder_secret_arn).get("apiKey")
+    return from_settings(settings.cache.embedder, region=res.region, api_key=key)
 
 
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
