@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
 
 
 class FakeUpstream:
@@ -22,6 +23,9 @@ class FakeUpstream:
         self.slow_s = 3.0
         self.drip_s = 0.2
         self.throttle_times: dict[str, int] = {}
+        #: When set, usage reports this many prompt tokens read from a prompt cache (as vLLM with
+        #: --enable-prompt-tokens-details, OpenAI and Azure do).
+        self.cached_tokens: Optional[int] = None
         #: Streams whose client went away before the end (the router cancelled them).
         self.aborted = 0
         self.streams_finished = 0
@@ -62,7 +66,7 @@ class FakeUpstream:
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "length" if mode == "truncate" else "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+                    "usage": fake.usage(11, 7)})
 
             def _stream(self, body, model, text, mode):
                 self.send_response(200)
@@ -93,8 +97,7 @@ class FakeUpstream:
                             time.sleep(fake.drip_s)
                     chunk({}, "length" if mode == "truncate" else "stop")
                     if (body.get("stream_options") or {}).get("include_usage"):
-                        chunk({}, usage={"prompt_tokens": 11, "completion_tokens": len(words),
-                                         "total_tokens": 11 + len(words)})
+                        chunk({}, usage=fake.usage(11, len(words)))
                     self._write(b"data: [DONE]\n\n")
                     self._write(b"")
                     fake.streams_finished += 1
@@ -128,6 +131,12 @@ class FakeUpstream:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def usage(self, prompt: int, completion: int) -> dict:
+        out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if self.cached_tokens is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
 
     @property
     def url(self) -> str:

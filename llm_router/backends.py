@@ -15,8 +15,9 @@ from collections import deque
 from typing import Any, Iterator, Optional, Protocol
 from urllib.parse import urlsplit
 
-from . import bedrock_map, sse
+from . import bedrock_map, prompt_cache, sse
 from .resilience import UpstreamError
+from .settings import PromptCacheSettings
 from .timeouts import Timeouts
 
 #: Request fields an upstream chat-completions API accepts from the client.
@@ -273,8 +274,8 @@ class Bedrock:
     kind = "bedrock"
 
     def __init__(self, model: str, client=None, region: Optional[str] = None, guardrail: Optional[dict] = None,
-                 timeouts: Optional[Timeouts] = None):
-        self.model = model
+                 timeouts: Optional[Timeouts] = None, prompt_cache: Optional[PromptCacheSettings] = None):
+        self.model, self.prompt_cache = model, prompt_cache
         self.guardrail = guardrail if guardrail and guardrail.get("id") else None
         if client is None:
             import boto3
@@ -287,7 +288,9 @@ class Bedrock:
         self.client = client
 
     def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
-        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan)
+        """The Converse kwargs, with cache points after the stable prefixes (`prompt_cache.mark`)."""
+        return prompt_cache.mark(bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan),
+                                 self.model, self.prompt_cache)
 
     def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
         """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""

@@ -43,7 +43,8 @@ def backends(settings: RouterSettings, res: Resources) -> dict[str, Backend]:
         name = tier.name
         if tier.backend == "bedrock":
             guardrail = {"id": settings.guardrail.id, "version": settings.guardrail.version} if settings.guardrail else None
-            out[name] = Bedrock(provisioned.get(name, tier.model), region=res.region, guardrail=guardrail, timeouts=t)
+            out[name] = Bedrock(provisioned.get(name, tier.model), region=res.region, guardrail=guardrail, timeouts=t,
+                                prompt_cache=tier.prompt_cache)
         elif tier.backend == "azure-openai":
             azure = azure or secret(res.azure_openai_secret_arn)
             out[name] = AzureOpenAI(azure["endpoint"], name, api_key=azure.get("apiKey"), token=azure.get("token"),
