@@ -112,9 +112,35 @@ def cache_embedder(settings: RouterSettings, res: Resources):
     return from_settings(settings.cache.embedder, region=res.region, api_key=key)
 
 
+def cache_checks(router: Router) -> Router:
+    """The grey band's judge and the audit of semantic hits, when the stack turns them on; both
+    ask the router's own tier backends."""
+    response_cache, s = router.cache, router.settings.cache
+    if response_cache is None:
+        return router
+    from .cache.audit import Auditor, Disagreements
+    from .cache.grey_band import GreyBand
+    from .cache.judge import Judge
+
+    band, audit = s.grey_band, s.audit
+    if band.enabled and band.tier in router.backends:
+        response_cache.grey_band = GreyBand(band, Judge(router.backends[band.tier], band.tier))
+    if audit.sample_rate and audit.judge_tier in router.backends:
+        deadline = router.settings.router.timeouts.buffered_deadline_s
+
+        def reask(tier: str, params: dict[str, Any]) -> dict[str, Any]:
+            return router.backends[tier].complete(params, deadline)
+
+        response_cache.auditor = Auditor(
+            audit, reask, Judge(router.backends[audit.judge_tier], audit.judge_tier),
+            Disagreements(response_cache.client, response_cache.layout.prefix, audit.keep, audit.keep_days),
+            response_cache.metric, judge_timeout_s=deadline, log_prompts=router.settings.router.log_prompts)
+    return router
+
+
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
-    return Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
-                  embedders=embedders(settings, res))
+    return cache_checks(Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
+                               embedders=embedders(settings, res)))
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,
@@ -124,4 +150,4 @@ def local(settings: RouterSettings, upstream: str, response_cache: Optional[Resp
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
                                           read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
-    return Router(settings, served, response_cache, metrics, log, embedders=embedding)
+    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding))

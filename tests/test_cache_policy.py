@@ -101,6 +101,7 @@ def served(minilm):
     with FakeUpstream() as upstream:
         cfg = validated_config("dev")
         local = build(cfg, upstream.url, {KEY: "acme"}, embedder=minilm)
+        local.router.cache.auditor = None  # audits pick hits at random and call the upstream (test_cache_audit.py)
         with running(local.app) as base:
             yield local, openai.OpenAI(base_url=f"{base}/v1", api_key=KEY, max_retries=0, timeout=10), upstream
         local.close()

@@ -1,4 +1,5 @@
-"""`cache`: measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token."""
+"""`cache`: measure and calibrate the semantic cache on labelled pairs; read the audit's
+disagreements; rotate its AUTH token."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from .common import fail, fail_config, load_config, out
 
-app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token.",
+app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs; read its audit; rotate its AUTH "
+                       "token.",
                   no_args_is_help=True)
 PAIRS_HELP = "Labelled pairs (JSON lines: origin, similar, cluster[, similar_cluster][, class])."
 EMBEDDER_HELP = ("local-minilm (offline), or stack: the stack's cache.embedder — thresholds differ per embedder, "
@@ -182,6 +184,62 @@ def cache_calibrate(
         out.print(f"table: {table_path}\nplot: {plot}")
     if best is None:
         raise typer.Exit(1)
+
+
+def _short(text: str, n: int = 240) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@app.command("audit")
+def cache_audit(
+    endpoint: str = typer.Option(..., help="The stack's cacheEndpoint output; reachable only from inside the VPC "
+                                           "(or through a tunnel, e.g. an SSM port-forwarding session)."),
+    port: int = typer.Option(6379),
+    secret_id: Optional[str] = typer.Option(None, help="The stack's cacheSecretArn output (the AUTH token)."),
+    tls: bool = typer.Option(True, "--tls/--no-tls", help="ElastiCache requires TLS; a local `serve` cache has none."),
+    check_hostname: bool = typer.Option(True, "--check-hostname/--no-check-hostname",
+                                        help="Turn off through a tunnel to localhost (the certificate names the cache)."),
+    tenant: Optional[str] = typer.Option(None, help="Only this tenant's disagreements."),
+    limit: int = typer.Option(20, min=1, help="How many, newest first."),
+    prefix: str = typer.Option("llmc", help="The cache's key prefix."),
+    region: Optional[str] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="Full records (question and answer text) as JSON."),
+) -> None:
+    """The semantic hits the audit's judge found wrong, newest first, for a human to read.
+
+    They hold the users' question and answer text, so they live in the cache (encrypted, private
+    subnets, the entries' own kind of data), never in logs; this reads them there."""
+    import valkey
+
+    from llm_router.cache.audit import Disagreements
+
+    password = None
+    if secret_id:
+        sm, _ = _clients(region)
+        password = sm.get_secret_value(SecretId=secret_id)["SecretString"]
+    client = valkey.Valkey(host=endpoint, port=port, password=password, ssl=tls, ssl_check_hostname=check_hostname,
+                           socket_timeout=5, socket_connect_timeout=5)
+    try:
+        records = Disagreements(client, prefix, keep=1, keep_days=1).recent(tenant, limit)
+    except valkey.exceptions.ConnectionError as e:
+        fail(f"cannot reach the cache at {endpoint}:{port} ({e}); run this inside the VPC or through a tunnel")
+    if as_json:
+        sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+        return
+    if not records:
+        out.print("no disagreements recorded" + (f" for tenant {tenant}" if tenant else ""))
+        return
+    from datetime import datetime, timezone
+
+    for r in records:
+        when = datetime.fromtimestamp(r["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.print(f"[bold]{when}[/]  tenant {r['tenant']}  tier {r['tier']}  similarity {r['similarity']:.3f}",
+                  highlight=False)
+        for label, key in (("asked", "question"), ("cached for", "cached_question"),
+                           ("cached answer", "cached_answer"), ("answer now", "fresh_answer")):
+            out.print(f"  {label:>13}: {_short(r[key])}", highlight=False, markup=False)
+        out.print()
 
 
 def _clients(region: Optional[str]):

@@ -16,14 +16,18 @@ import re
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
 from ..settings import CacheSettings, VerifierSettings
 from .embedders import Embedder
+from .grey_band import GreyBand, verdict_key
 from .keys import Scope, exact_key, semantic_params, semantic_text
 from .policy import EXACT, NONE, SEMANTIC, Use, decide
 from .verifier import DEFAULT, near_miss
+
+if TYPE_CHECKING:
+    from .audit import Auditor
 
 REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
                      r"(help|assist|comply|provide|do that)", re.I)
@@ -121,6 +125,21 @@ def choose(text: str, candidates: list[Candidate], threshold: float, guards: boo
     return None, rejected
 
 
+def grey_candidate(text: str, candidates: list[Candidate], lower: float, threshold: float,
+                   verifier: VerifierSettings = DEFAULT, params: str = "",
+                   judge: Callable[[str, str, VerifierSettings], Optional[str]] = near_miss) -> Optional[Candidate]:
+    """The most similar candidate in the grey band [lower, threshold), asked with the same
+    answer-changing parameters, that the verifier passes: the one a model may be asked about."""
+    for candidate in candidates:
+        if candidate.similarity >= threshold or candidate.params != params:
+            continue
+        if candidate.similarity < lower:
+            break
+        if not judge(text, candidate.question, verifier):
+            return candidate
+    return None
+
+
 def why_not_cacheable(response: dict[str, Any]) -> Optional[str]:
     """Errors, refusals, truncated or tool-calling answers are never cached (whether the request
     may be cached at all is `policy.decide`)."""
@@ -191,6 +210,9 @@ class ResponseCache:
         self.metric, self.clock = on_metric, clock
         self.log = log or logging.getLogger("llm_router.cache")
         self._indexes: set[str] = set()
+        #: Set by the wiring when the stack turns them on (`grey_band.GreyBand`, `audit.Auditor`).
+        self.grey_band: Optional[GreyBand] = None
+        self.auditor: Optional[Auditor] = None
         self._route_script = client.register_script(_ROUTE)
         self._release_script = client.register_script(_RELEASE)
 
@@ -290,6 +312,8 @@ class ResponseCache:
         if state.hit:
             self.metric(m.CACHE_HITS, 1)
             self.metric(f"{m.CACHE_HITS}{state.hit.layer.title()}", 1)
+            if state.hit.layer == SEMANTIC and self.auditor is not None:
+                self.auditor.offer(state, params)
         else:
             self.metric(m.CACHE_MISSES, 1)
         return state
@@ -335,14 +359,30 @@ class ResponseCache:
         return None if raw is None else json.loads(raw)
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
-        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold,
-                                  verifier=self.settings.verifier, params=state.params)
+        s, candidates = self.settings, self.candidates(state)
+        chosen, rejected = choose(state.text, candidates, s.similarity_threshold, verifier=s.verifier,
+                                  params=state.params)
         if rejected:
             self.metric(m.CACHE_GUARD_REJECTED, rejected)
+        if chosen is None and self.grey_band is not None:
+            chosen = self._judged(state, candidates)
         response = None if chosen is None else self.answer(chosen)
         if response is None:
             return None
         return CacheHit("semantic", response, chosen.similarity, chosen.question)
+
+    def _judged(self, state: Lookup, candidates: list[Candidate]) -> Optional[Candidate]:
+        """A grey-band candidate the judge model calls the same question (one verdict per request)."""
+        s, band = self.settings, self.grey_band
+        candidate = grey_candidate(state.text, candidates, band.settings.lower_threshold, s.similarity_threshold,
+                                   s.verifier, state.params)
+        if candidate is None:
+            return None
+        key = verdict_key(self.layout.prefix, state.scope.key, state.text, candidate.question)
+        if not band.same(self.client, key, state.text, candidate.question, self.metric):
+            return None
+        self.metric(m.CACHE_JUDGE_HITS, 1)
+        return candidate
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
