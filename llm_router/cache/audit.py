@@ -106,10 +106,12 @@ class Auditor:
                   answer_text(hit.response), params)
         try:
             self.queue.put_nowait(job)
-        except queue.Full:
+            self._start()
+        except Exception as e:  # noqa: BLE001 - a full queue (or no thread to be had): no audit, never an error
+            if not isinstance(e, queue.Full):
+                log.warning("cache audit not queued: %s", type(e).__name__)
             self.metric(m.CACHE_AUDIT_DROPPED, 1)
             return False
-        self._start()
         return True
 
     def _start(self) -> None:
