@@ -157,6 +157,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         log_retention_days=r.log_retention_days, service=f"llm-router-{stack}",
         hosted_api=(cfg.serving.openai.base_url, cfg.serving.openai.api_key.get_secret_value())
         if cfg.tiers_on("openai") and cfg.serving.openai else None,
+        cache_embedder_api_key=cfg.cache.embedder.api_key.get_secret_value()
+        if cfg.cache.enabled and cfg.cache.embedder.api_key else None,
         endpoint_type=r.endpoint_type, network=network, private_client_cidrs=r.private_client_cidrs,
         waf_rate_limit=r.waf.rate_limit_per_ip if r.waf.enabled else None,
         access_log_role_owner=r.access_log_role_owner))
@@ -170,7 +172,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         region=cfg.region,
         page=_destination(cfg.alarms.page), ticket=_destination(cfg.alarms.ticket),
         cache_cluster_ids=cache.member_cluster_ids if cache is not None else [],
-        queue_metrics=queue_metrics))
+        queue_metrics=queue_metrics,
+        cache_audit_wrong_ratio=cfg.cache.audit.wrong_ratio_alarm if cache and cfg.cache.audit.sample_rate else None,
+        cache_audit_min_samples=cfg.cache.audit.min_samples))
 
     outputs.update(
         routerUrl=router.url,

@@ -499,6 +499,24 @@ def cache_engine(cache: s.CacheConfig) -> Iterator[Problem]:
 
 
 @rule
+def cache_checks(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator[Problem]:
+    """Per-tier cache overrides, the grey band and the audit name real tiers; the band sits below
+    the threshold; an embedder key belongs to an OpenAI-compatible embedder."""
+    names = sorted(t.name for t in serving.tiers)
+    named = [(f"cache.tiers.{t}", t) for t in cache.tiers]
+    named += [("cache.greyBand.tier", cache.grey_band.tier), ("cache.audit.judgeTier", cache.audit.judge_tier)]
+    for path, tier in named:
+        if tier is not None and tier not in names:
+            yield Problem(path, "names no tier", tier, ", ".join(names))
+    if cache.grey_band.enabled and cache.grey_band.lower_threshold >= cache.similarity_threshold:
+        yield Problem("cache.greyBand.lowerThreshold", "the grey band lies below cache.similarityThreshold",
+                      cache.grey_band.lower_threshold, f"< {cache.similarity_threshold:g}")
+    if cache.embedder.api_key is not None and cache.embedder.provider != "openai-compatible":
+        yield Problem("cache.embedder.apiKey", "only an openai-compatible embedder takes a key",
+                      allowed="remove it, or use provider openai-compatible")
+
+
+@rule
 def prod_cache_resilience(environment: str, cache: s.CacheConfig) -> Iterator[Problem]:
     if environment == "prod" and cache.enabled:
         if cache.multi_az is False:

@@ -58,7 +58,9 @@ class Vllm(Engine):
     def args(self, spec: "ModelSpec", model_path: str) -> list[str]:
         args = ["--model", model_path, "--served-model-name", spec.model, "--port", str(PORT),
                 "--tensor-parallel-size", str(spec.gpus_per_pod), "--max-model-len", str(spec.max_model_len),
-                "--gpu-memory-utilization", str(spec.gpu_memory_utilization), "--enable-prefix-caching"]
+                "--gpu-memory-utilization", str(spec.gpu_memory_utilization), "--enable-prefix-caching",
+                # usage.prompt_tokens_details.cached_tokens, passed through to clients and metrics
+                "--enable-prompt-tokens-details"]
         if spec.weights == "s3":
             args += ["--load-format", "runai_streamer"]
         if spec.quantization:

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from llm_router import timeouts
+from llm_router.settings import Resources
 
 from . import artifact
 from .common import assume_role_policy, child, policy_json
@@ -100,6 +101,8 @@ class RouterArgs:
     service: str = "llm-router"
     #: (base URL, API key) of a hosted OpenAI-compatible API; the key goes to Secrets Manager only.
     hosted_api: Optional[tuple[str, str]] = None
+    #: The OpenAI-compatible cache embedder's API key; it goes to Secrets Manager only.
+    cache_embedder_api_key: Optional[pulumi.Input[str]] = None
     #: `regional` (default): reachable from the internet behind keys and throttling;
     #: `private`: only through an execute-api interface endpoint in the VPC.
     endpoint_type: Literal["regional", "private"] = "regional"
@@ -142,15 +145,13 @@ class Router(pulumi.ComponentResource):
                                          opts=child(self, ignore_changes=["secretString"]))
         secrets, env_extra = list(args.secrets), {}
         if args.hosted_api is not None:
-            hosted = aws.secretsmanager.Secret(f"{name}-hosted-api", description="hosted model API key for the router",
-                                               kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
-                                               opts=child(self))
             base_url, api_key = args.hosted_api
-            aws.secretsmanager.SecretVersion(f"{name}-hosted-api", secret_id=hosted.id, opts=child(self),
-                                             secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(
-                                                 {"baseUrl": base_url, "apiKey": api_key})))
-            secrets.append(SecretGrant(hosted.arn, self.key.arn))
-            env_extra["OPENAI_SECRET_ARN"] = hosted.arn
+            env_extra["OPENAI_SECRET_ARN"] = self._own_secret(
+                "hosted-api", "hosted model API key for the router", {"baseUrl": base_url, "apiKey": api_key}, secrets)
+        if args.cache_embedder_api_key is not None:
+            env_extra[Resources.env_name("cache_embedder_secret_arn")] = self._own_secret(
+                "embedder-api", "cache embedder API key for the router", {"apiKey": args.cache_embedder_api_key},
+                secrets)
 
         router_logs = self._log_group("router")
         authorizer_logs = self._log_group("authorizer")
@@ -212,6 +213,17 @@ class Router(pulumi.ComponentResource):
                                "accessLogGroup": self.access_log_group})
 
     # ------------------------------------------------------------------ parts
+    def _own_secret(self, what: str, description: str, value: dict[str, Any],
+                    grants: list[SecretGrant]) -> pulumi.Output[str]:
+        """A Secrets Manager secret under this component's key that only the router reads; its ARN."""
+        name = f"{self.prefix}-{what}"
+        secret = aws.secretsmanager.Secret(name, description=description, kms_key_id=self.key.arn,
+                                           recovery_window_in_days=7, tags=self.args.tags, opts=child(self))
+        aws.secretsmanager.SecretVersion(name, secret_id=secret.id, opts=child(self),
+                                         secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(value)))
+        grants.append(SecretGrant(secret.arn, self.key.arn))
+        return secret.arn
+
     def _log_group(self, what: str) -> aws.cloudwatch.LogGroup:
         return aws.cloudwatch.LogGroup(f"{self.prefix}-{what}-logs", retention_in_days=self.args.log_retention_days,
                                        kms_key_id=self.key.arn, tags=self.args.tags, opts=child(self))

@@ -16,7 +16,18 @@ from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig, Tier, 
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
-    return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
+    return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok,
+                                           cached_input_per_mtok=p.cached_input_per_mtok,
+                                           cache_write_per_mtok=p.cache_write_per_mtok)
+
+
+def cheapest_tier(cfg: StackConfig) -> str:
+    """The tier that judges for the cache: the lowest priced (input + output), else the tiering's
+    cheap tier, else the first."""
+    priced = [t for t in cfg.serving.tiers if t.price is not None]
+    if priced:
+        return min(priced, key=lambda t: t.price.input_per_mtok + t.price.output_per_mtok).name
+    return cfg.router.tiering.cheap_tier or cfg.serving.tiers[0].name
 
 
 def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
@@ -53,8 +64,9 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             name=tier.name, backend=tier.backend, model=tier.model, max_prompt_tokens=tier.max_prompt_tokens,
             max_tokens=tier.max_tokens, min_tokens_per_second=tier.min_tokens_per_second, fallback=tier.fallback,
             price=_price(tier.price), family_hint=tier.bedrock.family_hint if tier.bedrock else None,
-            api_version=_azure_api_version(cfg, tier),
-            server=_server(tier)) for tier in cfg.serving.tiers),
+            api_version=_azure_api_version(cfg, tier), server=_server(tier),
+            prompt_cache=rs.PromptCacheSettings(system=tier.prompt_cache.system, tools=tier.prompt_cache.tools))
+            for tier in cfg.serving.tiers),
         router=rs.FrontDoorSettings(
             default_tier=r.default_tier,
             tiering=rs.TieringSettings(
@@ -69,11 +81,21 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
         cache=rs.CacheSettings(
             enabled=c.enabled,
             embedder=rs.EmbedderSettings(provider=c.embedder.provider, model=c.embedder.model,
-                                         dimensions=c.embedder.dimensions, url=c.embedder.url),
+                                         dimensions=c.embedder.dimensions, url=c.embedder.url,
+                                         timeout_ms=c.embedder.timeout_ms),
             similarity_threshold=c.similarity_threshold,
             verifier=rs.VerifierSettings(max_chars=c.verifier.max_question_chars, max_unmatched=c.verifier.max_unmatched,
                                          reworded_below=c.verifier.reworded_below),
             max_entry_bytes=c.max_entry_bytes, max_cacheable_temperature=c.max_cacheable_temperature,
+            cache_when=rs.CacheWhenSettings(default=c.cache_when, tiers={
+                name: t.cache_when for name, t in c.tiers.items() if t.cache_when is not None}),
+            grey_band=rs.GreyBandSettings(
+                enabled=c.grey_band.enabled, lower_threshold=c.grey_band.lower_threshold,
+                tier=c.grey_band.tier or cheapest_tier(cfg), timeout_ms=c.grey_band.timeout_ms,
+                verdict_ttl_seconds=c.grey_band.verdict_ttl_seconds),
+            audit=rs.AuditSettings(
+                sample_rate=c.audit.sample_rate, judge_tier=c.audit.judge_tier or cheapest_tier(cfg),
+                queue_size=c.audit.queue_size, keep=c.audit.keep, keep_days=c.audit.keep_days),
             ttl=rs.CacheTtl(default_seconds=c.ttl.default_seconds, tiers=dict(c.ttl.tiers)),
             timeout_ms=c.timeout_ms, ef_runtime=c.ef_runtime, dedicated_indexes=c.dedicated_indexes),
         embeddings=tuple(_embeddings(e) for e in cfg.serving.embeddings),

@@ -65,6 +65,11 @@ class Price(Section):
 
     input_per_mtok: float = Field(ge=0, alias="inputPerMTok")
     output_per_mtok: float = Field(ge=0, alias="outputPerMTok")
+    #: Prompt tokens read from the provider's prompt cache (Claude on Bedrock: a tenth of the
+    #: input price). None: priced as input, so no saving is counted.
+    cached_input_per_mtok: Optional[float] = Field(None, ge=0, alias="cachedInputPerMTok")
+    #: Prompt tokens written to Bedrock's prompt cache (Claude: 1.25 × input). None: as input.
+    cache_write_per_mtok: Optional[float] = Field(None, ge=0, alias="cacheWritePerMTok")
 
 
 class BedrockTier(Section):
@@ -195,6 +200,18 @@ class VllmTier(Section):
                 r.shm_gi if r.shm_gi is not None else SHM_GI_PER_GPU * g)
 
 
+class PromptCacheConfig(Section):
+    """Bedrock prompt caching (README: "Prompt caching"): cache points after the long, stable
+    prefixes of a request, on models that take them (Claude 3.7+, Nova). A prefix shorter than
+    the model's minimum (1,024 tokens on most) gets none. Other backends cache prefixes by
+    themselves (OpenAI and Azure from 1,024 tokens, vLLM's prefix caching)."""
+
+    #: A cache point after the system prompt (it also covers the tool definitions before it).
+    system: bool = True
+    #: A cache point after the tool definitions (Claude only: Nova refuses one there).
+    tools: bool = True
+
+
 class Tier(Section):
     """A model alias the router serves (`fast`, `smart`, …) and what serves it."""
 
@@ -216,6 +233,8 @@ class Tier(Section):
     bedrock: Optional[BedrockTier] = None
     azure: Optional[AzureDeployment] = None
     vllm: Optional[VllmTier] = None
+    #: Bedrock cache points; on by default: a cached prefix costs a tenth to a quarter of input.
+    prompt_cache: PromptCacheConfig = PromptCacheConfig()
 
     @field_validator("name")
     @classmethod
@@ -446,6 +465,12 @@ class Embedder(Section):
     dimensions: int = Field(512, ge=8, le=8192)
     #: OpenAI-compatible `/v1/embeddings` base URL (openai-compatible only).
     url: Optional[str] = Field(None, pattern=r"^https?://")
+    #: Its API key (openai-compatible only). Secret-only; copied into a Secrets Manager secret
+    #: the router alone may read.
+    api_key: Optional[Secret] = None
+    #: One embedding's budget on the request path, no retries: a slow embedder costs a miss,
+    #: never a slow answer.
+    timeout_ms: int = Field(1000, ge=50, le=10_000)
 
 
 class TtlConfig(Section):
@@ -470,6 +495,53 @@ class VerifierConfig(Section):
     max_question_chars: int = Field(VERIFIER.max_chars, ge=100, le=20_000)
 
 
+CacheWhen = Literal["never", "deterministic", "repeats", "always"]
+
+
+class TierCacheConfig(Section):
+    """Per-tier cache behaviour (`cache.tiers.<tier>`)."""
+
+    #: None: the stack's `cache.cacheWhen`.
+    cache_when: Optional[CacheWhen] = None
+
+
+class GreyBandConfig(Section):
+    """Ask a model "same question?" for a candidate just below the similarity threshold
+    (README: "Grey band"). Off by default: it adds a model call (bounded by `timeoutMs`) to
+    requests whose best candidate falls in the band, until the verdict is cached."""
+
+    enabled: bool = False
+    #: Candidates from here up to `similarityThreshold` that the verifier passes are judged.
+    lower_threshold: float = Field(0.75, gt=0.5, lt=1.0)
+    #: None: the stack's cheapest tier (by price; else `router.tiering.cheapTier`).
+    tier: Optional[str] = Field(None, pattern=TIER_NAME)
+    #: The judge's budget; no answer in time is a miss.
+    timeout_ms: int = Field(1500, ge=100, le=10_000)
+    #: Verdicts are cached per pair of questions (per tenant, tier and system prompt).
+    verdict_ttl_seconds: int = Field(86_400, ge=60)
+
+
+class AuditConfig(Section):
+    """Production precision (README: "Auditing cached answers"): a share of semantic hits is
+    re-asked of the model off the request path and a model judges whether the cached answer
+    still answers the question. `CacheAuditSamples` / `CacheAuditWrong` in CloudWatch."""
+
+    #: Share of semantic hits audited; 0 turns the audit off. Each audit costs two model calls.
+    sample_rate: float = Field(0.01, ge=0, le=1)
+    #: None: the stack's cheapest tier judges.
+    judge_tier: Optional[str] = Field(None, pattern=TIER_NAME)
+    #: Audits waiting per router process; more are dropped (`CacheAuditDropped`).
+    queue_size: int = Field(16, ge=1, le=1000)
+    #: Disagreements kept per tenant in the cache for `llm-blueprint cache audit` (they hold
+    #: question and answer text, as cache entries do), and for how long.
+    keep: int = Field(100, ge=1, le=10_000)
+    keep_days: int = Field(14, ge=1, le=90)
+    #: A ticket when more than this share of audited hits disagree over a day (`minSamples`
+    #: audits at least).
+    wrong_ratio_alarm: float = Field(0.05, gt=0, le=1)
+    min_samples: int = Field(20, ge=1)
+
+
 class CacheConfig(Section):
     enabled: bool = True
     embedder: Embedder = Embedder()
@@ -485,8 +557,17 @@ class CacheConfig(Section):
     #: Share of near-miss questions allowed a hit, for `cache calibrate` on pairs that label
     #: near-miss classes.
     near_miss_target: float = Field(0.01, ge=0.0, le=1.0)
-    #: Responses sampled above this temperature are never cached.
+    #: At or below this temperature a request is deterministic; above it, or with no
+    #: temperature (the API's default is 1.0), it is sampled (see `cacheWhen`).
     max_cacheable_temperature: float = Field(0.3, ge=0, le=2)
+    #: What sampled requests get: `repeats` (default) serves exact repeats from the cache and
+    #: semantic hits only to deterministic requests; `always` both layers whatever the
+    #: temperature; `deterministic` no cache for sampled requests; `never` no cache at all.
+    cache_when: CacheWhen = "repeats"
+    #: Per-tier overrides, keyed by tier name (`{creative: {cacheWhen: never}}`).
+    tiers: dict[str, TierCacheConfig] = {}
+    grey_band: GreyBandConfig = GreyBandConfig()
+    audit: AuditConfig = AuditConfig()
     ttl: TtlConfig = TtlConfig()
     node_type: str = Field("cache.t4g.small", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
     #: None: 1 outside prod, 2 in prod.

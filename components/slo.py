@@ -80,6 +80,10 @@ class SloAlarmsArgs:
     cache_fail_open_per_5m: int = 10
     upstream_throttled_per_5m: int = 20
     vllm_queue_depth: int = 20
+    #: Share of audited semantic hits the judge may find wrong over a day before a ticket
+    #: (None: the stack does not audit its cache), and the audits a day needs to count.
+    cache_audit_wrong_ratio: Optional[float] = None
+    cache_audit_min_samples: int = 20
 
 
 class SloAlarms(pulumi.ComponentResource):
@@ -225,6 +229,18 @@ class SloAlarms(pulumi.ComponentResource):
                     namespace=m.NAMESPACE, metric_name=m.CACHE_FAIL_OPEN, dimensions=dims, statistic="Sum",
                     period=300, evaluation_periods=2, datapoints_to_alarm=2, threshold=a.cache_fail_open_per_5m,
                     comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching", alarm_actions=[topic])
+        if a.cache_audit_wrong_ratio is not None:
+            self._alarm("cache-audit-wrong", alarm_description=f"TICKET: over {a.cache_audit_wrong_ratio:.0%} of audited "
+                                                               "semantic cache hits were wrong over a day "
+                                                               "(`llm-blueprint cache audit` shows them)",
+                        metric_queries=[metric("wrong", m.CACHE_AUDIT_WRONG, period=DAY),
+                                        metric("samples", m.CACHE_AUDIT_SAMPLES, period=DAY),
+                                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                                            id="ratio", return_data=True, label="wrong share of audited hits",
+                                            expression=f"IF(samples >= {a.cache_audit_min_samples}, wrong / samples, 0)")],
+                        comparison_operator="GreaterThanThreshold", threshold=a.cache_audit_wrong_ratio,
+                        evaluation_periods=1, datapoints_to_alarm=1, treat_missing_data="notBreaching",
+                        alarm_actions=[topic], ok_actions=[topic])
         self._alarm("upstream-throttled", alarm_description="TICKET: model backends are throttling the router",
                     namespace=m.NAMESPACE, metric_name=m.UPSTREAM_THROTTLED, dimensions=dims, statistic="Sum",
                     period=300, evaluation_periods=3, datapoints_to_alarm=2, threshold=a.upstream_throttled_per_5m,
@@ -283,6 +299,11 @@ class SloAlarms(pulumi.ComponentResource):
                 {"expression": "h / MAX([h + x, 1])", "label": "hit rate", "id": "hr"},
                 [m.NAMESPACE, m.CACHE_HITS, *svc, {"id": "h", "stat": "Sum", "visible": False}],
                 [m.NAMESPACE, m.CACHE_MISSES, *svc, {"id": "x", "stat": "Sum", "visible": False}],
+            ], a.region),
+            _widget("Cached-answer precision (audit, daily)", [
+                {"expression": "1 - w / MAX([s, 1])", "label": "audited precision", "id": "p"},
+                [m.NAMESPACE, m.CACHE_AUDIT_WRONG, *svc, {"id": "w", "stat": "Sum", "visible": False, "period": DAY}],
+                [m.NAMESPACE, m.CACHE_AUDIT_SAMPLES, *svc, {"id": "s", "stat": "Sum", "period": DAY}],
             ], a.region),
             _widget("Tier mix (requests)", [[m.NAMESPACE, m.REQUESTS, *svc, {"stat": "Sum"}]], a.region),
             _widget("Estimated cost (USD)", [[m.NAMESPACE, "EstimatedCostUsd", *svc, {"stat": "Sum"}]], a.region),

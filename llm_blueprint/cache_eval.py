@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llm_router.cache.keys import Scope
-from llm_router.cache.store import Lookup, ResponseCache, choose
+from llm_router.cache.store import Lookup, ResponseCache, choose, grey_candidate
 from llm_router.cache.verifier import DEFAULT, Assessment, assess
 from llm_router.settings import CacheSettings, VerifierSettings
 
@@ -124,21 +124,75 @@ class Judge:
         return found.verdict(settings)
 
 
+class GreyBandJudge:
+    """Verdicts on grey-band pairs for `score`: a model (`llm_router.cache.judge.Judge`) or the
+    labels themselves (`oracle`, the best any judge could do). One verdict per pair, as the
+    router caches them; each model call is timed (a call over the budget is a miss)."""
+
+    def __init__(self, lower: float, model=None, timeout_s: float = 1.5,
+                 oracle: Optional[dict[str, int]] = None, entries: Optional[dict[str, int]] = None):
+        self.lower, self.model, self.timeout_s = lower, model, timeout_s
+        self.oracle, self.entries = oracle, entries
+        self.verdicts: dict[tuple[str, str], Optional[bool]] = {}
+        self.ms: list[float] = []
+        self.failed = self.repeats = 0
+
+    def __call__(self, asked: str, cached: str) -> Optional[bool]:
+        pair = (asked, cached)
+        if pair in self.verdicts:
+            self.repeats += 1
+            return self.verdicts[pair]
+        if self.oracle is not None:
+            verdict = self.oracle[asked] == self.entries[cached]
+        else:
+            import time
+
+            from llm_router.cache.judge import JudgeError
+
+            started = time.perf_counter()
+            try:
+                verdict = self.model.same_question(asked, cached, self.timeout_s)
+            except JudgeError:
+                verdict, self.failed = None, self.failed + 1
+            self.ms.append((time.perf_counter() - started) * 1000)
+            if self.ms[-1] > self.timeout_s * 1000:
+                verdict = None  # the router would have stopped waiting
+        self.verdicts[pair] = verdict
+        return verdict
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lower_threshold": self.lower, "judge": "oracle" if self.oracle is not None else "model",
+                               "pairs_judged": len(self.verdicts), "repeats_from_cache": self.repeats,
+                               "said_same": sum(1 for v in self.verdicts.values() if v),
+                               "no_verdict": sum(1 for v in self.verdicts.values() if v is None)}
+        if self.ms:
+            ms = sorted(self.ms)
+            out.update(calls=len(ms), failed=self.failed, timeout_ms=round(self.timeout_s * 1000),
+                       p50_ms=round(ms[len(ms) // 2], 1), p99_ms=round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 1))
+        return out
+
+
 def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True,
           errors: Optional[list] = None, verifier: VerifierSettings = DEFAULT,
-          classes: Optional[dict[str, str]] = None, judge: Optional[Judge] = None) -> dict[str, Any]:
+          classes: Optional[dict[str, str]] = None, judge: Optional[Judge] = None,
+          grey: Optional[GreyBandJudge] = None) -> dict[str, Any]:
     """Recall, precision, false-hit rate (and hits per class when `classes` is given); every
     hit the labels call wrong goes to `errors` (labels can be crowd-sourced: read them before
-    trusting a precision figure)."""
+    trusting a precision figure). With `grey`, a query with no hit gets one when its best
+    grey-band candidate passes the verifier and the grey-band judge says it is the same question."""
     judge = judge or Judge()
     entry_clusters = set(entries.values())
-    hits = correct = could = must = false_hits = 0
+    hits = correct = could = must = false_hits = judged_hits = 0
     per_class: dict[str, dict[str, int]] = {}
     for text, cluster, cands in collected:
         can = cluster in entry_clusters
         could += can
         must += not can
         chosen, _ = choose(text, cands, threshold, guards, verifier, judge=judge)
+        if chosen is None and grey is not None:
+            candidate = grey_candidate(text, cands, grey.lower, threshold, verifier, judge=judge)
+            if candidate is not None and grey(text, candidate.question):
+                chosen, judged_hits = candidate, judged_hits + 1
         right = chosen is not None and entries[chosen.question] == cluster
         if classes and text in classes:
             row = per_class.setdefault(classes[text], {"hits": 0, "total": 0})
@@ -155,6 +209,8 @@ def score(collected: list, entries: dict[str, int], threshold: float, guards: bo
               "reworded_below": verifier.reworded_below, "recall": round(correct / max(could, 1), 4),
               "precision": round(correct / max(hits, 1), 4), "false_hit_rate": round(false_hits / max(must, 1), 4),
               "hits": hits, "queries": len(collected), "could_hit": could, "must_miss": must}
+    if grey is not None:
+        result["grey_band"] = {**grey.report(), "hits": judged_hits}
     if per_class:
         near = [r for c, r in per_class.items() if c != PARAPHRASE]
         result["near_miss_hit_rate"] = round(sum(r["hits"] for r in near) / max(1, sum(r["total"] for r in near)), 4)

@@ -42,6 +42,9 @@ class Traffic:
     cache_hit_rate: float = 0.25
     #: tier → share of requests; None = the router's cheap/expensive split (70/30).
     tier_mix: Optional[dict[str, float]] = None
+    #: Share of prompt tokens the provider serves from its prompt cache (a long, stable system
+    #: prompt and tool definitions repeated within the cache's 5 minutes). 0: none counted.
+    cached_prompt_share: float = 0.0
 
     @property
     def requests_per_month(self) -> float:
@@ -90,6 +93,19 @@ def _managed_price(tier: Tier, prices: dict[str, Any]) -> tuple[float, float]:
     return p["input"], p["output"]
 
 
+def _cached_price(tier: Tier, prices: dict[str, Any]) -> Optional[float]:
+    """What a prompt token read from the provider's cache costs on this tier, or None when the
+    tier does not cache prompts (a Bedrock model without prompt caching, or marks turned off)."""
+    from llm_router.prompt_cache import support
+
+    if tier.backend == "bedrock" and not (support(tier.model) and (tier.prompt_cache.system or tier.prompt_cache.tools)):
+        return None
+    if tier.price is not None and tier.price.cached_input_per_mtok is not None:
+        return tier.price.cached_input_per_mtok
+    model = tier.model.split(".", 1)[1] if tier.model.split(".")[0] in ("us", "eu", "apac", "global") else tier.model
+    return (prices["managed_tokens_per_mtok"].get(model) or {}).get("cached_input")
+
+
 def _reference(tier: Tier, prices: dict[str, Any]) -> dict[str, Any]:
     refs = prices["self_hosted_reference"]
     return refs.get(tier.model, refs["default"])
@@ -130,8 +146,10 @@ def self_hosted_monthly(tier: Tier, cfg: StackConfig, output_tokens_per_month: f
 
 
 def token_costs(cfg: StackConfig, traffic: Traffic, prices: dict[str, Any], *, cache: bool = True,
-                tiering: bool = True, budgets: bool = True) -> dict[str, float]:
-    """Model spend per tier; levers can be switched off to measure what each saves."""
+                tiering: bool = True, budgets: bool = True, prompt_cache: bool = True) -> dict[str, float]:
+    """Model spend per tier; levers can be switched off to measure what each saves. Prompt
+    caching bills `cached_prompt_share` of the prompt at the tier's cached-input price (Bedrock's
+    cache-write premium on Claude is left out: it is paid once per prefix per 5 minutes)."""
     mix = tier_mix(cfg, traffic)
     if not tiering:  # everything to the most expensive tier
         priciest = max(cfg.serving.tiers, key=lambda t: _token_unit_cost(t, cfg, prices, traffic))
@@ -147,6 +165,10 @@ def token_costs(cfg: StackConfig, traffic: Traffic, prices: dict[str, Any], *, c
             out[f"{name} (self-hosted GPUs)"] = self_hosted_monthly(tier, cfg, n * completion, prices)
         else:
             pin, pout = _managed_price(tier, prices)
+            cached = _cached_price(tier, prices) if prompt_cache else None
+            if cached is not None:
+                share = traffic.cached_prompt_share
+                pin = (1 - share) * pin + share * cached
             out[f"{name} ({tier.backend})"] = n * (prompt * pin + completion * pout) / 1e6
     if cache and cfg.cache.enabled and cfg.cache.embedder.provider == "bedrock-titan-v2":
         embed = prices["managed_tokens_per_mtok"]["amazon.titan-embed-text-v2:0"]["input"]
@@ -298,10 +320,10 @@ def estimate(cfg: StackConfig, stack: str, resources: list, traffic: Traffic, pr
     tokens = token_costs(cfg, traffic, prices)
     all_on = sum(tokens.values())
     levers = {}
-    for lever in ("cache", "tiering", "budgets"):
-        levers[lever] = sum(token_costs(cfg, traffic, prices, **{lever: False}).values()) - all_on
+    for lever in ("cache", "tiering", "budgets", "prompt_cache"):
+        levers[lever.replace("_", " ")] = sum(token_costs(cfg, traffic, prices, **{lever: False}).values()) - all_on
     levers["all together"] = sum(token_costs(cfg, traffic, prices, cache=False, tiering=False,
-                                             budgets=False).values()) - all_on
+                                             budgets=False, prompt_cache=False).values()) - all_on
     be = break_even(cfg, traffic, prices)
     est = Estimate(stack, prices["as_of"], traffic, infrastructure_costs(cfg, resources, traffic, prices), tokens,
                    levers, be)

@@ -2,7 +2,8 @@
 
 Chat completions and embeddings (a vector whose first value is the input's length).
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
-Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes),
+Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes), yes / no (answers
+just that word: a judge that cannot judge, for the cache's grey band and audit),
 and for streams: drip (one chunk every `drip_s`), break (drops the connection
 after two chunks), hang (sends two chunks, then nothing).
 
@@ -192,6 +193,9 @@ class FakeUpstream:
         self.slow_s = 3.0
         self.drip_s = 0.2
         self.throttle_times: dict[str, int] = {}
+        #: When set, usage reports this many prompt tokens read from a prompt cache (as vLLM with
+        #: --enable-prompt-tokens-details, OpenAI and Azure do).
+        self.cached_tokens: Optional[int] = None
         #: Streams whose client went away before the end (the router cancelled them).
         self.aborted = 0
         self.streams_finished = 0
@@ -228,6 +232,8 @@ class FakeUpstream:
                 said = respond(heard_openai(body))
                 if mode == "truncate":
                     said.finish = "length"
+                if mode in ("yes", "no"):  # a stand-in judge that always says the same
+                    said = Said(mode)
                 if body.get("stream"):
                     return self._stream(body, model, said, mode)
                 message = openai_message(said)
@@ -235,8 +241,7 @@ class FakeUpstream:
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
                     "choices": [{"index": i, "message": message, "finish_reason": said.finish, "logprobs": None}
                                 for i in range(body.get("n") or 1)],
-                    "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                              "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}})
+                    "usage": fake.usage(PROMPT_TOKENS, COMPLETION_TOKENS)})
 
             def _stream(self, body, model, said, mode):
                 self.send_response(200)
@@ -273,8 +278,7 @@ class FakeUpstream:
                                 time.sleep(fake.drip_s)
                         chunk({}, said.finish, index=index)
                     if (body.get("stream_options") or {}).get("include_usage"):
-                        chunk({}, usage={"prompt_tokens": PROMPT_TOKENS, "completion_tokens": len(words),
-                                         "total_tokens": PROMPT_TOKENS + len(words)})
+                        chunk({}, usage=fake.usage(PROMPT_TOKENS, len(words)))
                     self._write(b"data: [DONE]\n\n")
                     self._write(b"")
                     fake.streams_finished += 1
@@ -308,6 +312,12 @@ class FakeUpstream:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def usage(self, prompt: int, completion: int) -> dict:
+        out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if self.cached_tokens is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
 
     @property
     def url(self) -> str:

@@ -18,7 +18,7 @@ from llm_router.cache import ResponseCache
 from llm_router.http_app import KeyAuth, create_app
 from llm_router.observability import MemoryMetrics
 from llm_router.router import Router
-from llm_router.wiring import local, own
+from llm_router.wiring import cache_checks, local, own
 
 from .valkey_server import ValkeyServer
 
@@ -105,5 +105,6 @@ def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str
         client = valkey.Valkey(port=server.port, socket_timeout=settings.cache.timeout_ms / 1000)
         router.cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
         router.cache.ensure_index()
+        cache_checks(router)
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
     return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)

@@ -15,8 +15,9 @@ from collections import deque
 from typing import Any, Iterator, Optional, Protocol
 from urllib.parse import urlsplit
 
-from . import bedrock_map, sse
+from . import bedrock_map, prompt_cache, sse
 from .resilience import UpstreamError
+from .settings import PromptCacheSettings
 from .timeouts import Timeouts
 
 #: Request fields an upstream chat-completions API accepts from the client; `capabilities.check` has
@@ -288,8 +289,8 @@ class Bedrock:
 
     def __init__(self, model: str, client=None, region: Optional[str] = None, guardrail: Optional[dict] = None,
                  timeouts: Optional[Timeouts] = None, caps: Optional[frozenset[str]] = None,
-                 remote_image_hosts: frozenset[str] = frozenset()):
-        self.model = model
+                 remote_image_hosts: frozenset[str] = frozenset(), prompt_cache: Optional[PromptCacheSettings] = None):
+        self.model, self.prompt_cache = model, prompt_cache
         self.guardrail = guardrail if guardrail and guardrail.get("id") else None
         #: The tier's capabilities (its family, or the family its hint names); None: from `model`.
         self.caps = caps
@@ -300,14 +301,16 @@ class Bedrock:
 
             t = timeouts
             client = boto3.client("bedrock-runtime", region_name=region, config=Config(
-                retries={"max_attempts": 1}, read_timeout=t.buffered_deadline_s if t else 29,
+                retries={"total_max_attempts": 1}, read_timeout=t.buffered_deadline_s if t else 29,
                 connect_timeout=t.connect_s if t else 2))
         self.client = client
 
     def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
-        return bedrock_map.converse_request(body, self.model, self.guardrail, plan=plan,
-                                            remote_image_hosts=self.remote_image_hosts,
-                                            fetch_image=bedrock_map.fetch_image if self.remote_image_hosts else None)
+        """The Converse kwargs, with cache points after the stable prefixes (`prompt_cache.mark`)."""
+        request = bedrock_map.converse_request(
+            body, self.model, self.guardrail, plan=plan, remote_image_hosts=self.remote_image_hosts,
+            fetch_image=bedrock_map.fetch_image if self.remote_image_hosts else None)
+        return prompt_cache.mark(request, self.model, self.prompt_cache)
 
     def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
         """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""

@@ -415,11 +415,16 @@ def _json_answer(value: Any, p: Plan) -> str:
 
 
 def usage(u: dict[str, Any]) -> dict[str, Any]:
-    prompt, completion = u.get("inputTokens", 0), u.get("outputTokens", 0)
+    """OpenAI usage from Converse usage. Converse's `inputTokens` leaves out the prompt tokens read
+    from or written to the prompt cache; OpenAI's `prompt_tokens` counts every prompt token and
+    names the cached ones in `prompt_tokens_details.cached_tokens`. Tokens written to the cache
+    (billed above the input price) are `cache_write_tokens` there, as Azure's API names them."""
+    read, written = u.get("cacheReadInputTokens") or 0, u.get("cacheWriteInputTokens") or 0
+    prompt, completion = u.get("inputTokens", 0) + read + written, u.get("outputTokens", 0)
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": u.get("totalTokens", prompt + completion)}
-    if u.get("cacheReadInputTokens"):
-        out["prompt_tokens_details"] = {"cached_tokens": u["cacheReadInputTokens"]}
+                           "total_tokens": prompt + completion}
+    if read or written:
+        out["prompt_tokens_details"] = {"cached_tokens": read, **({"cache_write_tokens": written} if written else {})}
     return out
 
 

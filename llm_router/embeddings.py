@@ -34,9 +34,10 @@ class TitanEmbeddings:
 
     kind = "bedrock"
 
-    def __init__(self, model: str = "amazon.titan-embed-text-v2:0", client=None, region: Optional[str] = None):
+    def __init__(self, model: str = "amazon.titan-embed-text-v2:0", client=None, region: Optional[str] = None,
+                 read_timeout_s: float = 10.0):
         self.model = model
-        self.client = client or _bedrock(region)
+        self.client = client or _bedrock(region, read_timeout_s)
 
     def embed(self, texts, dimensions, timeout_s):
         vectors, tokens = [], 0
@@ -115,12 +116,14 @@ class OpenAIEmbeddings:
         return vectors, (data.get("usage") or {}).get("prompt_tokens", 0)
 
 
-def _bedrock(region: Optional[str]):
+def _bedrock(region: Optional[str], read_timeout_s: float = 10.0):
+    """One attempt per call (botocore's `max_attempts` counts retries, so 1 meant two calls): the
+    router's own retry policy, or none on the cache's request path, decides about retrying."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("bedrock-runtime", region_name=region,
-                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
+    return boto3.client("bedrock-runtime", region_name=region, config=Config(
+        retries={"total_max_attempts": 1}, connect_timeout=min(2.0, read_timeout_s), read_timeout=read_timeout_s))
 
 
 # ------------------------------------------------------------------ request

@@ -171,7 +171,8 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
         return _json(reply)
 
     async def chat(request: Request) -> Response:
-        return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid))
+        cache_control = request.headers.get("cache-control")
+        return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid, cache_control))
 
     async def embeddings(request: Request) -> Response:
         return await respond(request, lambda r, raw, who, rid: r.embed(raw, who, rid))

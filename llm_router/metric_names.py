@@ -32,10 +32,28 @@ CACHE_GUARD_REJECTED = "CacheGuardRejected"
 CACHE_ENTRY_TOO_LARGE = "CacheEntryTooLarge"
 #: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
 CACHE_SHARED_STORE = "CacheSharedStores"
+#: Requests that did not read the cache: `cacheWhen`, the temperature or the client's
+#: Cache-Control (`no-cache`, `no-store`) said so. Not misses: the hit-rate alarm ignores them.
+CACHE_BYPASS = "CacheBypass"
+#: Grey band: the judge model asked whether two questions are the same (verdict not cached),
+#: the hits it allowed, and the calls that failed or ran out of time (a miss each).
+CACHE_JUDGE_CALLS = "CacheJudgeCalls"
+CACHE_JUDGE_HITS = "CacheJudgeHits"
+CACHE_JUDGE_FAILED = "CacheJudgeFailed"
+#: Audit of semantic hits (off the request path): audits completed, the ones whose cached
+#: answer the judge found wrong (the alarm reads Wrong / Samples), and audits dropped because
+#: the queue was full or the model or judge failed.
+CACHE_AUDIT_SAMPLES = "CacheAuditSamples"
+CACHE_AUDIT_WRONG = "CacheAuditWrong"
+CACHE_AUDIT_DROPPED = "CacheAuditDropped"
 FALLBACKS = "Fallbacks"
 TOKENS_IN = "TokensIn"
 TOKENS_OUT = "TokensOut"
 ESTIMATED_COST_USD = "EstimatedCostUsd"
+#: Prompt tokens the provider read from its prompt cache (`usage.prompt_tokens_details.cached_tokens`),
+#: and what that saved against the input price (less Bedrock's cache-write premium).
+PROMPT_TOKENS_CACHED = "PromptTokensCached"
+PROMPT_CACHE_SAVINGS_USD = "PromptCacheSavingsUsd"
 #: Per tier: `TierRequests_<tier>`.
 TIER_REQUESTS_PREFIX = "TierRequests_"
 EMBEDDING_INPUTS = "EmbeddingInputs"

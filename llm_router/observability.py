@@ -33,7 +33,8 @@ class MemoryMetrics:
 
 class EmfMetrics:
     """CloudWatch embedded-metric-format lines on stdout, flushed after every request
-    (Lambda runs one request at a time per environment)."""
+    (Lambda runs one request at a time per environment). The cache's background threads (the
+    audit, late judge verdicts) add metrics too, so adding and flushing hold one lock."""
 
     def __init__(self, service: str):
         from aws_lambda_powertools import Metrics
@@ -41,12 +42,14 @@ class EmfMetrics:
 
         self._units = {"Count": MetricUnit.Count, "Milliseconds": MetricUnit.Milliseconds, "None": MetricUnit.NoUnit}
         self._metrics = Metrics(namespace=m.NAMESPACE, service=service)
+        self._lock = threading.Lock()
         self.service = service
 
     def add(self, name: str, value: float, unit: str = "Count", dimensions: Optional[dict[str, str]] = None) -> None:
         unit_ = self._units.get(unit, self._units["None"])
         if not dimensions:
-            self._metrics.add_metric(name=name, unit=unit_, value=value)
+            with self._lock:
+                self._metrics.add_metric(name=name, unit=unit_, value=value)
             return
         from aws_lambda_powertools.metrics import single_metric
 
@@ -55,7 +58,8 @@ class EmfMetrics:
             pass
 
     def flush(self) -> None:
-        self._metrics.flush_metrics()
+        with self._lock:
+            self._metrics.flush_metrics()
 
 
 def lambda_logger(service: str):

@@ -25,6 +25,7 @@ from .cache import ResponseCache, Scope
 from .cache.keys import system_prompt
 from .cache.store import Lookup
 from .errors import ApiError, internal_error, unauthorized
+from .prompt_cache import cost_usd, prompt_cache_tokens
 from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
@@ -195,13 +196,15 @@ class Router:
             self.metrics.add(m.ESTIMATED_COST_USD, tokens * model.price.input_per_mtok / 1e6, "None")
 
     # ------------------------------------------------------------------ chat
-    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Union[Reply, StreamReply]:
-        """Never raises: every failure is an OpenAI error reply."""
+    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None,
+             cache_control: Optional[str] = None) -> Union[Reply, StreamReply]:
+        """Never raises: every failure is an OpenAI error reply. `cache_control` is the client's
+        Cache-Control header (`no-cache`, `no-store`)."""
         obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
         try:
             if not tenant:
                 raise unauthorized()
-            prepared = self._prepare(raw, tenant, obs)
+            prepared = self._prepare(raw, tenant, obs, cache_control)
             if prepared.state is not None and prepared.state.hit is not None:
                 reply = self._cached(prepared, obs)
             elif prepared.stream:
@@ -219,7 +222,7 @@ class Router:
             obs.finish(reply.status)
         return reply
 
-    def _prepare(self, raw: bytes, tenant: str, obs: Observed) -> Prepared:
+    def _prepare(self, raw: bytes, tenant: str, obs: Observed, cache_control: Optional[str] = None) -> Prepared:
         limits = self.settings.router.limits
         body = requests.chat(raw, limits.max_body_bytes, limits.max_messages,
                              frozenset(self.settings.router.remote_image_hosts))
@@ -240,8 +243,8 @@ class Router:
         state = None
         if self.cache is not None:
             state = self.cache.lookup(Scope(tenant, tier_name, system_prompt(fitted.messages)), fitted.messages,
-                                      upstream)
-            headers["x-llm-cache"] = state.hit.layer if state.hit else "miss"
+                                      upstream, cache_control)
+            headers["x-llm-cache"] = state.outcome
         else:
             headers["x-llm-cache"] = "off"
         return Prepared(body, tier, fitted, upstream, headers, state)
@@ -266,9 +269,7 @@ class Router:
         response, answered_by, degraded = self._call_chain(
             p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
-        usage = response.get("usage") or {}
-        self.safely("metrics", self._account, answered_by, usage.get("prompt_tokens", 0),
-                    usage.get("completion_tokens", 0))
+        self.safely("metrics", self._account, answered_by, response.get("usage") or {})
         if p.state is not None:
             self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
         return Reply(200, response, headers)
@@ -281,13 +282,18 @@ class Router:
             obs.context["fallback"] = answered_by
         return headers
 
-    def _account(self, tier: str, tokens_in: int, tokens_out: int) -> None:
+    def _account(self, tier: str, usage: dict[str, Any]) -> None:
         t = self.tiers[tier]
-        self.metrics.add(m.TOKENS_IN, tokens_in)
-        self.metrics.add(m.TOKENS_OUT, tokens_out)
+        self.metrics.add(m.TOKENS_IN, usage.get("prompt_tokens") or 0)
+        self.metrics.add(m.TOKENS_OUT, usage.get("completion_tokens") or 0)
+        cached, _ = prompt_cache_tokens(usage)
+        if cached:
+            self.metrics.add(m.PROMPT_TOKENS_CACHED, cached)
         if t.price is not None:
-            cost = (tokens_in * t.price.input_per_mtok + tokens_out * t.price.output_per_mtok) / 1e6
+            cost, saved = cost_usd(t.price, usage)
             self.metrics.add(m.ESTIMATED_COST_USD, cost, "None")
+            if saved:
+                self.metrics.add(m.PROMPT_CACHE_SAVINGS_USD, saved, "None")
         self.metrics.add(f"{m.TIER_REQUESTS_PREFIX}{tier}", 1)
 
     # ------------------------------------------------------------- streamed
@@ -435,7 +441,7 @@ class _Relay:
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))
-        r.safely("metrics", r._account, self.tier, tokens_in, tokens_out)
+        r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
         if p.state is not None and not answer.tool_calls:
             completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                                             "total_tokens": tokens_in + tokens_out})

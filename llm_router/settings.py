@@ -33,6 +33,8 @@ T = TypeVar("T")
 SETTINGS_ENV = "LLM_ROUTER_SETTINGS"
 
 BackendKind = Literal["bedrock", "azure-openai", "vllm-eks", "openai"]
+#: When a tier's requests use the response cache (`llm_router/cache/policy.py`).
+CacheWhen = Literal["never", "deterministic", "repeats", "always"]
 EmbeddingsBackendKind = Literal["bedrock", "azure-openai", "openai", "openai-compatible"]
 
 
@@ -45,6 +47,18 @@ class SettingsError(ValueError):
 class Price:
     input_per_mtok: float
     output_per_mtok: float
+    #: Prompt tokens read from the provider's prompt cache; None: priced as input.
+    cached_input_per_mtok: Optional[float]
+    #: Prompt tokens written to the provider's prompt cache (Bedrock); None: priced as input.
+    cache_write_per_mtok: Optional[float]
+
+
+@dataclass(frozen=True)
+class PromptCacheSettings:
+    """Where a Bedrock tier puts cache points (`llm_router/prompt_cache.py`)."""
+
+    system: bool
+    tools: bool
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class TierSettings:
     api_version: Optional[str]
     #: vllm-eks: how its server runs.
     server: Optional[ModelServerSettings]
+    prompt_cache: PromptCacheSettings
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,8 @@ class EmbedderSettings:
     model: Optional[str]
     dimensions: int
     url: Optional[str]
+    #: One embedding call's budget on the request path (no retries).
+    timeout_ms: int
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,43 @@ class CacheTtl:
 
 
 @dataclass(frozen=True)
+class CacheWhenSettings:
+    """`cache.cacheWhen` and its per-tier overrides."""
+
+    default: CacheWhen
+    tiers: dict[str, CacheWhen]
+
+
+@dataclass(frozen=True)
+class GreyBandSettings:
+    """A model asked "same question?" for candidates just below the similarity threshold."""
+
+    enabled: bool
+    #: Candidates from this similarity up to the threshold that the verifier passes are judged.
+    lower_threshold: float
+    #: The tier asked (the stack's cheapest unless set).
+    tier: str
+    timeout_ms: int
+    #: Verdicts are kept per pair of questions (per scope) this long.
+    verdict_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """A share of semantic hits re-asked of the model off the request path and judged."""
+
+    #: 0 turns the audit off.
+    sample_rate: float
+    #: The tier that judges (the stack's cheapest unless set).
+    judge_tier: str
+    #: Audits waiting at most; more are dropped (counted), never queued on the request path.
+    queue_size: int
+    #: Disagreements kept per tenant in the cache (newest first), and for how long.
+    keep: int
+    keep_days: int
+
+
+@dataclass(frozen=True)
 class CacheSettings:
     enabled: bool
     embedder: EmbedderSettings
@@ -152,7 +206,11 @@ class CacheSettings:
     verifier: VerifierSettings
     #: Answers larger than this (bytes of JSON) are not cached.
     max_entry_bytes: int
+    #: At or below it a request is deterministic; above it (or unset) it is sampled.
     max_cacheable_temperature: float
+    cache_when: CacheWhenSettings
+    grey_band: GreyBandSettings
+    audit: AuditSettings
     ttl: CacheTtl
     timeout_ms: int
     ef_runtime: int
@@ -216,6 +274,8 @@ class Resources:
     cache_secret_arn: Optional[str] = _env("CACHE_SECRET_ARN")
     azure_openai_secret_arn: Optional[str] = _env("AZURE_OPENAI_SECRET_ARN")
     openai_secret_arn: Optional[str] = _env("OPENAI_SECRET_ARN")
+    #: JSON {"apiKey": …}: the OpenAI-compatible cache embedder's key.
+    cache_embedder_secret_arn: Optional[str] = _env("CACHE_EMBEDDER_SECRET_ARN")
     #: JSON: tier → base URL of its in-cluster server.
     self_hosted_endpoints: Optional[str] = _env("SELF_HOSTED_ENDPOINTS")
     self_hosted_api_key_secret_arn: Optional[str] = _env("SELF_HOSTED_API_KEY_SECRET_ARN")

@@ -111,7 +111,8 @@ def backends(settings: RouterSettings, res: Resources, creds: Optional[Credentia
         if tier.backend == "bedrock":
             out[name] = Bedrock(provisioned.get(name, tier.model), region=res.region, guardrail=guardrail, timeouts=t,
                                 caps=capabilities.for_tier(tier),
-                                remote_image_hosts=frozenset(settings.router.remote_image_hosts))
+                                remote_image_hosts=frozenset(settings.router.remote_image_hosts),
+                                prompt_cache=tier.prompt_cache)
         elif tier.backend == "azure-openai":
             azure = creds.azure()
             out[name] = AzureOpenAI(azure["endpoint"], name, api_key=azure.get("apiKey"), token=azure.get("token"),
@@ -193,7 +194,6 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
     start-up leaves the router working uncached (logged and counted), never failing."""
     if not settings.cache.enabled or not res.cache_endpoint:
         return None
-    from .cache.embedders import from_settings
     from .cache.store import connect
 
     try:
@@ -205,7 +205,7 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
         metrics.add(m.CACHE_FAIL_OPEN, 1)
         return None
     try:
-        embedder = from_settings(settings.cache.embedder, region=res.region)
+        embedder = cache_embedder(settings, res)
     except Exception as e:  # noqa: BLE001 - no embedder: the exact layer still works
         log.warning("semantic cache disabled: embedder unavailable (%s)", type(e).__name__)
         embedder = None
@@ -214,9 +214,43 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
     return response_cache
 
 
+def cache_embedder(settings: RouterSettings, res: Resources):
+    """The cache's embedder, with its API key from Secrets Manager (an OpenAI-compatible one)."""
+    from .cache.embedders import from_settings
+
+    key = secret(res.cache_embedder_secret_arn).get("apiKey")
+    return from_settings(settings.cache.embedder, region=res.region, api_key=key)
+
+
+def cache_checks(router: Router) -> Router:
+    """The grey band's judge and the audit of semantic hits, when the stack turns them on; both
+    ask the router's own tier backends."""
+    response_cache, s = router.cache, router.settings.cache
+    if response_cache is None:
+        return router
+    from .cache.audit import Auditor, Disagreements
+    from .cache.grey_band import GreyBand
+    from .cache.judge import Judge
+
+    band, audit = s.grey_band, s.audit
+    if band.enabled and band.tier in router.backends:
+        response_cache.grey_band = GreyBand(band, Judge(router.backends[band.tier], band.tier))
+    if audit.sample_rate and audit.judge_tier in router.backends:
+        deadline = router.settings.router.timeouts.buffered_deadline_s
+
+        def reask(tier: str, params: dict[str, Any]) -> dict[str, Any]:
+            return router.backends[tier].complete(params, deadline)
+
+        response_cache.auditor = Auditor(
+            audit, reask, Judge(router.backends[audit.judge_tier], audit.judge_tier),
+            Disagreements(response_cache.client, response_cache.layout.prefix, audit.keep, audit.keep_days),
+            response_cache.metric, judge_timeout_s=deadline, log_prompts=router.settings.router.log_prompts)
+    return router
+
+
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
-    return Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
-                  embedders=embedders(settings, res))
+    return cache_checks(Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
+                               embedders=embedders(settings, res)))
 
 
 def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str, str],
@@ -246,4 +280,4 @@ def local(settings: RouterSettings, upstream: str, response_cache: Optional[Resp
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
                                           read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
-    return Router(settings, served, response_cache, metrics, log, embedders=embedding)
+    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding))

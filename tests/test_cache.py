@@ -282,21 +282,24 @@ def test_invalidation_by_scope(make_cache):
     assert cache.lookup(Scope("globex", "fast"), ask("What is the SLA?"), P).hit
 
 
-@pytest.mark.parametrize("params,response,reason", [
-    ({"temperature": 0}, {"error": {"message": "boom"}}, "error"),
-    ({"temperature": 0}, answer("I'm sorry, but I can't help with that."), "refusal"),
-    ({"temperature": 0}, answer("partial", finish="length"), "truncated"),
-    ({"temperature": 0}, answer("x", finish="content_filter"), "refusal"),
-    ({"temperature": 0.9}, answer(), "sampled"),
-    ({}, answer(), "sampled"),
-    ({"temperature": 0, "n": 2}, answer(), "n>1"),
+@pytest.mark.parametrize("response,reason", [
+    ({"error": {"message": "boom"}}, "error"),
+    (answer("I'm sorry, but I can't help with that."), "refusal"),
+    (answer("partial", finish="length"), "truncated"),
+    (answer("x", finish="content_filter"), "refusal"),
 ])
-def test_never_caches_errors_refusals_truncated_or_sampled(make_cache, params, response, reason):
-    assert why_not_cacheable(params, response, 0.3) == reason
+def test_never_caches_errors_refusals_or_truncated_answers(make_cache, response, reason):
+    assert why_not_cacheable(response) == reason
     cache, scope = make_cache(), Scope("acme", "fast")
+    state = cache.lookup(scope, ask("Q?"), P)
+    assert cache.store(state, P, response) is False
+    assert cache.lookup(scope, ask("Q?"), P).hit is None
+
+
+def test_n_above_one_is_never_cached(make_cache):
+    cache, scope, params = make_cache(), Scope("acme", "fast"), {"temperature": 0, "n": 2}
     state = cache.lookup(scope, ask("Q?"), params)
-    assert cache.store(state, params, response) is False
-    assert cache.lookup(scope, ask("Q?"), params).hit is None
+    assert state.outcome == "bypass" and cache.store(state, params, answer()) is False
 
 
 def test_degraded_answers_are_not_cached(make_cache):

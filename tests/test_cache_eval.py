@@ -173,3 +173,31 @@ def test_bench_verifier_prints_its_figures(pairs_file):
         assert set(figures[key]) == {"p50", "p99"} and figures[key]["p99"] >= figures[key]["p50"] > 0
     assert sorted(int(k) for k in figures["growth"]) == [1000, 4000, 16000, 38000]
     assert figures["capped_38k_ms"] < figures["growth"]["38000"]["ms"]  # refused unread above the cap
+
+
+def test_eval_with_a_grey_band_judge_oracle_and_model(pairs_file, valkey_server, minilm):
+    """The oracle (the labels) adds every grey-band paraphrase and nothing else; a model judge is
+    asked once per pair, timed, and the stand-in model (which cannot judge) adds what it is told."""
+    from llm_blueprint.cache_eval import GreyBandJudge, load_pairs
+    from llm_blueprint.fake_upstream import FakeUpstream
+    from llm_router.backends import OpenAICompatible
+    from llm_router.cache.judge import Judge
+
+    parts = split(load_pairs(pairs_file), holdout=0.0, origins=100)
+    collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), cache_settings(), prefix="evalgrey")
+    plain = score(collected, parts.entries, 0.95)
+    oracle = score(collected, parts.entries, 0.95, grey=GreyBandJudge(0.6, oracle=dict(parts.queries),
+                                                                      entries=parts.entries))
+    assert oracle["precision"] == 1.0 and oracle["recall"] > plain["recall"]
+    assert oracle["grey_band"]["hits"] == oracle["hits"] - plain["hits"] == oracle["grey_band"]["said_same"]
+    with FakeUpstream() as upstream:
+        upstream.modes["judge-model"] = "yes"
+        model = GreyBandJudge(0.6, model=Judge(OpenAICompatible(upstream.url, "judge-model"), "judge"), timeout_s=2)
+        yes = score(collected + collected, parts.entries, 0.95, grey=model)  # every query asked twice
+    g = yes["grey_band"]
+    assert g["calls"] == g["pairs_judged"] == len(upstream.calls) and g["repeats_from_cache"] == g["calls"]
+    assert g["p99_ms"] >= g["p50_ms"] > 0 and g["failed"] == 0
+    assert yes["hits"] == 2 * oracle["hits"]  # a judge that always says yes adds the same pairs here
+    result = CliRunner().invoke(app, ["cache", "eval", "--pairs", str(pairs_file), "--holdout", "0", "--threshold",
+                                      "0.95", "--judge", "oracle", "--grey-lower", "0.6", "--json"])
+    assert json.loads(result.stdout.strip().splitlines()[-1])["grey_band"]["judge"] == "oracle"

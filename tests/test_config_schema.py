@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import config_rules as rules, schema
+from components import config_rules as rules
 from llm_blueprint import offline
 from tests.conftest import EXAMPLE_STACKS, config_problems, example_config, raw_stack_config
 

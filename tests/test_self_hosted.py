@@ -58,7 +58,7 @@ def test_gpu_requests_equal_tensor_parallel_size(write_stack):
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "4" == c["resources"]["requests"]["nvidia.com/gpu"]
     args = c["args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
-    assert "--enable-prefix-caching" in args and args[args.index("--load-format") + 1] == "runai_streamer"
+    assert "--enable-prefix-caching" in args and "--enable-prompt-tokens-details" in args and args[args.index("--load-format") + 1] == "runai_streamer"
 
 
 def test_probes_budget_weight_loading_and_drain_gracefully():

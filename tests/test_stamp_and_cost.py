@@ -102,8 +102,25 @@ def test_estimate_counts_infrastructure_from_the_plan():
     assert infra["cache (ElastiCache Valkey)"] == pytest.approx(2 * 0.1752 * 730)
     assert infra["router warm pool (provisioned concurrency)"] == pytest.approx(4 * 1.0 * 730 * 0.0347)
     assert est.total == pytest.approx(sum(infra.values()) + sum(est.tokens.values()))
-    assert set(est.levers) == {"cache", "tiering", "budgets", "all together"}
+    assert set(est.levers) == {"cache", "tiering", "budgets", "prompt cache", "all together"}
     assert est.levers["all together"] >= max(est.levers["cache"], est.levers["tiering"], est.levers["budgets"])
+    assert est.levers["prompt cache"] == 0  # no share of prompts assumed cached
+
+
+def test_prompt_caching_bills_the_cached_share_of_prompts_at_the_cached_price():
+    cfg, prices = validated_config("dev"), load_prices()
+    t = Traffic(requests_per_day=10_000, prompt_tokens=800, completion_tokens=300, cache_hit_rate=0.25,
+                cached_prompt_share=0.6)
+    costs = token_costs(cfg, t, prices)
+    served = 10_000 * 30.4 * 0.75
+    p_smart, c_smart = capped_mean(800, 16000), capped_mean(300, 1000)
+    smart_in = 0.4 * 3.0 + 0.6 * 0.3  # the stack's cachedInputPerMTok for Claude Sonnet 4
+    assert costs["smart (bedrock)"] == pytest.approx(served * 0.3 * (p_smart * smart_in + c_smart * 15.0) / 1e6)
+    plain = token_costs(cfg, t, prices, prompt_cache=False)
+    assert plain["smart (bedrock)"] - costs["smart (bedrock)"] == pytest.approx(
+        served * 0.3 * p_smart * 0.6 * (3.0 - 0.3) / 1e6)
+    cfg.tier("smart").prompt_cache.system = cfg.tier("smart").prompt_cache.tools = False
+    assert token_costs(cfg, t, prices)["smart (bedrock)"] == pytest.approx(plain["smart (bedrock)"])
 
 
 def test_break_even_table_is_consistent_and_crossing_is_where_self_hosting_starts_to_win():

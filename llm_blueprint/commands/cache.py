@@ -1,4 +1,5 @@
-"""`cache`: measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token."""
+"""`cache`: measure and calibrate the semantic cache on labelled pairs; read the audit's
+disagreements; rotate its AUTH token."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from .common import fail, fail_config, load_config, out
 
-app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs; rotate its AUTH token.",
+app = typer.Typer(help="Measure and calibrate the semantic cache on labelled pairs; read its audit; rotate its AUTH "
+                       "token.",
                   no_args_is_help=True)
 PAIRS_HELP = "Labelled pairs (JSON lines: origin, similar, cluster[, similar_cluster][, class])."
 EMBEDDER_HELP = ("local-minilm (offline), or stack: the stack's cache.embedder — thresholds differ per embedder, "
@@ -26,6 +28,16 @@ class EvalEmbedder(str, Enum):
     stack = "stack"
 
 
+class EvalJudge(str, Enum):
+    none = "none"
+    oracle = "oracle"
+    model = "model"
+
+
+JUDGE_HELP = ("Grey band: none; oracle (the labels: the most any judge could add); model (--judge-model, on Bedrock "
+              "or at --judge-url) — what a real tier adds, and its latency.")
+
+
 def eval_embedder(choice: EvalEmbedder, cfg):
     """Thresholds are per embedder: `stack` measures the one the stack deploys (Bedrock
     Titan needs AWS credentials; an OpenAI-compatible key comes from EMBEDDINGS_API_KEY)."""
@@ -33,10 +45,20 @@ def eval_embedder(choice: EvalEmbedder, cfg):
 
     if choice is EvalEmbedder.local_minilm:
         return LocalMiniLM()
+    import dataclasses
+
     from components.router_settings import router_settings
 
-    return from_settings(router_settings(cfg).cache.embedder, region=cfg.region,
-                         api_key=os.environ.get("EMBEDDINGS_API_KEY"))
+    # Off the request path: a longer budget, and Bedrock's adaptive retries through throttling.
+    embedder = dataclasses.replace(router_settings(cfg).cache.embedder, timeout_ms=10_000)
+    client = None
+    if embedder.provider == "bedrock-titan-v2":
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("bedrock-runtime", region_name=cfg.region, config=Config(
+            retries={"mode": "adaptive", "total_max_attempts": 5}, read_timeout=10))
+    return from_settings(embedder, region=cfg.region, api_key=os.environ.get("EMBEDDINGS_API_KEY"), client=client)
 
 
 def _eval_run(pairs: Path, holdout: float, origins: int, seed: int, embedder_choice: EvalEmbedder, cfg):
@@ -79,10 +101,16 @@ def cache_eval(
     seed: int = typer.Option(0),
     embedder: EvalEmbedder = typer.Option(EvalEmbedder.local_minilm, help=EMBEDDER_HELP),
     errors: Optional[Path] = typer.Option(None, help="Write every hit the labels call wrong here (JSON lines), to audit."),
+    judge: EvalJudge = typer.Option(EvalJudge.none, help=JUDGE_HELP),
+    grey_lower: Optional[float] = typer.Option(None, min=0.5, max=1,
+                                               help="Grey band's lower threshold (default: the stack's greyBand)."),
+    judge_model: Optional[str] = typer.Option(None, help="--judge model: a Bedrock model id, or the model at "
+                                                         "--judge-url."),
+    judge_url: Optional[str] = typer.Option(None, help="--judge model: an OpenAI-compatible base URL (key: JUDGE_API_KEY)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Recall, precision and false-hit rate of the cache on a pairs file, on a real server and embedder;
-    hits per near-miss class when the pairs name classes."""
+    hits per near-miss class when the pairs name classes; with --judge, what the grey band adds."""
     import dataclasses
 
     from components.router_settings import router_settings
@@ -95,8 +123,9 @@ def cache_eval(
                                    reworded_below=v.reworded_below if reworded_below is None else reworded_below)
     parts, collected, name = _eval_run(pairs, holdout, origins, seed, embedder, cfg)
     wrong: list = []
+    grey = _grey_judge(judge, grey_lower, judge_model, judge_url, cfg, parts)
     result = score(collected, parts.entries, threshold or cfg.cache.similarity_threshold, not no_verifier, wrong,
-                   verifier, parts.classes)
+                   verifier, parts.classes, grey=grey)
     result["embedder"] = name
     if errors:
         errors.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +140,37 @@ def cache_eval(
               f"false hits {result['false_hit_rate']:.2%} ({result['hits']} hits / {result['queries']} queries)")
     if "per_class" in result:
         out.print(class_table(result))
+    if grey is not None:
+        g = result["grey_band"]
+        timing = (f"; {g['calls']} calls, p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms against a {g['timeout_ms']} ms "
+                  f"budget, {g['failed']} without a verdict" if "calls" in g else "")
+        out.print(f"grey band from {g['lower_threshold']:.2f} ({g['judge']} judge): {g['pairs_judged']} pairs judged, "
+                  f"{g['said_same']} called the same, {g['hits']} hits added{timing}", highlight=False)
+
+
+def _grey_judge(choice: "EvalJudge", lower: Optional[float], model: Optional[str], url: Optional[str], cfg, parts):
+    """The grey band's judge for `cache eval`: none, the labels (`oracle`), or a model."""
+    from ..cache_eval import GreyBandJudge
+
+    if choice is EvalJudge.none:
+        return None
+    band = cfg.cache.grey_band
+    lower = lower if lower is not None else band.lower_threshold
+    if choice is EvalJudge.oracle:
+        return GreyBandJudge(lower, oracle=dict(parts.queries), entries=parts.entries)
+    if not model:
+        fail_config("--judge model needs --judge-model (a Bedrock model id, or the model at --judge-url)")
+    from llm_router.cache.judge import Judge
+
+    if url:
+        from llm_router.backends import OpenAICompatible
+
+        backend = OpenAICompatible(url, model, os.environ.get("JUDGE_API_KEY"))
+    else:
+        from llm_router.backends import Bedrock
+
+        backend = Bedrock(model, region=cfg.region)
+    return GreyBandJudge(lower, model=Judge(backend, "judge"), timeout_s=band.timeout_ms / 1000)
 
 
 def class_table(result: dict) -> Table:
@@ -182,6 +242,62 @@ def cache_calibrate(
         out.print(f"table: {table_path}\nplot: {plot}")
     if best is None:
         raise typer.Exit(1)
+
+
+def _short(text: str, n: int = 240) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@app.command("audit")
+def cache_audit(
+    endpoint: str = typer.Option(..., help="The stack's cacheEndpoint output; reachable only from inside the VPC "
+                                           "(or through a tunnel, e.g. an SSM port-forwarding session)."),
+    port: int = typer.Option(6379),
+    secret_id: Optional[str] = typer.Option(None, help="The stack's cacheSecretArn output (the AUTH token)."),
+    tls: bool = typer.Option(True, "--tls/--no-tls", help="ElastiCache requires TLS; a local `serve` cache has none."),
+    check_hostname: bool = typer.Option(True, "--check-hostname/--no-check-hostname",
+                                        help="Turn off through a tunnel to localhost (the certificate names the cache)."),
+    tenant: Optional[str] = typer.Option(None, help="Only this tenant's disagreements."),
+    limit: int = typer.Option(20, min=1, help="How many, newest first."),
+    prefix: str = typer.Option("llmc", help="The cache's key prefix."),
+    region: Optional[str] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="Full records (question and answer text) as JSON."),
+) -> None:
+    """The semantic hits the audit's judge found wrong, newest first, for a human to read.
+
+    They hold the users' question and answer text, so they live in the cache (encrypted, private
+    subnets, the entries' own kind of data), never in logs; this reads them there."""
+    import valkey
+
+    from llm_router.cache.audit import Disagreements
+
+    password = None
+    if secret_id:
+        sm, _ = _clients(region)
+        password = sm.get_secret_value(SecretId=secret_id)["SecretString"]
+    client = valkey.Valkey(host=endpoint, port=port, password=password, ssl=tls, ssl_check_hostname=check_hostname,
+                           socket_timeout=5, socket_connect_timeout=5)
+    try:
+        records = Disagreements(client, prefix, keep=1, keep_days=1).recent(tenant, limit)
+    except valkey.exceptions.ConnectionError as e:
+        fail(f"cannot reach the cache at {endpoint}:{port} ({e}); run this inside the VPC or through a tunnel")
+    if as_json:
+        sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+        return
+    if not records:
+        out.print("no disagreements recorded" + (f" for tenant {tenant}" if tenant else ""))
+        return
+    from datetime import datetime, timezone
+
+    for r in records:
+        when = datetime.fromtimestamp(r["at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.print(f"[bold]{when}[/]  tenant {r['tenant']}  tier {r['tier']}  similarity {r['similarity']:.3f}",
+                  highlight=False)
+        for label, key in (("asked", "question"), ("cached for", "cached_question"),
+                           ("cached answer", "cached_answer"), ("answer now", "fresh_answer")):
+            out.print(f"  {label:>13}: {_short(r[key])}", highlight=False, markup=False)
+        out.print()
 
 
 def _clients(region: Optional[str]):

@@ -35,6 +35,8 @@ def cost(
     completion_tokens: float = typer.Option(300, min=0, help="Mean completion tokens per request."),
     cache_hit_rate: float = typer.Option(0.25, min=0, max=0.99, help="Share of requests answered from cache."),
     tier_mix: Optional[str] = typer.Option(None, help="Share of requests per tier, e.g. fast=0.7,smart=0.3."),
+    cached_prompt_share: float = typer.Option(0.0, min=0, max=1, help="Share of prompt tokens read from the "
+                                              "provider's prompt cache (stable system prompts, tool definitions)."),
     prices: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Override prices (JSON)."),
     chart: Optional[Path] = typer.Option(None, help="Write the cost-vs-traffic PNG here (default build/cost-STACK.png)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -45,7 +47,8 @@ def cost(
 
     source, cfg = load_config(stack)
     plan_ = load_plan(stack)
-    traffic = Traffic(requests_per_day, prompt_tokens, completion_tokens, cache_hit_rate, _parse_mix(tier_mix))
+    traffic = Traffic(requests_per_day, prompt_tokens, completion_tokens, cache_hit_rate, _parse_mix(tier_mix),
+                      cached_prompt_share)
     try:
         est = estimate(cfg, source.name, resources_of(plan_), traffic, load_prices(prices),
                        chart or Path("build") / f"cost-{source.name}.png")

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
+from ..resilience import CircuitBreaker, CircuitOpen
 from ..settings import EmbedderSettings
 
 if TYPE_CHECKING:
@@ -50,15 +51,25 @@ class LocalMiniLM:
 
 class Managed:
     """A cache embedder over one of the `/v1/embeddings` backends: unit vectors of a fixed
-    size, with a short time budget (an embedding is on the request path)."""
+    size, one attempt within a short time budget (an embedding is on the request path), and a
+    circuit breaker, so an embedder that is down costs each request a miss, not a wait."""
 
-    def __init__(self, name: str, backend: "EmbeddingsBackend", dimensions: int, timeout_s: float = 2.0):
+    def __init__(self, name: str, backend: "EmbeddingsBackend", dimensions: int, timeout_s: float = 1.0,
+                 breaker: Optional[CircuitBreaker] = None):
         self.name, self.backend, self.dimensions, self.timeout_s = name, backend, dimensions, timeout_s
+        self.breaker = breaker or CircuitBreaker()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors, _ = self.backend.embed(texts, self.dimensions, self.timeout_s)
-        if any(len(v) != self.dimensions for v in vectors):
-            raise ValueError(f"{self.name} returned vectors of another size than {self.dimensions}")
+        if not self.breaker.allow():
+            raise CircuitOpen(f"{self.name} is failing; the semantic layer waits for it")
+        try:
+            vectors, _ = self.backend.embed(texts, self.dimensions, self.timeout_s)
+            if any(len(v) != self.dimensions for v in vectors):
+                raise ValueError(f"{self.name} returned vectors of another size than {self.dimensions}")
+        except Exception:
+            self.breaker.failure()
+            raise
+        self.breaker.success()
         return [_unit(v) for v in vectors]
 
 
@@ -71,8 +82,11 @@ def from_settings(embedder: EmbedderSettings, region: Optional[str] = None, api_
 
     if embedder.provider == "local-minilm":
         return LocalMiniLM()
+    timeout_s = embedder.timeout_ms / 1000
     if embedder.provider == "bedrock-titan-v2":
         if embedder.dimensions not in TITAN_V2_DIMENSIONS:
             raise ValueError("Titan v2 returns 256, 512 or 1024 dimensions")
-        return Managed(embedder.provider, TitanEmbeddings(client=client, region=region), embedder.dimensions)
-    return Managed(embedder.provider, OpenAIEmbeddings.at(embedder.url, embedder.model, api_key), embedder.dimensions)
+        titan = TitanEmbeddings(client=client, region=region, read_timeout_s=timeout_s)
+        return Managed(embedder.provider, titan, embedder.dimensions, timeout_s)
+    return Managed(embedder.provider, OpenAIEmbeddings.at(embedder.url, embedder.model, api_key), embedder.dimensions,
+                   timeout_s)

@@ -16,13 +16,18 @@ import re
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from .. import metric_names as m
 from ..settings import CacheSettings, VerifierSettings
 from .embedders import Embedder
+from .grey_band import GreyBand, verdict_key
 from .keys import Scope, exact_key, semantic_params, semantic_text
+from .policy import BOTH, EXACT, SEMANTIC, Use, decide
 from .verifier import DEFAULT, near_miss
+
+if TYPE_CHECKING:
+    from .audit import Auditor
 
 REFUSAL = re.compile(r"^\s*(i'?m sorry,? but |sorry,? )?i (can(no|')t|cannot|won'?t|am unable to) "
                      r"(help|assist|comply|provide|do that)", re.I)
@@ -63,6 +68,8 @@ class CacheHit:
     layer: str  # "exact" | "semantic"
     response: dict[str, Any]
     similarity: Optional[float] = None
+    #: The cached question a semantic hit answered.
+    question: Optional[str] = None
 
 
 @dataclass
@@ -76,6 +83,13 @@ class Lookup:
     hit: Optional[CacheHit] = None
     dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
     params: str = ""  # hash of the answer-changing parameters a semantic hit must share
+    #: The layers this request may read and write (`policy.decide`).
+    use: Use = Use(BOTH, BOTH)
+
+    @property
+    def outcome(self) -> str:
+        """What the `x-llm-cache` header says: the layer that answered, `miss` or `bypass`."""
+        return self.hit.layer if self.hit else "bypass" if self.use.bypass else "miss"
 
 
 class Candidate(NamedTuple):
@@ -111,13 +125,24 @@ def choose(text: str, candidates: list[Candidate], threshold: float, guards: boo
     return None, rejected
 
 
-def why_not_cacheable(params: dict[str, Any], response: dict[str, Any], max_temperature: float) -> Optional[str]:
-    """Errors, refusals, truncated, sampled or tool-calling answers are never cached."""
-    if (params.get("n") or 1) > 1:
-        return "n>1"
-    temperature = params.get("temperature")
-    if temperature is None or temperature > max_temperature:
-        return "sampled"  # the OpenAI default (1.0) samples too
+def grey_candidate(text: str, candidates: list[Candidate], lower: float, threshold: float,
+                   verifier: VerifierSettings = DEFAULT, params: str = "",
+                   judge: Callable[[str, str, VerifierSettings], Optional[str]] = near_miss) -> Optional[Candidate]:
+    """The most similar candidate in the grey band [lower, threshold), asked with the same
+    answer-changing parameters, that the verifier passes: the one a model may be asked about."""
+    for candidate in candidates:
+        if candidate.similarity >= threshold or candidate.params != params:
+            continue
+        if candidate.similarity < lower:
+            break
+        if not judge(text, candidate.question, verifier):
+            return candidate
+    return None
+
+
+def why_not_cacheable(response: dict[str, Any]) -> Optional[str]:
+    """Errors, refusals, truncated or tool-calling answers are never cached (whether the request
+    may be cached at all is `policy.decide`)."""
     choices = response.get("choices") or []
     if "error" in response or not choices:
         return "error"
@@ -185,6 +210,9 @@ class ResponseCache:
         self.metric, self.clock = on_metric, clock
         self.log = log or logging.getLogger("llm_router.cache")
         self._indexes: set[str] = set()
+        #: Set by the wiring when the stack turns them on (`grey_band.GreyBand`, `audit.Auditor`).
+        self.grey_band: Optional[GreyBand] = None
+        self.auditor: Optional[Auditor] = None
         self._route_script = client.register_script(_ROUTE)
         self._release_script = client.register_script(_RELEASE)
 
@@ -253,10 +281,19 @@ class ResponseCache:
         return s.shared_index
 
     # ----------------------------------------------------------------- lookup
-    def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any]) -> Lookup:
+    def lookup(self, scope: Scope, messages: list[dict[str, Any]], params: dict[str, Any],
+               cache_control: Optional[str] = None) -> Lookup:
+        """What the cache holds for this request, if it may read it (`policy.decide`: the tier's
+        `cacheWhen`, the temperature and the client's Cache-Control)."""
+        s = self.settings
+        use = decide(params, s.cache_when.tiers.get(scope.tier, s.cache_when.default), s.max_cacheable_temperature,
+                     cache_control)
         state = Lookup(scope, exact_key(scope, messages, params), semantic_text(messages),
-                       params=semantic_params(params))
-        semantic = self._semantic_allowed(params, state)
+                       params=semantic_params(params), use=use)
+        if use.bypass:
+            self.metric(m.CACHE_BYPASS, 1)
+            return state
+        semantic = SEMANTIC in use.read and self._semantic_allowed(params, state)
         try:
             pipe = self.client.pipeline(transaction=False)  # one round trip: the entry and the scope's index
             pipe.get(f"{self.layout.prefix}x:{state.key}")
@@ -275,6 +312,8 @@ class ResponseCache:
         if state.hit:
             self.metric(m.CACHE_HITS, 1)
             self.metric(f"{m.CACHE_HITS}{state.hit.layer.title()}", 1)
+            if state.hit.layer == SEMANTIC and self.auditor is not None:
+                self.auditor.offer(state, params)
         else:
             self.metric(m.CACHE_MISSES, 1)
         return state
@@ -320,20 +359,36 @@ class ResponseCache:
         return None if raw is None else json.loads(raw)
 
     def _semantic(self, state: Lookup) -> Optional[CacheHit]:
-        chosen, rejected = choose(state.text, self.candidates(state), self.settings.similarity_threshold,
-                                  verifier=self.settings.verifier, params=state.params)
+        s, candidates = self.settings, self.candidates(state)
+        chosen, rejected = choose(state.text, candidates, s.similarity_threshold, verifier=s.verifier,
+                                  params=state.params)
         if rejected:
             self.metric(m.CACHE_GUARD_REJECTED, rejected)
+        if chosen is None and self.grey_band is not None:
+            chosen = self._judged(state, candidates)
         response = None if chosen is None else self.answer(chosen)
         if response is None:
             return None
-        return CacheHit("semantic", response, chosen.similarity)
+        return CacheHit("semantic", response, chosen.similarity, chosen.question)
+
+    def _judged(self, state: Lookup, candidates: list[Candidate]) -> Optional[Candidate]:
+        """A grey-band candidate the judge model calls the same question (one verdict per request)."""
+        s, band = self.settings, self.grey_band
+        candidate = grey_candidate(state.text, candidates, band.settings.lower_threshold, s.similarity_threshold,
+                                   s.verifier, state.params)
+        if candidate is None:
+            return None
+        key = verdict_key(self.layout.prefix, state.scope.key, state.text, candidate.question)
+        if not band.same(self.client, key, state.text, candidate.question, self.metric):
+            return None
+        self.metric(m.CACHE_JUDGE_HITS, 1)
+        return candidate
 
     # ------------------------------------------------------------------ store
     def store(self, state: Lookup, params: dict[str, Any], response: dict[str, Any], degraded: bool = False) -> bool:
         """Cache an answer unless it must not be; True when written."""
-        reason = "degraded" if degraded else why_not_cacheable(params, response, self.settings.max_cacheable_temperature)
-        if reason or state.hit is not None:
+        reason = "degraded" if degraded else why_not_cacheable(response)
+        if reason or state.hit is not None or EXACT not in state.use.write:
             return False
         s, now = self.layout, self.clock()
         ttls = self.settings.ttl
@@ -348,7 +403,7 @@ class ResponseCache:
             exact = f"{s.prefix}x:{state.key}"
             pipe.set(exact, body, ex=ttl)
             pipe.sadd(scope_set, exact)
-            if self._semantic_allowed(params, state):
+            if SEMANTIC in state.use.write and self._semantic_allowed(params, state):
                 doc = f"{self.index_for(state.scope)}:{state.key}"
                 pipe.hset(doc, mapping={"scope": state.scope.key, "ts": now, "vec": self._vector(state), "q": state.text,
                                         "p": state.params, "resp": json.dumps(response, separators=(",", ":"))})
