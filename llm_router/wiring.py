@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from . import metric_names as m
 from .backends import AzureOpenAI, Backend, Bedrock, OpenAICompatible
@@ -31,7 +31,9 @@ def secret(arn: Optional[str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"value": value}
 
 
-def backends(settings: RouterSettings, res: Resources) -> dict[str, Backend]:
+def backends(settings: RouterSettings, res: Resources, only: Optional[Collection[str]] = None) -> dict[str, Backend]:
+    """Every tier's backend, or those named in `only` (the quality evaluator builds its judge's
+    alone: it may read that tier's secret and no other)."""
     t = settings.router.timeouts
     timing = {"connect_s": t.connect_s, "read_s": t.read_s}
     self_hosted, provisioned = res.json_map("self_hosted_endpoints"), res.json_map("bedrock_provisioned_arns")
@@ -41,6 +43,8 @@ def backends(settings: RouterSettings, res: Resources) -> dict[str, Backend]:
     out: dict[str, Backend] = {}
     for tier in settings.tiers:
         name = tier.name
+        if only is not None and name not in only:
+            continue
         if tier.backend == "bedrock":
             guardrail = {"id": settings.guardrail.id, "version": settings.guardrail.version} if settings.guardrail else None
             out[name] = Bedrock(provisioned.get(name, tier.model), region=res.region, guardrail=guardrail, timeouts=t)
@@ -104,16 +108,26 @@ def cache(settings: RouterSettings, res: Resources, metrics: Metrics) -> Optiona
     return response_cache
 
 
+def sampler(settings: RouterSettings, res: Resources, metrics: Metrics):
+    """The quality sampler writing to the stack's sample bucket, or None (sampling off)."""
+    if settings.quality.sample_rate <= 0 or not res.quality_samples_bucket:
+        return None
+    from .quality.sampler import Sampler
+    from .quality.store import S3Sink
+
+    return Sampler(settings.quality, S3Sink(res.quality_samples_bucket, res.region), metrics)
+
+
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
     return Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
-                  embedders=embedders(settings, res))
+                  embedders=embedders(settings, res), sampler=sampler(settings, res, metrics))
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,
-          metrics: Optional[Metrics] = None, api_key: Optional[str] = None) -> Router:
+          metrics: Optional[Metrics] = None, api_key: Optional[str] = None, sampler=None) -> Router:
     """Every tier served by one OpenAI-compatible upstream (vLLM, TGI, a fake in tests)."""
     t = settings.router.timeouts
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
                                           read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
-    return Router(settings, served, response_cache, metrics, log, embedders=embedding)
+    return Router(settings, served, response_cache, metrics, log, embedders=embedding, sampler=sampler)
