@@ -68,6 +68,16 @@ class Egress:
     description: str
     security_group_id: Optional[pulumi.Input[str]] = None
     cidrs: tuple[pulumi.Input[str], ...] = ()
+    #: Managed prefix lists (an S3 gateway endpoint's).
+    prefix_list_ids: tuple[pulumi.Input[str], ...] = ()
+
+
+def egress_rules(egress: list[Egress]) -> list[aws.ec2.SecurityGroupEgressArgs]:
+    """A security group's egress: these destinations and nothing else."""
+    return [aws.ec2.SecurityGroupEgressArgs(
+        protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
+        security_groups=[e.security_group_id] if e.security_group_id is not None else None,
+        cidr_blocks=list(e.cidrs) or None, prefix_list_ids=list(e.prefix_list_ids) or None) for e in egress]
 
 
 @dataclass
@@ -127,11 +137,7 @@ class Router(pulumi.ComponentResource):
                                policy=_logs_key_policy())
         self.sg = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args.vpc_id, description="router Lambda: egress to what it calls only",
-            egress=[aws.ec2.SecurityGroupEgressArgs(
-                protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
-                security_groups=[e.security_group_id] if e.security_group_id is not None else None,
-                cidr_blocks=list(e.cidrs) or None) for e in args.egress],
-            tags=tags, opts=child(self))
+            egress=egress_rules(args.egress), tags=tags, opts=child(self))
         self.security_group_id = self.sg.id
 
         # API keys live hashed in Secrets Manager; only the authorizer reads them; `llm-blueprint keys` edits them.
@@ -141,6 +147,8 @@ class Router(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-api-keys", secret_id=self.api_keys.id, secret_string="{}",
                                          opts=child(self, ignore_changes=["secretString"]))
         secrets, env_extra = list(args.secrets), {}
+        #: The hosted API's key (the quality evaluator reads it when that API judges).
+        self.hosted_secret: Optional[SecretGrant] = None
         if args.hosted_api is not None:
             hosted = aws.secretsmanager.Secret(f"{name}-hosted-api", description="hosted model API key for the router",
                                                kms_key_id=self.key.arn, recovery_window_in_days=7, tags=tags,
@@ -149,7 +157,8 @@ class Router(pulumi.ComponentResource):
             aws.secretsmanager.SecretVersion(f"{name}-hosted-api", secret_id=hosted.id, opts=child(self),
                                              secret_string=pulumi.Output.secret(pulumi.Output.json_dumps(
                                                  {"baseUrl": base_url, "apiKey": api_key})))
-            secrets.append(SecretGrant(hosted.arn, self.key.arn))
+            self.hosted_secret = SecretGrant(hosted.arn, self.key.arn)
+            secrets.append(self.hosted_secret)
             env_extra["OPENAI_SECRET_ARN"] = hosted.arn
 
         router_logs = self._log_group("router")

@@ -17,9 +17,11 @@ from tests.conftest import EXAMPLE_STACKS, example_config, example_plan
 runner = CliRunner()
 
 EXPECTED_COMPONENTS = {
-    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms"},
-    "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "SloAlarms"},  # Titan embeddings
-    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms"},
+    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "Quality", "SloAlarms"},
+    "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "Quality",  # Titan embeddings
+                "SloAlarms"},
+    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "Quality",
+             "SloAlarms"},
 }
 
 
