@@ -2,7 +2,8 @@
 
 Chat completions and embeddings (a vector whose first value is the input's length).
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
-Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes),
+Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes), judge
+(answers the quality evaluator's prompts: `llm_blueprint.fake_judge`),
 and for streams: drip (one chunk every `drip_s`), break (drops the connection
 after two chunks), hang (sends two chunks, then nothing).
 """
@@ -56,6 +57,10 @@ class FakeUpstream:
                     time.sleep(fake.slow_s)
                 last = body["messages"][-1]["content"]
                 text = f"[{model}] answer to: {last}"[: 4 * body.get("max_tokens", 1000)]
+                if mode == "judge":
+                    from .fake_judge import answer
+
+                    text = answer(body["messages"])
                 if body.get("stream"):
                     return self._stream(body, model, text, mode)
                 self._send(200, {

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from components.router_settings import router_settings
@@ -59,14 +60,18 @@ class LocalStack:
     plain_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.router.sampler is not None:
+            self.router.sampler.flush()
         if self.server:
             self.server.stop()
 
 
 def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = None, cache: bool = True,
-          embedder=None, upstream_key: Optional[str] = None, **router_overrides: Any) -> LocalStack:
+          embedder=None, upstream_key: Optional[str] = None, samples: Optional[Path] = None,
+          sample_rate: Optional[float] = None, **router_overrides: Any) -> LocalStack:
     """The stack's router settings (optionally with some `router` fields replaced, for tests
-    and benchmarks) behind the app `serve` runs."""
+    and benchmarks) behind the app `serve` runs. `samples`: quality samples go to this JSON
+    Lines file (at the stack's `quality.sampleRate`, or `sample_rate`)."""
     settings = router_settings(cfg)
     if router_overrides:
         settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
@@ -83,6 +88,14 @@ def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = 
         client = valkey.Valkey(port=server.port, socket_timeout=settings.cache.timeout_ms / 1000)
         response_cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
         response_cache.ensure_index()
-    router = local(settings, upstream, response_cache, metrics, api_key=upstream_key)
+    sampler = None
+    if samples is not None:
+        from llm_router.quality.sampler import Sampler
+        from llm_router.quality.store import FileSink
+
+        quality = settings.quality if sample_rate is None else dataclasses.replace(settings.quality,
+                                                                                     sample_rate=sample_rate)
+        sampler = Sampler(quality, FileSink(samples), metrics)
+    router = local(settings, upstream, response_cache, metrics, api_key=upstream_key, sampler=sampler)
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
     return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)

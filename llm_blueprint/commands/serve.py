@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from .common import err, fail_config, load_config
@@ -16,6 +19,10 @@ def serve(
     port: int = typer.Option(8080),
     api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
     no_cache: bool = typer.Option(False, help="Run without the cache (no Valkey, no embedder)."),
+    samples: Optional[Path] = typer.Option(None, help="Write quality samples to this JSON Lines file "
+                                           "(`slo evaluate` reads it)."),
+    sample_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                help="Share of answers sampled (default: the stack's quality.sampleRate)."),
 ) -> None:
     """Run the same router locally: real Valkey vector search, local MiniLM embeddings."""
     import uvicorn
@@ -29,7 +36,7 @@ def serve(
         if not sep or not key or not tenant:
             fail_config(f"--api-key {item!r}: expected KEY=TENANT")
         keys[key] = tenant
-    local_stack = build(cfg, upstream, keys or None, cache=not no_cache)
+    local_stack = build(cfg, upstream, keys or None, cache=not no_cache, samples=samples, sample_rate=sample_rate)
     err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {upstream}")
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
