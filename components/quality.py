@@ -241,7 +241,8 @@ class Quality(pulumi.ComponentResource):
             schedule_expression=schedule_expression(e.every_hours), schedule_expression_timezone="UTC",
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(
-                arn=fn.arn, role_arn=scheduler.arn, input="{}",
+                # The scheduled time, not the delivery time, fixes the window a run reads.
+                arn=fn.arn, role_arn=scheduler.arn, input=json.dumps({"scheduledTime": "<aws.scheduler.scheduled-time>"}),
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(maximum_retry_attempts=2,
                                                                          maximum_event_age_in_seconds=3600)),
             opts=child(self))

@@ -49,6 +49,17 @@ def run(settings: rs.RouterSettings, res: rs.Resources, s3: Any, service: str, n
     return summary
 
 
+def scheduled_time(event: Any) -> dt.datetime:
+    """The time the schedule fired (`<aws.scheduler.scheduled-time>` in the input), so a late or
+    repeated delivery reads the same window; now, when invoked by hand."""
+    value = event.get("scheduledTime") if isinstance(event, dict) else None
+    try:
+        at = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    return at.astimezone(dt.timezone.utc) if at and at.tzinfo else dt.datetime.now(dt.timezone.utc)
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     import boto3
 
@@ -56,4 +67,4 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     res = rs.Resources.from_environment()
     seconds = context.get_remaining_time_in_millis() / 1000 if context is not None else 900.0
     return run(rs.from_environment(), res, boto3.client("s3", region_name=res.region),
-               os.environ.get("POWERTOOLS_SERVICE_NAME", "llm-router"), dt.datetime.now(dt.timezone.utc), seconds)
+               os.environ.get("POWERTOOLS_SERVICE_NAME", "llm-router"), scheduled_time(event), seconds)
