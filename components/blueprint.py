@@ -184,7 +184,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         quality.add_evaluator(EvaluatorArgs(
             settings=dump(router_settings(cfg)), service=f"llm-router-{stack}", vpc_id=network.vpc_id,
             subnet_ids=network.router_subnet_ids, endpoint_security_group_id=network.endpoint_security_group_id,
-            s3_prefix_list_id=network.s3_prefix_list_id, every_hours=cfg.quality.every_hours,
+            s3_prefix_list_id=network.s3_prefix_list_id, artifact=router.artifact, every_hours=cfg.quality.every_hours,
             judge=judge_access(cfg, judge, account_id, env, secret=backend_secret.get(judge.backend), bedrock=bedrock,
                                private_cidrs=tuple(network.private_cidrs))))
         if bedrock is not None and judge.backend == "bedrock":

@@ -25,7 +25,6 @@ import pulumi_aws as aws
 from llm_router.quality.store import PREFIX
 from llm_router.settings import Resources
 
-from . import artifact
 from .bedrock import model_arns
 from .common import assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json, private_bucket
 from .router import ANYWHERE, RUNTIME, Egress, SecretGrant, egress_rules
@@ -135,6 +134,8 @@ class EvaluatorArgs:
     #: The VPC's interface endpoints (Secrets Manager, STS, Logs) and S3's gateway prefix list.
     endpoint_security_group_id: pulumi.Input[str]
     s3_prefix_list_id: pulumi.Input[str]
+    #: The data plane's artifact (zip path, code hash): the router's, built once per program.
+    artifact: tuple[Any, str]
     #: Hours between runs (`quality.everyHours`); 24: daily.
     every_hours: int = 24
     #: Enough for eight judge calls in flight and a window of samples in memory.
@@ -209,7 +210,7 @@ class Quality(pulumi.ComponentResource):
              "Resource": ["*"]},
             *e.judge.statements]))
 
-        zip_path, code_hash = artifact.build()
+        zip_path, code_hash = e.artifact
         fn = aws.lambda_.Function(
             f"{name}-evaluator", role=role.arn, handler=EVALUATOR_HANDLER, runtime=RUNTIME,
             architectures=[e.architecture], code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash,

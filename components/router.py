@@ -168,6 +168,8 @@ class Router(pulumi.ComponentResource):
         authorizer_role = self._authorizer_role(authorizer_logs)
 
         zip_path, code_hash = artifact.build()
+        #: The data plane's zip and its hash (the quality evaluator runs from the same artifact).
+        self.artifact = (zip_path, code_hash)
         code = dict(code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash, runtime=RUNTIME,
                     architectures=[args.architecture], reserved_concurrent_executions=args.reserved_concurrency,
                     tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"), tags=tags)
