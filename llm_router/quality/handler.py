@@ -34,7 +34,10 @@ def run(settings: rs.RouterSettings, res: rs.Resources, s3: Any, service: str, n
     if not res.quality_samples_bucket:
         raise rs.SettingsError(f"{rs.Resources.env_name('quality_samples_bucket')} is not set")
     if judge is None:
-        backend = wiring.backends(settings, res, only=(q.judge_tier,))[q.judge_tier]
+        backend = wiring.backends(settings, res, only=(q.judge_tier,)).get(q.judge_tier)
+        if backend is None:
+            raise rs.SettingsError(f"judge tier {q.judge_tier}: no backend (its endpoint is not in "
+                                   f"{rs.Resources.env_name('self_hosted_endpoints')})")
         judge = Judge(backend, settings.tier(q.judge_tier), settings.router.timeouts.buffered_deadline_s)
     start, end = window(now, q.every_hours)
     lines, objects = read_window(s3, res.quality_samples_bucket, start, end, q.max_samples)

@@ -37,7 +37,8 @@ def object_key(at: dt.datetime) -> str:
 
 
 class S3Sink:
-    """One object per batch. The client is made on first use, in the sender thread."""
+    """One object per batch. The client is made on first use, in the sender thread, from a
+    session of its own (boto3's default session is not safe to share across threads)."""
 
     def __init__(self, bucket: str, region: Optional[str] = None, client: Any = None):
         self.bucket, self.region, self._client = bucket, region, client
@@ -46,7 +47,7 @@ class S3Sink:
         if self._client is None:
             import boto3
 
-            self._client = boto3.client("s3", region_name=self.region)
+            self._client = boto3.session.Session().client("s3", region_name=self.region)
         self._client.put_object(Bucket=self.bucket, Key=object_key(dt.datetime.now(dt.timezone.utc)),
                                 Body=jsonl(records), ContentType="application/x-ndjson")
 
