@@ -17,10 +17,11 @@ from llm_router.settings import dump
 from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
 from .cache import PORT as CACHE_PORT, SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
+from .quality import EvaluatorArgs, Quality, QualityArgs, judge_access
 from .router import ANYWHERE, Egress, Router, RouterArgs, SecretGrant
 from .router_settings import router_settings
 from .schema import StackConfig, VllmTier
-from .slo import DestinationSpec, SloAlarms, SloAlarmsArgs
+from .slo import DAY, DestinationSpec, QualityWatch, SloAlarms, SloAlarmsArgs
 
 
 def stack_tags(cfg: StackConfig) -> dict[str, str]:
@@ -40,6 +41,8 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     env: dict[str, Any] = {}
     secrets: list[SecretGrant] = []
+    #: Backend → the secret its tiers use (the quality evaluator reads its judge's).
+    backend_secret: dict[str, SecretGrant] = {}
     egress = [Egress(443, "AWS APIs through the VPC interface endpoints",
                      security_group_id=network.endpoint_security_group_id)]
     policies: dict[str, Any] = {}
@@ -101,6 +104,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                          for t in azure_tiers if t.azure is not None]))
         env.update(AZURE_OPENAI_SECRET_ARN=azure.secret_arn)
         secrets.append(SecretGrant(azure.secret_arn))  # encrypted with the AWS managed key
+        backend_secret["azure-openai"] = secrets[-1]
         if az.private:
             egress.append(Egress(443, "Azure OpenAI private endpoint (over the VPN)", cidrs=(az.vnet_cidr,)))
         outputs.update(azureOpenAIEndpoint=azure.endpoint)
@@ -140,6 +144,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         # The servers require this key (plain-string secret): the router sends `Authorization: Bearer <key>`.
         env["SELF_HOSTED_API_KEY_SECRET_ARN"] = serving.api_key_secret_arn
         secrets.append(SecretGrant(serving.api_key_secret_arn, serving.api_key_kms_key_arn))
+        backend_secret["vllm-eks"] = secrets[-1]
         outputs.update(eksClusterName=cluster.cluster_name, selfHostedEndpoints=serving.endpoints,
                        selfHostedApiKeySecretArn=serving.api_key_secret_arn)
         if serving.weights_bucket is not None:
@@ -147,6 +152,16 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     egress += _internet_egress(cfg, bedrock_used=bool(bedrock_models or embedding_models),
                                bedrock_private=bedrock is not None and bedrock.endpoint_sg is not None)
+    quality = None
+    if cfg.quality.sample_rate > 0:
+        quality = Quality(f"{name}-quality", QualityArgs(
+            region=cfg.region, account_id=account_id, tags=tags, stack=stack,
+            retention_days=cfg.quality.retention_days, log_retention_days=cfg.router.log_retention_days))
+        env["QUALITY_SAMPLES_BUCKET"] = quality.bucket_name
+        policies["quality-samples"] = quality.router_policy
+        egress.append(Egress(443, "S3 through the gateway endpoint (quality samples)",
+                             prefix_list_ids=(network.s3_prefix_list_id,)))
+        outputs["qualitySamplesBucket"] = quality.bucket_name
     r = cfg.router
     router = Router(f"{name}-router", RouterArgs(
         vpc_id=network.vpc_id, subnet_ids=network.router_subnet_ids, region=cfg.region, tags=tags,
@@ -166,6 +181,17 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         cache.allow_from("router", router.security_group_id)
     if bedrock is not None:
         bedrock.allow_from("router", router.security_group_id)
+    if quality is not None:
+        judge = cfg.judge_tier()
+        backend_secret.update({"openai": router.hosted_secret} if router.hosted_secret else {})
+        quality.add_evaluator(EvaluatorArgs(
+            settings=dump(router_settings(cfg)), service=f"llm-router-{stack}", vpc_id=network.vpc_id,
+            subnet_ids=network.router_subnet_ids, endpoint_security_group_id=network.endpoint_security_group_id,
+            s3_prefix_list_id=network.s3_prefix_list_id, artifact=router.artifact, every_hours=cfg.quality.every_hours,
+            judge=judge_access(cfg, judge, account_id, env, secret=backend_secret.get(judge.backend), bedrock=bedrock,
+                               private_cidrs=tuple(network.private_cidrs))))
+        if bedrock is not None and judge.backend == "bedrock":
+            bedrock.allow_from("quality-evaluator", quality.evaluator_security_group_id)
 
     alerts = SloAlarms(f"{name}-slo", SloAlarmsArgs(
         service=f"llm-router-{stack}", slo=cfg.slo, tags=tags, api_name=router.api_name, stage=router.stage_name,
@@ -174,7 +200,9 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         cache_cluster_ids=cache.member_cluster_ids if cache is not None else [],
         queue_metrics=queue_metrics,
         cache_audit_wrong_ratio=cfg.cache.audit.wrong_ratio_alarm if cache and cfg.cache.audit.sample_rate else None,
-        cache_audit_min_samples=cfg.cache.audit.min_samples))
+        cache_audit_min_samples=cfg.cache.audit.min_samples,
+        quality=QualityWatch(window_s=cfg.quality.window_days * DAY, min_samples=cfg.quality.min_samples)
+        if quality is not None else None))
 
     outputs.update(
         routerUrl=router.url,

@@ -517,6 +517,24 @@ def cache_checks(cache: s.CacheConfig, serving: s.ServingConfig) -> Iterator[Pro
 
 
 @rule
+def quality_sampling(environment: str, quality: s.QualityConfig, serving: s.ServingConfig) -> Iterator[Problem]:
+    names = [t.name for t in serving.tiers]
+    if quality.judge_tier is not None and quality.judge_tier not in names:
+        yield Problem("quality.judgeTier", "names no tier", quality.judge_tier, ", ".join(names))
+    if environment == "prod" and quality.sample_rate == 0:
+        yield Problem("quality.sampleRate", "prod measures its faithfulness SLO: without samples its alarm would "
+                      "watch nothing (opt tenants out with quality.optOutTenants instead)", 0, "0 < value ≤ 1")
+    if environment == "prod" and not quality.redact:
+        yield Problem("quality.redact", "prod masks personal data and secrets before a sample is stored", False, "true")
+    if quality.every_hours > quality.window_days * 24:
+        yield Problem("quality.everyHours", f"the evaluator must run at least once in the alarm's window of "
+                      f"{quality.window_days} day(s)", quality.every_hours, f"≤ {quality.window_days * 24}")
+    if quality.min_samples > quality.max_samples:
+        yield Problem("quality.minSamples", f"a run judges at most quality.maxSamples ({quality.max_samples}) "
+                      "samples, so it could never publish a score", quality.min_samples, f"≤ {quality.max_samples}")
+
+
+@rule
 def prod_cache_resilience(environment: str, cache: s.CacheConfig) -> Iterator[Problem]:
     if environment == "prod" and cache.enabled:
         if cache.multi_az is False:
@@ -717,3 +735,4 @@ def validate(raw: dict, secret_keys: set[str] | frozenset[str] = frozenset(), st
     if problems:
         raise ConfigError(stack_file, problems)
     return apply_environment_defaults(s.StackConfig.model_validate(raw))
+

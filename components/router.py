@@ -69,6 +69,16 @@ class Egress:
     description: str
     security_group_id: Optional[pulumi.Input[str]] = None
     cidrs: tuple[pulumi.Input[str], ...] = ()
+    #: Managed prefix lists (an S3 gateway endpoint's).
+    prefix_list_ids: tuple[pulumi.Input[str], ...] = ()
+
+
+def egress_rules(egress: list[Egress]) -> list[aws.ec2.SecurityGroupEgressArgs]:
+    """A security group's egress: these destinations and nothing else."""
+    return [aws.ec2.SecurityGroupEgressArgs(
+        protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
+        security_groups=[e.security_group_id] if e.security_group_id is not None else None,
+        cidr_blocks=list(e.cidrs) or None, prefix_list_ids=list(e.prefix_list_ids) or None) for e in egress]
 
 
 @dataclass
@@ -130,11 +140,7 @@ class Router(pulumi.ComponentResource):
                                policy=_logs_key_policy())
         self.sg = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args.vpc_id, description="router Lambda: egress to what it calls only",
-            egress=[aws.ec2.SecurityGroupEgressArgs(
-                protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
-                security_groups=[e.security_group_id] if e.security_group_id is not None else None,
-                cidr_blocks=list(e.cidrs) or None) for e in args.egress],
-            tags=tags, opts=child(self))
+            egress=egress_rules(args.egress), tags=tags, opts=child(self))
         self.security_group_id = self.sg.id
 
         # API keys live hashed in Secrets Manager; only the authorizer reads them; `llm-blueprint keys` edits them.
@@ -144,10 +150,13 @@ class Router(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-api-keys", secret_id=self.api_keys.id, secret_string="{}",
                                          opts=child(self, ignore_changes=["secretString"]))
         secrets, env_extra = list(args.secrets), {}
+        #: The hosted API's key (the quality evaluator reads it when that API judges).
+        self.hosted_secret: Optional[SecretGrant] = None
         if args.hosted_api is not None:
             base_url, api_key = args.hosted_api
             env_extra["OPENAI_SECRET_ARN"] = self._own_secret(
                 "hosted-api", "hosted model API key for the router", {"baseUrl": base_url, "apiKey": api_key}, secrets)
+            self.hosted_secret = secrets[-1]
         if args.cache_embedder_api_key is not None:
             env_extra[Resources.env_name("cache_embedder_secret_arn")] = self._own_secret(
                 "embedder-api", "cache embedder API key for the router", {"apiKey": args.cache_embedder_api_key},
@@ -160,6 +169,8 @@ class Router(pulumi.ComponentResource):
         authorizer_role = self._authorizer_role(authorizer_logs)
 
         zip_path, code_hash = artifact.build()
+        #: The data plane's zip and its hash (the quality evaluator runs from the same artifact).
+        self.artifact = (zip_path, code_hash)
         code = dict(code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash, runtime=RUNTIME,
                     architectures=[args.architecture], reserved_concurrent_executions=args.reserved_concurrency,
                     tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"), tags=tags)

@@ -57,7 +57,7 @@ def _azure_api_version(cfg: StackConfig, tier: Tier) -> Optional[str]:
 def router_settings(cfg: StackConfig) -> rs.RouterSettings:
     """What the data plane reads: no secrets, no Outputs."""
     r, c, t = cfg.router, cfg.cache, cfg.router.tiering
-    b = cfg.serving.bedrock
+    b, q = cfg.serving.bedrock, cfg.quality
     return rs.RouterSettings(
         environment=cfg.environment,
         tiers=tuple(rs.TierSettings(
@@ -100,4 +100,8 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             timeout_ms=c.timeout_ms, ef_runtime=c.ef_runtime, dedicated_indexes=c.dedicated_indexes),
         embeddings=tuple(_embeddings(e) for e in cfg.serving.embeddings),
         guardrail=rs.Guardrail(id=b.guardrail_id, version=b.guardrail_version) if b.guardrail_id else None,
+        quality=rs.QualitySettings(
+            sample_rate=q.sample_rate, opt_out_tenants=tuple(q.opt_out_tenants), redact=q.redact,
+            judge_tier=cfg.judge_tier().name, every_hours=q.every_hours, min_samples=q.min_samples,
+            max_samples=q.max_samples),
     )

@@ -648,6 +648,40 @@ class SloConfig(Section):
     min_requests_per_window: int = Field(20, ge=1)
 
 
+# --------------------------------------------------------------------- quality
+class QualityConfig(Section):
+    """The faithfulness SLO measuring itself: the router samples answered requests, a scheduled
+    evaluator has the judge tier's model check each answer against its context (README:
+    "Quality SLO")."""
+
+    #: Share of answered requests sampled, 0–1. 1 % of 10,000 requests a day is ~100 samples.
+    #: 0 turns sampling off, and with it the sample bucket, the evaluator and the faithfulness
+    #: alarms (nothing would feed them); prod must sample.
+    sample_rate: float = Field(0.01, ge=0, le=1)
+    #: Tenants whose requests are never sampled, whatever they send.
+    opt_out_tenants: list[str] = []
+    #: Mask e-mail addresses, phone and card numbers, keys and secrets before a sample is stored
+    #: (prod keeps it on).
+    redact: bool = True
+    #: Tier whose model judges. None: `router.tiering.expensiveTier`, else the last tier listed
+    #: (a judge should be at least as capable as the model it judges).
+    judge_tier: Optional[str] = Field(None, pattern=TIER_NAME)
+    #: Hours between evaluator runs (EventBridge Scheduler `rate(N hours)`); each run reads the
+    #: samples of the hours since the previous one. Daily by default.
+    every_hours: int = Field(24, ge=1, le=168)
+    #: The faithfulness alarm's window, days: the mean of every sample judged in it. At most 7,
+    #: the longest span a CloudWatch alarm evaluates.
+    window_days: int = Field(7, ge=1, le=7)
+    #: Judged samples a run needs before it publishes a score, and the window before its score
+    #: counts; fewer opens the low-sample ticket.
+    min_samples: int = Field(30, ge=1, le=10_000)
+    #: Samples one run judges at most (a random subset of its window): bounds the judge's cost
+    #: and the run's time (two judge calls per sample, eight at a time, inside 15 minutes).
+    max_samples: int = Field(200, ge=1, le=1000)
+    #: Days a sample stays in the bucket before it expires.
+    retention_days: int = Field(30, ge=1, le=365)
+
+
 # ---------------------------------------------------------------------- alarms
 class Destination(Section):
     emails: list[str] = []
@@ -741,6 +775,7 @@ class StackConfig(Section):
     router: RouterConfig = RouterConfig()
     cache: CacheConfig = CacheConfig()
     slo: SloConfig
+    quality: QualityConfig = QualityConfig()
     alarms: AlarmsConfig = AlarmsConfig()
     #: Policy exemptions (see `Exemption`); none by default.
     exemptions: list[Exemption] = []
@@ -751,6 +786,11 @@ class StackConfig(Section):
 
     def tiers_on(self, backend: str) -> list[Tier]:
         return [t for t in self.serving.tiers if t.backend == backend]
+
+    def judge_tier(self) -> Tier:
+        """The tier that judges faithfulness (`quality.judgeTier`, defaulted)."""
+        name = self.quality.judge_tier or self.router.tiering.expensive_tier or self.serving.tiers[-1].name
+        return self.tier(name)
 
     @property
     def is_prod(self) -> bool:

@@ -58,6 +58,17 @@ class DestinationSpec:
     https_endpoint: Optional[pulumi.Input[str]] = None
 
 
+@dataclass(frozen=True)
+class QualityWatch:
+    """How the faithfulness alarms read the evaluator's results (`quality` in the stack config)."""
+
+    #: The alarm's window, s: the mean of every sample judged in it. CloudWatch evaluates at
+    #: most 7 days.
+    window_s: int = WEEK
+    #: Judged samples the window needs; fewer (or no evaluator results at all) is a ticket.
+    min_samples: int = 30
+
+
 @dataclass
 class SloAlarmsArgs:
     service: str
@@ -73,8 +84,9 @@ class SloAlarmsArgs:
     cache_cluster_ids: list[str] = field(default_factory=list)
     #: Self-hosted tiers → the queue metric their servers publish (dimension `tier`).
     queue_metrics: dict[str, str] = field(default_factory=dict)
-    #: How often the evaluation job publishes Faithfulness.
-    quality_cadence_s: int = 3600
+    #: The faithfulness alarms. None: the stack samples nothing (`quality.sampleRate: 0`), so
+    #: nothing would feed them.
+    quality: Optional[QualityWatch] = None
     budget_cap_share: float = 0.10
     cache_hit_floor: float = 0.05
     cache_fail_open_per_5m: int = 10
@@ -185,21 +197,26 @@ class SloAlarms(pulumi.ComponentResource):
             tags=self._tags(kind, target.objective, target.sla, False))
 
     def _quality(self) -> None:
+        """Fed by the quality evaluator (`components/quality.py`): one `Faithfulness` value per judged
+        sample, so the window's `Average` is the mean of its samples and `SampleCount` their number."""
+        q = self.args.quality
+        if q is None:
+            return
         f = self.args.slo.faithfulness
-        cadence = self.args.quality_cadence_s
         tags = self._tags("faithfulness", f.objective, f.sla, True)
         topic = self.topics["ticket"]
-        self._alarm("faithfulness", alarm_description=f"TICKET: faithfulness below {f.objective:g}",
-                    namespace=m.NAMESPACE, metric_name=m.FAITHFULNESS, dimensions=self.router_dims,
-                    statistic="Average", period=cadence, evaluation_periods=1, threshold=f.objective,
-                    comparison_operator="LessThanThreshold", treat_missing_data="notBreaching",
-                    alarm_actions=[topic], ok_actions=[topic], tags=tags)
-        # No evaluation results for two cadences: the quality SLO is blind.
-        self._alarm("faithfulness-missing", alarm_description="TICKET: no Faithfulness results from the evaluation job",
-                    namespace=m.NAMESPACE, metric_name=m.FAITHFULNESS, dimensions=self.router_dims,
-                    statistic="SampleCount", period=cadence, evaluation_periods=2, datapoints_to_alarm=2,
-                    threshold=1, comparison_operator="LessThanThreshold", treat_missing_data="breaching",
-                    alarm_actions=[topic], tags=tags)
+        window = _window_name(q.window_s)
+        series = dict(namespace=m.NAMESPACE, metric_name=m.FAITHFULNESS, dimensions=self.router_dims,
+                      period=q.window_s, evaluation_periods=1, comparison_operator="LessThanThreshold",
+                      alarm_actions=[topic], ok_actions=[topic], tags=tags)
+        # Too few samples publish no score: missing data is not a breach here ...
+        self._alarm("faithfulness", alarm_description=f"TICKET: mean faithfulness below {f.objective:g} over {window}",
+                    statistic="Average", threshold=f.objective, treat_missing_data="notBreaching", **series)
+        # ... but has its own ticket: too few judged samples, or no evaluator results at all.
+        self._alarm("faithfulness-low-samples",
+                    alarm_description=f"TICKET: fewer than {q.min_samples} judged samples over {window}: "
+                                      "the faithfulness SLO is not measured",
+                    statistic="SampleCount", threshold=q.min_samples, treat_missing_data="breaching", **series)
 
     def _supporting(self) -> None:
         a, topic = self.args, self.topics["ticket"]
@@ -307,7 +324,9 @@ class SloAlarms(pulumi.ComponentResource):
             ], a.region),
             _widget("Tier mix (requests)", [[m.NAMESPACE, m.REQUESTS, *svc, {"stat": "Sum"}]], a.region),
             _widget("Estimated cost (USD)", [[m.NAMESPACE, "EstimatedCostUsd", *svc, {"stat": "Sum"}]], a.region),
-            _widget("Faithfulness", [[m.NAMESPACE, m.FAITHFULNESS, *svc, {"stat": "Average"}]], a.region,
+            _widget("Faithfulness", [[m.NAMESPACE, m.FAITHFULNESS, *svc, {"stat": "Average"}],
+                                     [m.NAMESPACE, m.FAITHFULNESS_SAMPLES, *svc,
+                                      {"stat": "Sum", "yAxis": "right", "label": "judged samples"}]], a.region,
                     annotations=[{"label": "SLO", "value": slo.faithfulness.objective}]),
         ]
         aws.cloudwatch.Dashboard(f"{self.prefix}-dashboard", dashboard_name=f"{self.prefix}",

@@ -3,7 +3,8 @@
 Chat completions and embeddings (a vector whose first value is the input's length).
 Behaviour per model name, set by the test: ok, error (500), throttle (429 +
 Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes), yes / no (answers
-just that word: a judge that cannot judge, for the cache's grey band and audit),
+just that word: a judge that cannot judge, for the cache's grey band and audit), judge
+(answers the quality evaluator's prompts: `llm_blueprint.fake_judge`),
 and for streams: drip (one chunk every `drip_s`), break (drops the connection
 after two chunks), hang (sends two chunks, then nothing).
 
@@ -234,6 +235,10 @@ class FakeUpstream:
                     said.finish = "length"
                 if mode in ("yes", "no"):  # a stand-in judge that always says the same
                     said = Said(mode)
+                if mode == "judge":
+                    from .fake_judge import answer
+
+                    said = Said(answer(body["messages"]))
                 if body.get("stream"):
                     return self._stream(body, model, said, mode)
                 message = openai_message(said)

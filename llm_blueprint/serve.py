@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from components.router_settings import router_settings
@@ -73,18 +74,23 @@ class LocalStack:
     plain_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.router.sampler is not None:
+            self.router.sampler.flush()
         if self.server:
             self.server.stop()
 
 
 def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str, str]] = None, cache: bool = True,
           embedder=None, upstream_key: Optional[str] = None, endpoints: Optional[dict[str, str]] = None,
-          env: Optional[dict[str, str]] = None, **router_overrides: Any) -> LocalStack:
+          env: Optional[dict[str, str]] = None, samples: Optional[Path] = None, sample_rate: Optional[float] = None,
+          **router_overrides: Any) -> LocalStack:
     """The stack's router settings (optionally with some `router` fields replaced, for tests
     and benchmarks) behind the app `serve` runs. `upstream`: every tier goes to that one
     OpenAI-compatible server; None: each tier to its own backend, with credentials from `env`
     (default: the process environment) and self-hosted tiers at `endpoints` (tier → base URL);
-    a tier that lacks any raises `wiring.StartupError` before anything is started."""
+    a tier that lacks any raises `wiring.StartupError` before anything is started. `samples`:
+    quality samples go to this JSON Lines file (at the stack's `quality.sampleRate`, or
+    `sample_rate`)."""
     settings = router_settings(cfg)
     if router_overrides:
         settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
@@ -106,5 +112,12 @@ def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str
         router.cache = ResponseCache(client, embedder, settings.cache, on_metric=lambda n, v: metrics.add(n, v))
         router.cache.ensure_index()
         cache_checks(router)
+    if samples is not None:
+        from llm_router.quality.sampler import Sampler
+        from llm_router.quality.store import FileSink
+
+        quality = settings.quality if sample_rate is None else dataclasses.replace(settings.quality,
+                                                                                     sample_rate=sample_rate)
+        router.sampler = Sampler(quality, FileSink(samples), metrics)
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
     return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)

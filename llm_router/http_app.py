@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from .authorizer import Principal, authenticate
 from .errors import ApiError, error_body, internal_error, not_found, unauthorized
+from .quality import HEADER as SAMPLE_HEADER, opted_out
 from .router import Reply, Router, StreamReply
 
 OPENAPI = Path(__file__).with_name("openapi.json")
@@ -172,7 +173,8 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
 
     async def chat(request: Request) -> Response:
         cache_control = request.headers.get("cache-control")
-        return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid, cache_control))
+        sample = not opted_out(request.headers.get(SAMPLE_HEADER))  # README: "Quality SLO"
+        return await respond(request, lambda r, raw, who, rid: r.chat(raw, who, rid, cache_control, sample))
 
     async def embeddings(request: Request) -> Response:
         return await respond(request, lambda r, raw, who, rid: r.embed(raw, who, rid))

@@ -59,4 +59,16 @@ TIER_REQUESTS_PREFIX = "TierRequests_"
 EMBEDDING_INPUTS = "EmbeddingInputs"
 #: Something after the answer failed (cache write, metrics): the answer was delivered anyway.
 SIDE_EFFECT_ERRORS = "SideEffectErrors"
+#: Faithfulness of judged answers (RAGAS: supported claims ÷ claims), published by the quality
+#: evaluator one value per judged sample, so `Average` over any period is the mean of its samples
+#: and `SampleCount` how many were judged. Dimension {service}, as the alarms read. Published
+#: only by a run that judged at least `quality.minSamples`.
 FAITHFULNESS = "Faithfulness"
+#: Samples one evaluator run judged (published every run, even when too few for a score).
+FAITHFULNESS_SAMPLES = "FaithfulnessSamples"
+#: Samples the judge could not judge (an answer that is not the JSON asked for, a timeout).
+FAITHFULNESS_UNJUDGED = "FaithfulnessUnjudged"
+#: Sample lines the evaluator skipped: not JSON, or a field missing.
+QUALITY_SAMPLES_INVALID = "QualitySamplesInvalid"
+#: Samples the router chose but never stored: its queue was full or the sink failed.
+QUALITY_SAMPLES_DROPPED = "QualitySamplesDropped"

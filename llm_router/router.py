@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol, Union
 
 from . import metric_names as m
 from . import capabilities, embeddings, requests, sse
@@ -30,7 +30,10 @@ from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
-from .tokens import count_text
+from .tokens import content_text, count_text
+
+if TYPE_CHECKING:
+    from .quality.sampler import Sampler
 
 
 class Metrics(Protocol):
@@ -89,10 +92,12 @@ class Observed:
     """One request's outcome: counted, timed and logged exactly once (a stream finishes
     long after `chat` has returned)."""
 
-    def __init__(self, router: "Router", request_id: str, tenant: Optional[str]):
+    def __init__(self, router: "Router", request_id: str, tenant: Optional[str], sample: bool = True):
         self.router, self.started = router, time.monotonic()
         self.context: dict[str, Any] = {"request_id": request_id, "tenant": tenant}
         self.done = False
+        #: False when the request opted out of quality sampling.
+        self.sample = sample
         router.safely("metrics", router.metrics.add, m.REQUESTS, 1)
 
     def ms(self) -> float:
@@ -114,8 +119,10 @@ class Observed:
 class Router:
     def __init__(self, settings: RouterSettings, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
                  metrics: Optional[Metrics] = None, log: Optional[logging.Logger] = None,
-                 retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None):
+                 retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None,
+                 sampler: Optional["Sampler"] = None):
         self.settings, self.backends, self.cache = settings, backends, cache
+        self.sampler = sampler
         self.tiers = {t.name: t for t in settings.tiers}
         #: What each tier can do, from its settings: requests needing more are refused, never trimmed.
         self.capabilities = {t.name: capabilities.for_tier(t) for t in settings.tiers}
@@ -197,10 +204,11 @@ class Router:
 
     # ------------------------------------------------------------------ chat
     def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None,
-             cache_control: Optional[str] = None) -> Union[Reply, StreamReply]:
+             cache_control: Optional[str] = None, sample: bool = True) -> Union[Reply, StreamReply]:
         """Never raises: every failure is an OpenAI error reply. `cache_control` is the client's
-        Cache-Control header (`no-cache`, `no-store`)."""
-        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
+        Cache-Control header (`no-cache`, `no-store`); `sample=False`: the request opted out of
+        quality sampling."""
+        obs = Observed(self, request_id or uuid.uuid4().hex, tenant, sample)
         try:
             if not tenant:
                 raise unauthorized()
@@ -256,6 +264,7 @@ class Router:
         if hit.similarity is not None:
             headers["x-llm-cache-similarity"] = f"{hit.similarity:.4f}"
         response = {**hit.response, "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+        self._sample(p, obs, p.tier.name, f"cache-{hit.layer}", response)
         if not p.stream:
             return Reply(200, response, headers)
 
@@ -272,6 +281,7 @@ class Router:
         self.safely("metrics", self._account, answered_by, response.get("usage") or {})
         if p.state is not None:
             self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
+        self._sample(p, obs, answered_by, "model", response)
         return Reply(200, response, headers)
 
     def _answered(self, p: Prepared, answered_by: str, degraded: bool, obs: Observed) -> dict[str, str]:
@@ -281,6 +291,15 @@ class Router:
             headers["x-llm-fallback"] = f"{p.tier.name}->{answered_by}"
             obs.context["fallback"] = answered_by
         return headers
+
+    def _sample(self, p: Prepared, obs: Observed, tier: str, source: str, answer: Union[str, dict[str, Any]]) -> None:
+        """Offer an answered request (its text, or its completion) to the quality sampler
+        (README: "Quality SLO"): a draw and a non-blocking queue put, never a cost to the answer."""
+        if self.sampler is not None:
+            self.safely("quality sample", lambda: self.sampler.offer(
+                tenant=obs.context["tenant"], request_id=obs.context["request_id"], tier=tier,
+                model=self.tiers[tier].model, source=source, messages=p.fitted.messages,
+                answer=answer if isinstance(answer, str) else _answer_text(answer), consent=obs.sample))
 
     def _account(self, tier: str, usage: dict[str, Any]) -> None:
         t = self.tiers[tier]
@@ -446,6 +465,13 @@ class _Relay:
             completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                                             "total_tokens": tokens_in + tokens_out})
             r.safely("cache write", r.cache.store, p.state, p.upstream, completion, self.degraded)
+        r._sample(p, self.obs, self.tier, "model", answer.text)
+
+
+def _answer_text(completion: dict[str, Any]) -> str:
+    choices = completion.get("choices") or [{}]
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    return content_text(message) if isinstance(message, dict) else ""
 
 
 def _prepend(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -237,6 +237,29 @@ class EmbeddingModelSettings:
     price: Optional[Price]
 
 
+# ------------------------------------------------------------------- quality
+@dataclass(frozen=True)
+class QualitySettings:
+    """`quality` in the stack config: which answers the router samples for the faithfulness
+    SLO, and how the evaluator judges them (README: "Quality SLO")."""
+
+    #: Share of answered requests sampled, 0–1 (0: none).
+    sample_rate: float
+    #: Tenants whose requests are never sampled.
+    opt_out_tenants: tuple[str, ...]
+    #: E-mail addresses, phone and card numbers, keys and secrets are masked before a sample
+    #: is stored.
+    redact: bool
+    #: The tier whose model judges faithfulness.
+    judge_tier: str
+    #: Hours between evaluator runs; each run reads the samples of the hours since the last.
+    every_hours: int
+    #: Judged samples a run needs before it publishes a score (else it publishes the count only).
+    min_samples: int
+    #: Samples one run judges at most: a random subset of its window.
+    max_samples: int
+
+
 @dataclass(frozen=True)
 class Guardrail:
     id: str
@@ -251,6 +274,7 @@ class RouterSettings:
     cache: CacheSettings
     embeddings: tuple[EmbeddingModelSettings, ...]
     guardrail: Optional[Guardrail]
+    quality: QualitySettings
 
     def tier(self, name: str) -> TierSettings:
         return next(t for t in self.tiers if t.name == name)
@@ -282,6 +306,8 @@ class Resources:
     #: JSON: tier → provisioned-throughput ARN.
     bedrock_provisioned_arns: Optional[str] = _env("BEDROCK_PROVISIONED_ARNS")
     api_keys_secret_arn: Optional[str] = _env("API_KEYS_SECRET_ARN")
+    #: The bucket quality samples go to (router) and are read from (evaluator).
+    quality_samples_bucket: Optional[str] = _env("QUALITY_SAMPLES_BUCKET")
 
     @classmethod
     def env_name(cls, field_name: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Collection, Mapping, Optional, Union
 
 from . import capabilities
 from . import metric_names as m
@@ -99,7 +99,10 @@ def budget_field(tier: TierSettings) -> str:
     return "max_completion_tokens" if tier.backend == "openai" or reasoning else "max_tokens"
 
 
-def backends(settings: RouterSettings, res: Resources, creds: Optional[Credentials] = None) -> dict[str, Backend]:
+def backends(settings: RouterSettings, res: Resources, creds: Optional[Credentials] = None,
+             only: Optional[Collection[str]] = None) -> dict[str, Backend]:
+    """Every tier's backend, or those named in `only` (the quality evaluator builds its judge's
+    alone: it may read that tier's secret and no other)."""
     creds = creds or SecretsManagerCredentials(res)
     t = settings.router.timeouts
     timing = {"connect_s": t.connect_s, "read_s": t.read_s}
@@ -108,6 +111,8 @@ def backends(settings: RouterSettings, res: Resources, creds: Optional[Credentia
     out: dict[str, Backend] = {}
     for tier in settings.tiers:
         name = tier.name
+        if only is not None and name not in only:
+            continue
         if tier.backend == "bedrock":
             out[name] = Bedrock(provisioned.get(name, tier.model), region=res.region, guardrail=guardrail, timeouts=t,
                                 caps=capabilities.for_tier(tier),
@@ -248,9 +253,19 @@ def cache_checks(router: Router) -> Router:
     return router
 
 
+def sampler(settings: RouterSettings, res: Resources, metrics: Metrics):
+    """The quality sampler writing to the stack's sample bucket, or None (sampling off)."""
+    if settings.quality.sample_rate <= 0 or not res.quality_samples_bucket:
+        return None
+    from .quality.sampler import Sampler
+    from .quality.store import S3Sink
+
+    return Sampler(settings.quality, S3Sink(res.quality_samples_bucket, res.region), metrics)
+
+
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
     return cache_checks(Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
-                               embedders=embedders(settings, res)))
+                               embedders=embedders(settings, res), sampler=sampler(settings, res, metrics)))
 
 
 def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str, str],
@@ -274,10 +289,10 @@ def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str,
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,
-          metrics: Optional[Metrics] = None, api_key: Optional[str] = None) -> Router:
+          metrics: Optional[Metrics] = None, api_key: Optional[str] = None, sampler=None) -> Router:
     """Every tier served by one OpenAI-compatible upstream (vLLM, TGI, a fake in tests)."""
     t = settings.router.timeouts
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
                                           read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
-    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding))
+    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding, sampler=sampler))

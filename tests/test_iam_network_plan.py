@@ -46,6 +46,10 @@ class DeployedIds(offline.OfflineMocks):
         state.setdefault("arn", stand_in_arn(args.typ, args.name, self.region))
         if args.typ == "aws:apigateway/restApi:RestApi":
             state["executionArn"] = f"arn:aws:execute-api:{self.region}:{offline.OFFLINE_ACCOUNT}:{args.name}-id"
+        if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and args.inputs.get("vpcEndpointType") == "Gateway":
+            state["prefixListId"] = f"pl-{args.name}"
+        if args.typ == "aws:s3/bucket:Bucket":
+            state["bucket"] = f"{args.name}-bucket"
         return f"{args.name}-id", state
 
 
@@ -160,15 +164,17 @@ def test_authorizer_has_its_own_least_privilege_role(stack):
 
 
 # --------------------------------------------------------------------- network
-def egress(plan: offline.Plan) -> set[tuple[int, str]]:
-    """The router security group's egress as (port, security group id or CIDR)."""
-    [sg] = [s for s in plan.of_type(SG) if s.name.endswith("-router-sg")]
+def egress(plan: offline.Plan, suffix: str = "-router-sg") -> set[tuple[int, str]]:
+    """A security group's egress (the router's by default) as (port, security group id, CIDR or
+    prefix list)."""
+    [sg] = [s for s in plan.of_type(SG) if s.name.endswith(suffix)]
     out = set()
     for rule in sg.inputs.get("egress", []):
         assert rule["protocol"] == "tcp" and rule["fromPort"] == rule["toPort"], rule
-        for target in _as_list(rule.get("securityGroups")) + _as_list(rule.get("cidrBlocks")):
+        for target in (_as_list(rule.get("securityGroups")) + _as_list(rule.get("cidrBlocks"))
+                       + _as_list(rule.get("prefixListIds"))):
             out.add((rule["toPort"], target))
-        assert not rule.get("ipv6CidrBlocks") and not rule.get("prefixListIds")
+        assert not rule.get("ipv6CidrBlocks")
     return out
 
 
@@ -182,11 +188,13 @@ def test_dev_router_egress_is_endpoints_bedrock_and_cache_only():
         (443, "llm-dev-net-endpoints-id"),  # Secrets Manager (and the other shared interface endpoints)
         (443, "llm-dev-bedrock-endpoint-id"),  # bedrock-runtime over PrivateLink: models and Titan embeddings
         (6379, "llm-dev-cache-sg-id"),
+        (443, "pl-llm-dev-net-s3"),  # quality samples, through the S3 gateway endpoint
     }
 
 
 def test_prod_router_egress_reaches_self_hosted_models_on_their_port_only():
-    expected = {(443, "llm-prod-net-endpoints-id"), (443, "llm-prod-bedrock-endpoint-id"), (6379, "llm-prod-cache-sg-id")}
+    expected = {(443, "llm-prod-net-endpoints-id"), (443, "llm-prod-bedrock-endpoint-id"), (6379, "llm-prod-cache-sg-id"),
+                (443, "pl-llm-prod-net-s3")}
     expected |= {(80, cidr) for cidr in private_cidrs("10.42.0.0/16", 3)}  # the models' internal NLBs
     assert egress(deployed_plan("prod")) == expected
 
@@ -203,4 +211,4 @@ def test_https_to_the_internet_only_where_a_tier_needs_it(write_stack):
     with mock.patch.object(offline, "OfflineMocks", DeployedIds):
         public = egress(offline.plan(str(write_stack(cfg, "public-bedrock"))))
     assert public == {(443, "llm-public-bedrock-net-endpoints-id"), (6379, "llm-public-bedrock-cache-sg-id"),
-                      (443, WORLD)}
+                      (443, WORLD), (443, "pl-llm-public-bedrock-net-s3")}

@@ -61,7 +61,8 @@ def test_titan_embeddings_guardrail_and_provisioned_throughput_are_granted_exact
     assert "BEDROCK_PROVISIONED_ARNS" in fn.inputs["environment"]["variables"]
     [logging] = plan.of_type("aws:bedrockmodel/invocationLoggingConfiguration:InvocationLoggingConfiguration")
     assert logging.inputs["loggingConfig"]["s3Config"]["keyPrefix"] == "invocations"
-    assert len(plan.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")) == 1
+    assert len([b for b in plan.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+                if b.name.endswith("-invocation-logs")]) == 1
 
 
 def test_only_the_owner_stack_configures_invocation_logging():
@@ -86,18 +87,20 @@ def test_two_owners_in_one_account_and_region_is_a_config_error(write_stack):
     assert ok.exit_code == 0, ok.output
 
 
-def test_bedrock_endpoint_admits_only_the_router():
-    plan = example_plan("prod")
+def test_bedrock_endpoint_admits_only_the_router_and_the_quality_evaluator():
+    plan = example_plan("prod")  # prod's quality judge is its Bedrock tier
     by_urn = {r.urn: r for r in plan.resources}
     [sg] = [r for r in plan.of_type("aws:ec2/securityGroup:SecurityGroup") if r.name == "llm-prod-bedrock-endpoint"]
     assert not sg.inputs.get("ingress")
     rules = [r for r in plan.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
              if sg.urn in r.dependencies]
-    assert len(rules) == 1
-    [rule] = rules
-    assert rule.inputs["fromPort"] == rule.inputs["toPort"] == 443 and "cidrIpv4" not in rule.inputs
-    sources = {by_urn[d].name for d in rule.dependencies if by_urn[d].type == "aws:ec2/securityGroup:SecurityGroup"}
-    assert sources == {"llm-prod-bedrock-endpoint", "llm-prod-router-sg"}
+    assert len(rules) == 2
+    clients = set()
+    for rule in rules:
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"] == 443 and "cidrIpv4" not in rule.inputs
+        sources = {by_urn[d].name for d in rule.dependencies if by_urn[d].type == "aws:ec2/securityGroup:SecurityGroup"}
+        clients |= sources - {"llm-prod-bedrock-endpoint"}
+    assert clients == {"llm-prod-router-sg", "llm-prod-quality-evaluator"}
     [endpoint] = [r for r in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.name.endswith("-bedrock-runtime")]
     assert endpoint.inputs["serviceName"] == "com.amazonaws.us-west-2.bedrock-runtime"
     assert endpoint.inputs["privateDnsEnabled"] is True

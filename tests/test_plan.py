@@ -17,9 +17,11 @@ from tests.conftest import EXAMPLE_STACKS, example_config, example_plan
 runner = CliRunner()
 
 EXPECTED_COMPONENTS = {
-    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms"},
-    "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "SloAlarms"},  # Titan embeddings
-    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms"},
+    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "Quality", "SloAlarms"},
+    "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "Quality",  # Titan embeddings
+                "SloAlarms"},
+    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "Quality",
+             "SloAlarms"},
 }
 
 
@@ -185,6 +187,7 @@ def test_lambda_artifact_is_reproducible(tmp_path):
 
 
 def test_data_plane_does_not_import_pulumi():
-    code = ("import sys, llm_router.http_app, llm_router.wiring, llm_router.authorizer, llm_router.timeouts; "
+    code = ("import sys, llm_router.http_app, llm_router.wiring, llm_router.authorizer, llm_router.timeouts, "
+            "llm_router.quality.handler, llm_router.quality.sampler, llm_router.quality.redact; "
             "sys.exit(any(m.split('.')[0] in ('pulumi', 'pulumi_aws', 'components') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=offline.PROJECT_DIR).returncode == 0

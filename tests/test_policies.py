@@ -207,6 +207,17 @@ def test_slo_without_alarm_action_violates():
     assert [m for _, m in R.slo_alarms(missing)] == ["SLO 'faithfulness' has no alarm with an action"]
 
 
+def test_faithfulness_alarm_is_required_where_the_stack_samples_and_in_prod():
+    def alarm(kind, env):
+        return Resource(R.ALARMS[0], kind, {"tags": {"slo": kind, "environment": env}, "alarmActions": ["arn:topic"]})
+
+    # quality.sampleRate: 0 outside prod: no faithfulness alarms, and none asked for (nothing would feed them).
+    unsampled = [alarm(k, "dev") for k in R.SLO_KINDS if k != "faithfulness"]
+    assert list(R.slo_alarms(unsampled)) == []
+    prod = [alarm(k, "prod") for k in R.SLO_KINDS if k != "faithfulness"]
+    assert [m for _, m in R.slo_alarms(prod)] == ["SLO 'faithfulness' has no alarm with an action"]
+
+
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS)
 def test_example_stacks_pass_every_rule(stack):
     result = check([stack])

@@ -91,8 +91,8 @@ def test_latency_quality_and_supporting_alarms_exist_with_actions():
     p95 = alarms["llm-prod-slo-latency-p95"]
     assert p95["extendedStatistic"] == "p95" and p95["threshold"] == 6000 and p95["alarmActions"]
     assert alarms["llm-prod-slo-latency-p50"]["threshold"] == 1500
-    missing = alarms["llm-prod-slo-faithfulness-missing"]
-    assert missing["treatMissingData"] == "breaching" and missing["statistic"] == "SampleCount"
+    low = alarms["llm-prod-slo-faithfulness-low-samples"]
+    assert low["treatMissingData"] == "breaching" and low["statistic"] == "SampleCount"
     for name in ("budget-caps", "cache-hit-collapse", "cache-fail-open", "upstream-throttled", "fast-queue",
                  "cache-memory-0", "cache-memory-1", "cache-evictions-0"):
         assert alarms[f"llm-prod-slo-{name}"]["alarmActions"], name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -35,6 +36,10 @@ def serve(
     port: int = typer.Option(8080),
     api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
     no_cache: bool = typer.Option(False, help="Run without the cache (no Valkey, no embedder)."),
+    samples: Optional[Path] = typer.Option(None, help="Write quality samples to this JSON Lines file "
+                                           "(`slo evaluate` reads it)."),
+    sample_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
+                                                help="Share of answers sampled (default: the stack's quality.sampleRate)."),
 ) -> None:
     """Run the same router locally: real Valkey vector search, local MiniLM embeddings."""
     import uvicorn
@@ -52,7 +57,8 @@ def serve(
     if upstream and endpoints:
         fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
     try:
-        local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints)
+        local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints, samples=samples,
+                            sample_rate=sample_rate)
     except StartupError as e:
         fail_config(f"cannot serve stack {stack} with its own backends:\n"
                     + "\n".join(f"  - {p}" for p in e.problems)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .common import fail, load_config, out
+from .common import emit, fail, load_config, out, write_json
 
 app = typer.Typer(help="Service-level objectives of a deployed stack.", no_args_is_help=True)
 
@@ -47,3 +48,58 @@ def slo_report(
                       "no data" if s["attainment"] is None else f"{s['attainment']:g}%",
                       "" if budget is None else f"{budget:.1%}", burns, "[green]yes[/]" if s["met"] else "[red]no[/]")
     out.print(table)
+
+
+@app.command("evaluate")
+def slo_evaluate(
+    samples: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines of samples "
+                                   "(id, context, question, answer), as the router stores them."),
+    stack: str = typer.Option("dev", help="Stack whose judge tier, budgets and faithfulness objective to use."),
+    upstream: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL serving the judge "
+                                           "(default: the stand-in model server's lexical judge)."),
+    model: Optional[str] = typer.Option(None, help="Model to ask at --upstream (default: the judge tier's)."),
+    api_key: Optional[str] = typer.Option(None, envvar="LLM_BLUEPRINT_JUDGE_API_KEY",
+                                          help="Bearer key for --upstream."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Judge a file of samples as the scheduled evaluator does: per-sample verdicts and the score."""
+    from ..slo_evaluate import as_json as report_json, run
+
+    _, cfg = load_config(stack)
+    result = report_json(run(cfg, samples, upstream, model, api_key), cfg)
+    if as_json:
+        write_json(result)
+        return
+    table = Table(title=f"Faithfulness of {samples.name} (judge tier {result['judge_tier']})", title_justify="left")
+    for col in ("sample", "faithfulness", "claims"):
+        table.add_column(col, overflow="fold")
+    for s in result["samples"]:
+        if s["error"]:
+            table.add_row(s["id"], "[yellow]unjudged[/]", s["error"])
+            continue
+        claims = "\n".join(("[green]✓[/] " if c["supported"] else "[red]✗[/] ") + c["claim"]
+                           + ("" if c["supported"] else f" [dim]({c['reason']})[/]") for c in s["claims"])
+        table.add_row(s["id"], f"{s['faithfulness']:.2f}", claims)
+    out.print(table)
+    for line in result["invalid_lines"]:
+        out.print(f"skipped line {line['line']}: {line['reason']}", highlight=False)
+    sm = result["summary"]
+    score = "no score" if sm["faithfulness"] is None else f"{sm['faithfulness']:.3f}"
+    verdict = "" if sm["meets_objective"] is None else \
+        (" [green]meets[/]" if sm["meets_objective"] else " [red]misses[/]") + f" the objective {result['objective']:g}"
+    out.print(f"faithfulness {score}{verdict}: {sm['judged']} judged, {sm['unjudged']} unjudged, "
+              f"{sm['invalid']} invalid line(s); the evaluator would "
+              + ("publish it" if sm["published"] else f"publish the count only (fewer than {sm['min_samples']} judged)"),
+              highlight=False)
+
+
+@app.command("doc")
+def slo_doc(
+    stack: str = typer.Argument(..., help="Stack name or stack file."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the Markdown here (default: stdout)."),
+) -> None:
+    """The stack's SLO document (Markdown): what success means, error budgets, alert policy."""
+    from ..slo_doc import document
+
+    source, cfg = load_config(stack)
+    emit(document(cfg, source.name), output)
