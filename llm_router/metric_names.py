@@ -33,6 +33,13 @@ CACHE_ENTRY_TOO_LARGE = "CacheEntryTooLarge"
 #: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
 CACHE_SHARED_STORE = "CacheSharedStores"
 FALLBACKS = "Fallbacks"
+#: A circuit breaker opened / closed again. Published plain and with {service, backend, scope}:
+#: scope `backend` turns every tenant away from the backend, `tenant` only the tenant whose
+#: requests failed (`llm_router/resilience.py`).
+CIRCUIT_OPENED = "CircuitOpened"
+CIRCUIT_CLOSED = "CircuitClosed"
+#: Requests an open breaker sent past a backend (to its fallback, or a 503), same dimensions.
+CIRCUIT_REJECTED = "CircuitRejected"
 TOKENS_IN = "TokensIn"
 TOKENS_OUT = "TokensOut"
 ESTIMATED_COST_USD = "EstimatedCostUsd"

@@ -25,7 +25,7 @@ from .cache import ResponseCache, Scope
 from .cache.keys import system_prompt
 from .cache.store import Lookup
 from .errors import ApiError, internal_error, unauthorized
-from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
+from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, counts_against_backend
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
@@ -119,7 +119,8 @@ class Router:
         self.metrics = metrics or NullMetrics()
         self.log = log or logging.getLogger("llm_router")
         self.retry = retry or RetryPolicy()
-        self.breakers = {name: CircuitBreaker() for name in (*backends, *self.embedders)}
+        self.breakers = Breakers((*backends, *self.embedders), on_change=self._breaker_changed,
+                                 on_reject=self._breaker_rejected)
 
     # ----------------------------------------------------------- plumbing
     def safely(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -132,6 +133,17 @@ class Router:
             with contextlib.suppress(Exception):
                 self.metrics.add(m.SIDE_EFFECT_ERRORS, 1)
             return None
+
+    def _breaker_changed(self, backend: str, scope: str, tenant: str, state: str) -> None:
+        name = m.CIRCUIT_OPENED if state == "open" else m.CIRCUIT_CLOSED
+        self.log.warning("circuit %s for %s", state, backend, extra={"backend": backend, "scope": scope,
+                                                                     "tenant": tenant})
+        self.safely("metrics", self.metrics.add, name, 1)
+        self.safely("metrics", self.metrics.add, name, 1, "Count", {"backend": backend, "scope": scope})
+
+    def _breaker_rejected(self, backend: str, scope: str) -> None:
+        self.safely("metrics", self.metrics.add, m.CIRCUIT_REJECTED, 1)
+        self.safely("metrics", self.metrics.add, m.CIRCUIT_REJECTED, 1, "Count", {"backend": backend, "scope": scope})
 
     # ---------------------------------------------------------------- models
     def models(self) -> Reply:
@@ -157,14 +169,16 @@ class Router:
             deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
             try:
                 vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
-                                                 deadline, self.breakers[model.name], on_retry=self._retried)
+                                                 deadline, self.breakers.guard(model.name, tenant),
+                                                 on_retry=self._retried)
             except CircuitOpen:
                 raise ApiError(503, f"the '{model.name}' embeddings backend is failing; retry shortly", "server_error",
                                "upstream_unavailable", headers={"retry-after": "5"}) from None
             except UpstreamError as e:
                 self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
-                if e.status == 400:
-                    raise ApiError(400, f"the model rejected the input ({e})", code="upstream_rejected") from e
+                if e.client_fault:
+                    raise ApiError(413 if e.status == 413 else 400, f"the model rejected the input ({e})",
+                                   code="upstream_rejected") from e
                 raise ApiError(504 if e.status == 504 else 502, f"the embeddings backend failed ({e})",
                                "server_error", "upstream_error") from e
             if any(len(v) != dimensions for v in vectors):
@@ -340,7 +354,7 @@ class Router:
             call_body = {**body, "max_tokens": min(body["max_tokens"], self.tiers[name].max_tokens)}
             try:
                 result = self.retry.run(lambda remaining: call(backend, call_body, remaining), tier_deadline,
-                                        self.breakers[name], on_retry=self._retried)
+                                        self.breakers.guard(name, obs.context.get("tenant")), on_retry=self._retried)
                 if i:
                     self.metrics.add(m.FALLBACKS, 1)
                 return result, name, i > 0
@@ -349,9 +363,9 @@ class Router:
             except UpstreamError as e:
                 last = e
                 self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
-                if not e.retryable and e.status == 400:
-                    raise ApiError(400, f"the model rejected the request ({e})", "invalid_request_error",
-                                   "upstream_rejected") from e
+                if e.client_fault:  # the client's input: its answer, not a reason to try the next backend
+                    raise ApiError(413 if e.status == 413 else 400, f"the model rejected the request ({e})",
+                                   "invalid_request_error", "upstream_rejected") from e
         if isinstance(last, CircuitOpen):
             raise ApiError(503, "every backend for this tier is failing; retry shortly", "server_error",
                            "upstream_unavailable", headers={"retry-after": "5"})
@@ -408,6 +422,8 @@ class _Relay:
                 if not isinstance(e, UpstreamError):
                     r.log.exception("stream failed", extra={"request_id": obs.context["request_id"]})
                     e = UpstreamError(502, "internal error")
+                elif counts_against_backend(e):  # the backend broke its stream: its failure, not a cancel
+                    r.breakers.guard(self.tier, obs.context.get("tenant")).failure()
                 r.log.warning("stream broke after its first byte: %s", e, extra={"request_id": obs.context["request_id"]})
                 yield sse.error_event(f"the model backend failed mid-stream ({e})", "server_error", "upstream_error")
         except GeneratorExit:
