@@ -12,11 +12,15 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig
+from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, RateLimit, StackConfig
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
     return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok)
+
+
+def _limit(limit: RateLimit) -> rs.RateLimit:
+    return rs.RateLimit(requests_per_minute=limit.requests_per_minute, tokens_per_day=limit.tokens_per_day)
 
 
 def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
@@ -48,7 +52,10 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             max_tokens_policy=r.max_tokens_policy,
             limits=rs.RequestLimits(max_body_bytes=r.max_body_bytes, max_messages=r.max_messages),
             timeouts=derive(r.timeout_seconds, r.endpoint_type),
-            log_prompts=r.log_prompts),
+            log_prompts=r.log_prompts,
+            rate_limits=rs.RateLimitSettings(
+                per_key=_limit(r.rate_limits.per_key), per_tenant=_limit(r.rate_limits.per_tenant),
+                tenants={name: _limit(v) for name, v in r.rate_limits.tenants.items()})),
         cache=rs.CacheSettings(
             enabled=c.enabled,
             embedder=rs.EmbedderSettings(provider=c.embedder.provider, model=c.embedder.model,

@@ -32,6 +32,10 @@ CACHE_GUARD_REJECTED = "CacheGuardRejected"
 CACHE_ENTRY_TOO_LARGE = "CacheEntryTooLarge"
 #: Entries written to the shared (filtered) index: their scope holds no dedicated slot.
 CACHE_SHARED_STORE = "CacheSharedStores"
+#: Requests refused with a 429 by the per-key or per-tenant limits (`llm_router/limits.py`).
+RATE_LIMITED = "RateLimited"
+#: The limiter could not reach Valkey and let the request through.
+RATE_LIMIT_FAIL_OPEN = "RateLimitFailOpen"
 FALLBACKS = "Fallbacks"
 #: A circuit breaker opened / closed again. Published plain and with {service, backend, scope}:
 #: scope `backend` turns every tenant away from the backend, `tenant` only the tenant whose

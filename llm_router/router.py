@@ -20,11 +20,13 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Union
 from . import metric_names as m
 from . import embeddings, requests, sse
 from .backends import PASSTHROUGH, Backend, UpstreamStream
+from .authorizer import Principal
 from .budgets import Fitted, fit
 from .cache import ResponseCache, Scope
 from .cache.keys import system_prompt
 from .cache.store import Lookup
 from .errors import ApiError, internal_error, unauthorized
+from .limits import Caller, Limiter, Ticket, as_principal
 from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, counts_against_backend
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
@@ -86,11 +88,26 @@ class Observed:
     """One request's outcome: counted, timed and logged exactly once (a stream finishes
     long after `chat` has returned)."""
 
-    def __init__(self, router: "Router", request_id: str, tenant: Optional[str]):
-        self.router, self.started = router, time.monotonic()
-        self.context: dict[str, Any] = {"request_id": request_id, "tenant": tenant}
+    def __init__(self, router: "Router", request_id: str, who: Optional[Principal]):
+        self.router, self.started, self.who = router, time.monotonic(), who
+        self.context: dict[str, Any] = {"request_id": request_id, "tenant": who.tenant if who else None}
+        if who is not None:
+            self.context["key_id"] = who.key_id
         self.done = False
+        #: The rate limiter's admission (its headers go on the answer) and the tokens the answer used.
+        self.ticket: Optional[Ticket] = None
+        self.tokens = 0
         router.safely("metrics", router.metrics.add, m.REQUESTS, 1)
+
+    def admit(self, tokens: int) -> None:
+        """Hold the request to its key's and tenant's limits (a 429 when over one)."""
+        limiter = self.router.limiter
+        if limiter is not None and self.who is not None:
+            self.ticket = limiter.admit(self.who, tokens)
+
+    def headers(self, reply: Union["Reply", "StreamReply"]) -> None:
+        if self.ticket is not None:
+            reply.headers = {**self.ticket.headers, **reply.headers}
 
     def ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
@@ -105,14 +122,18 @@ class Observed:
             r.safely("metrics", r.metrics.add, m.CLIENT_ERRORS, 1)
         elif status >= 500:
             r.safely("metrics", r.metrics.add, m.SERVER_ERRORS, 1)
-        r.log.info("chat", extra={**self.context, "status": status, "latency_ms": round(elapsed, 2)})
+        if self.ticket is not None:
+            r.safely("rate limits", self.ticket.settle, self.tokens)
+        r.log.info("chat", extra={**self.context, "status": status, "latency_ms": round(elapsed, 2),
+                                  "tokens": self.tokens})
 
 
 class Router:
     def __init__(self, settings: RouterSettings, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
                  metrics: Optional[Metrics] = None, log: Optional[logging.Logger] = None,
-                 retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None):
-        self.settings, self.backends, self.cache = settings, backends, cache
+                 retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None,
+                 limiter: Optional[Limiter] = None):
+        self.settings, self.backends, self.cache, self.limiter = settings, backends, cache, limiter
         self.tiers = {t.name: t for t in settings.tiers}
         self.embedders = embedders or {}
         self.embedding_models = {e.name: e for e in settings.embeddings if e.name in self.embedders}
@@ -156,15 +177,17 @@ class Router:
         return Reply(200, {"object": "list", "data": data})
 
     # ------------------------------------------------------------ embeddings
-    def embed(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Reply:
+    def embed(self, raw: bytes, tenant: Caller, request_id: Optional[str] = None) -> Reply:
         """`/v1/embeddings`. Never raises: every failure is an OpenAI error reply."""
-        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
+        obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant))
+        tenant = obs.context["tenant"]
         try:
             if not tenant:
                 raise unauthorized()
             model, texts, encoding, dimensions = embeddings.parse(
                 raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
             obs.context.update(model=model.name, inputs=len(texts))
+            obs.admit(sum(count_text(t) for t in texts))
             backend = self.embedders[model.name]
             deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
             try:
@@ -184,7 +207,7 @@ class Router:
             if any(len(v) != dimensions for v in vectors):
                 raise ApiError(502, f"the embeddings backend returned vectors of another size than {dimensions}",
                                "server_error", "upstream_error")
-            tokens = tokens or sum(count_text(t) for t in texts)
+            tokens = obs.tokens = tokens or sum(count_text(t) for t in texts)
             self.safely("metrics", self._account_embeddings, model, len(texts), tokens)
             reply = Reply(200, embeddings.response(model.name, vectors, encoding, tokens),
                           {"x-llm-model": model.model, "x-llm-backend": backend.kind})
@@ -195,6 +218,7 @@ class Router:
             self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
             reply = Reply(500, internal_error().body())
         reply.headers["x-request-id"] = obs.context["request_id"]
+        obs.headers(reply)
         obs.finish(reply.status)
         return reply
 
@@ -205,9 +229,11 @@ class Router:
             self.metrics.add(m.ESTIMATED_COST_USD, tokens * model.price.input_per_mtok / 1e6, "None")
 
     # ------------------------------------------------------------------ chat
-    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Union[Reply, StreamReply]:
-        """Never raises: every failure is an OpenAI error reply."""
-        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
+    def chat(self, raw: bytes, tenant: Caller, request_id: Optional[str] = None) -> Union[Reply, StreamReply]:
+        """Never raises: every failure is an OpenAI error reply. `tenant` is the caller: its
+        `Principal` (tenant, key id, the key's limits) or, in-process, just the tenant."""
+        obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant))
+        tenant = obs.context["tenant"]
         try:
             if not tenant:
                 raise unauthorized()
@@ -225,6 +251,7 @@ class Router:
             self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
             reply = Reply(500, internal_error().body())
         reply.headers["x-request-id"] = obs.context["request_id"]
+        obs.headers(reply)
         if isinstance(reply, Reply):
             obs.finish(reply.status)
         return reply
@@ -241,6 +268,7 @@ class Router:
             obs.context["messages"] = fitted.messages
         if fitted.capped:
             self.safely("metrics", self.metrics.add, m.BUDGET_CAPPED, 1)
+        obs.admit(fitted.prompt_tokens + fitted.max_tokens)
         upstream = {k: body[k] for k in PASSTHROUGH if k in body}
         upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
         headers = {"x-llm-tier": tier_name, "x-llm-tier-reason": reason}
@@ -281,8 +309,9 @@ class Router:
             p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
         usage = response.get("usage") or {}
-        self.safely("metrics", self._account, answered_by, usage.get("prompt_tokens", 0),
-                    usage.get("completion_tokens", 0))
+        tokens_in, tokens_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        obs.tokens = _int(tokens_in) + _int(tokens_out)
+        self.safely("metrics", self._account, answered_by, tokens_in, tokens_out)
         if p.state is not None:
             self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
         return Reply(200, response, headers)
@@ -448,11 +477,17 @@ class _Relay:
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))
+        self.obs.tokens = _int(tokens_in) + _int(tokens_out)
         r.safely("metrics", r._account, self.tier, tokens_in, tokens_out)
         if p.state is not None and not answer.tool_calls:
             completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                                             "total_tokens": tokens_in + tokens_out})
             r.safely("cache write", r.cache.store, p.state, p.upstream, completion, self.degraded)
+
+
+def _int(value: Any) -> int:
+    """A usage count as the upstream reported it, or 0 when it is not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _prepend(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
