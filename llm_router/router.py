@@ -11,6 +11,7 @@ byte; after that a failure ends the stream with an error event. The HTTP app
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -338,17 +339,21 @@ class Router:
         deadline = obs.started + self.settings.router.timeouts.stream_deadline_s - 0.3
 
         def open_first(backend: Backend, body: dict[str, Any], remaining: float):
+            """Read up to the first chunk that carries something: a stream that breaks before
+            it (after a bare role chunk, say) can still be retried or fall back whole."""
             upstream = backend.stream(body, remaining)
             chunks = iter(upstream)
+            opening: list[dict[str, Any]] = []
             try:
-                first = next(chunks)
+                while not (opening and _carries(opening[-1])):
+                    opening.append(next(chunks))
             except StopIteration:
                 upstream.close()
-                raise UpstreamError(502, "upstream ended the stream before its first chunk") from None
+                raise UpstreamError(502, "upstream ended the stream before its first content") from None
             except BaseException:
                 upstream.close()
                 raise
-            return upstream, chunks, first
+            return upstream, chunks, opening
 
         (upstream, chunks, first), answered_by, degraded = self._call_chain(
             p.tier.name, deadline, obs, open_first, p.upstream)
@@ -408,7 +413,7 @@ class _Relay:
     error event, and caches the answer only when the stream finished normally."""
 
     def __init__(self, router: Router, p: Prepared, obs: Observed, upstream: UpstreamStream,
-                 chunks: Iterator[dict[str, Any]], first: dict[str, Any], tier: str, degraded: bool):
+                 chunks: Iterator[dict[str, Any]], first: list[dict[str, Any]], tier: str, degraded: bool):
         self.router, self.p, self.obs = router, p, obs
         self.upstream, self.chunks, self.first = upstream, chunks, first
         self.tier, self.degraded = tier, degraded
@@ -426,7 +431,7 @@ class _Relay:
         answer = sse.Assembler()
         status, first_sent = 200, False
         try:
-            for c in _prepend(self.first, self.chunks):
+            for c in itertools.chain(self.first, self.chunks):
                 answer.add(c)
                 if not self._visible(c):
                     continue
@@ -490,6 +495,16 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _prepend(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rest
+def _carries(chunk: dict[str, Any]) -> bool:
+    """A chunk with something beyond the role: content, reasoning, tool calls, a finish, usage."""
+    if not isinstance(chunk, dict):
+        return True
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if not isinstance(delta, dict) or any(v not in (None, "", [], {}) for k, v in delta.items() if k != "role"):
+            return True
+    return False
