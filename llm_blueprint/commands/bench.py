@@ -157,3 +157,35 @@ def bench_stream_cmd(
     c = figures["chunks"]
     out.print(f"chunks sent {c['sent_by_upstream']:,}, delivered {c['delivered_by_router']:,}; "
               f"import {figures['import_ms']} ms, artifact {figures['artifact_mb']} MB")
+
+
+@app.command("faults")
+def bench_faults_cmd(
+    requests: int = typer.Option(2400, min=100, help="Requests in all; each phase of the schedule gets an equal share."),
+    concurrency: int = typer.Option(16, min=1),
+    tenants: int = typer.Option(4, min=2, help="Tenants (two keys each) sending the requests."),
+    stack: str = typer.Option("dev", help="Stack whose router settings to use (deadlines are shortened)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The router under injected faults (primary backend, embedder, Valkey) with a healthy fallback:
+    client-visible 5xx, lost answers, fallbacks, breaker opens, cache errors, latency."""
+    from ..bench_faults import bench_faults
+
+    load_config(stack)
+    figures = bench_faults(requests, concurrency, stack, tenants, progress=lambda s: err.print(s, highlight=False))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table(title=f"{figures['requests']:,} requests at concurrency {figures['concurrency']}",
+                  title_justify="left")
+    for col in ("phase", "requests", "statuses", "5xx", "lost", "stream errors", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col in ("phase", "statuses") else "right")
+    for p in figures["phases"]:
+        table.add_row(p["phase"], str(p["requests"]), " ".join(f"{k}:{v}" for k, v in p["by_status"].items()),
+                      str(p["client_5xx"]), str(p["lost"]), str(p["stream_errors"]), f"{p['p50_ms']:.1f}",
+                      f"{p['p99_ms']:.1f}")
+    out.print(table)
+    out.print(f"client 5xx {figures['client_5xx']}, lost {figures['lost']}, stream errors {figures['stream_errors']}, "
+              f"fallbacks {figures['fallbacks']}, breaker opens {figures['breaker_opens']}, "
+              f"cache errors {figures['cache_errors']}; p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms",
+              highlight=False)
