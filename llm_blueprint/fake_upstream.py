@@ -42,7 +42,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class FakeUpstream:
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, port: int = 0):
         self.modes: dict[str, str] = {}
         #: Share of requests (0..1) a model's mode applies to; the rest are answered normally.
         self.rates: dict[str, float] = {}
@@ -171,7 +171,7 @@ class FakeUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -205,3 +205,23 @@ class FakeUpstream:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main(argv=None) -> None:
+    """`python -m llm_blueprint.fake_upstream --port N`: the stand-in in a process of its own
+    (benchmarks that must not share an interpreter with the router)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    fake = FakeUpstream(port=args.port)
+    print(f"ready {fake.url}", flush=True)
+    try:
+        fake.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
