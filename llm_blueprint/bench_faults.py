@@ -135,12 +135,13 @@ def call(http, url: str, body: bytes, headers: dict[str, str], streamed: bool) -
 
 
 def _request(i: int, model: str) -> tuple[bytes, bool, str]:
-    """The mix: 30 % streamed; repeated questions (cache hits); 2 % malformed JSON and 2 % an
-    input the model validates away (both the client's fault: a 4xx, never a breaker count)."""
+    """The mix: 30 % streamed; 80 % new questions (misses: the primary is asked) and 20 % from a
+    pool of 50 (cache hits); 2 % malformed JSON and 2 % an input the model validates away (both
+    the client's fault: a 4xx, never a breaker count)."""
     streamed = i % 10 in (1, 4, 7)
     if i % 50 == 13:
         return b'{"model": "fast", "messages": [', streamed, "malformed"
-    content = f"Question number {i % 400}: how do I rotate my access keys?"
+    content = f"Question number {i if i % 5 else i % 50}: how do I rotate my access keys?"
     if i % 50 == 29:
         content += " #fail-422"
     body = {"model": model, "temperature": 0, "max_tokens": 64, "stream": streamed,
