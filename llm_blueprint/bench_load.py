@@ -4,13 +4,14 @@ directly, at rising concurrency, in one run.
 Three processes, so that neither side shares an interpreter (and its GIL) with the load:
 the stand-in model server, the router as `serve` runs it (uvicorn, the exact cache and the
 rate limiter on a local Valkey; no semantic layer, so no embedding is measured), and this
-one, which sends the load from one event loop. At each level the router and the direct
-path take turns, twice each, so both see the same machine.
+one, which sends the load from one event loop over kept-alive connections. At each level the
+router and the direct path take turns, twice each, so both see the same machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -70,36 +71,76 @@ async def _wait_listening(url: str, timeout_s: float = 30) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def _level(url: str, headers: dict[str, str], model: str, concurrency: int, n: int, tag: str) -> dict:
-    """`n` buffered requests (each a distinct question: a cache miss) from `concurrency` clients."""
-    import httpx
+class _Connection:
+    """One kept-alive HTTP/1.1 connection speaking just enough of the protocol for the load (a
+    POST with a JSON body, an answer with Content-Length): a general client's own overhead at
+    64 concurrent requests in one process (httpx's pool) would otherwise be what is measured."""
 
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: Any = None
+        self.writer: Any = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+                          f"content-length: {len(body)}\r\n{head}\r\n".encode() + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("closed")
+        length, close = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                close = True
+        await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _level(url: str, headers: dict[str, str], model: str, concurrency: int, n: int, tag: str) -> dict:
+    """`n` buffered requests (each a distinct question: a cache miss) from `concurrency` clients,
+    each on its own kept-alive connection."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
     latencies: list[float] = []
     errors = 0
     counter = iter(range(n))
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client() -> None:
         nonlocal errors
-        for i in counter:
-            body = {"model": model, "temperature": 0, "max_tokens": 64,
-                    "messages": [{"role": "user", "content": f"load question {tag} {i}: what is a VPC endpoint?"}]}
-            t0 = time.perf_counter()
-            try:
-                r = await http.post(url, json=body, headers=headers)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - t0)
-            else:
-                errors += 1
+        conn = _Connection(parts.hostname, parts.port)
+        try:
+            for i in counter:
+                body = json.dumps({"model": model, "temperature": 0, "max_tokens": 64, "messages": [
+                    {"role": "user", "content": f"load question {tag} {i}: what is a VPC endpoint?"}]}).encode()
+                t0 = time.perf_counter()
+                try:
+                    ok = await conn.post(parts.path, body, headers) == 200
+                except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+                    conn.close()
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+        finally:
+            conn.close()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - t0}
 
 
 def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str = "dev",
@@ -143,7 +184,8 @@ def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str
             "notes": "router = `serve` in its own process (uvicorn, the app, exact cache GET + SET and the rate "
                      "limiter's Lua on a local Valkey, no semantic layer) in front of the stand-in model server "
                      "(another process); direct = the same server without the router; buffered cache misses; "
-                     "the load comes from one asyncio process on the same shared, loaded 2-core machine"}
+                     "the load comes from one asyncio process (one kept-alive connection per client) on the same "
+                     "shared, loaded 2-core machine"}
 
 
 def plot(figures: dict[str, Any], path: Path) -> None:
