@@ -8,9 +8,7 @@ import openai
 import pytest
 
 from llm_blueprint.fake_upstream import FakeUpstream
-from llm_blueprint.serve import build
-from llm_router.timeouts import Timeouts
-from tests.conftest import running, validated_config
+from tests.conftest import serve_uncached
 
 KEY_A, KEY_B = "sk-test-tenant-a", "sk-test-tenant-b"
 FAST = "us.amazon.nova-lite-v1:0"
@@ -25,12 +23,8 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def served(upstream):
-    local = build(validated_config("dev"), upstream.url, {KEY_A: "tenant-a", KEY_B: "tenant-b"}, cache=False,
-                  timeouts=Timeouts(lambda_timeout_s=30, integration_timeout_ms=30000, stream_deadline_s=5,
-                                    buffered_deadline_s=3, connect_s=1, read_s=2))
-    local.router.retry.base_s = 0.01
-    with running(local.app) as base:
-        yield local, f"{base}/v1"
+    with serve_uncached(upstream.url, {KEY_A: "tenant-a", KEY_B: "tenant-b"}) as served_:
+        yield served_
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import openai
 import pytest
 
 from llm_blueprint.fake_upstream import FakeUpstream
-from llm_blueprint.serve import build
-from llm_router.timeouts import Timeouts
-from tests.conftest import running, validated_config
+from tests.conftest import serve_uncached
 
 KEY = "sk-test-faults"
 FAST = "us.amazon.nova-lite-v1:0"
@@ -24,12 +22,8 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def served(upstream):
-    local = build(validated_config("dev"), upstream.url, {KEY: "acme"}, cache=False,
-                  timeouts=Timeouts(lambda_timeout_s=30, integration_timeout_ms=30000, stream_deadline_s=5,
-                                    buffered_deadline_s=3, connect_s=1, read_s=2))
-    local.router.retry.base_s = 0.01
-    with running(local.app) as base:
-        yield local, f"{base}/v1"
+    with serve_uncached(upstream.url, {KEY: "acme"}) as served_:
+        yield served_
 
 
 @pytest.fixture
