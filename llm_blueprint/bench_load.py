@@ -143,6 +143,16 @@ async def _level(url: str, headers: dict[str, str], model: str, concurrency: int
     return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - t0}
 
 
+def _run(coroutine):
+    """Run on a loop of its own, leaving the thread's current event loop alone (`asyncio.run`
+    unsets it, which breaks later callers of `get_event_loop` in this process, the Pulumi SDK's)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str = "dev",
                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Per level: requests/s and p50/p99 latency through the router and directly."""
@@ -157,19 +167,19 @@ def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str
         _start(stack_, ["-c", "import sys; from llm_blueprint.bench_load import router_process; "
                               "router_process(sys.argv[1], int(sys.argv[2]), sys.argv[3])",
                         upstream, str(router_port), stack])
-        asyncio.run(_wait_listening(f"http://127.0.0.1:{router_port}/healthz"))
+        _run(_wait_listening(f"http://127.0.0.1:{router_port}/healthz"))
         targets = {"router": (f"http://127.0.0.1:{router_port}/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
                               "fast"),
                    "direct": (f"{upstream}/chat/completions", {}, model)}
         for who, (url, headers, name) in targets.items():  # warm up connections and code paths
-            asyncio.run(_level(url, headers, name, 8, 100, f"warm-{who}"))
+            _run(_level(url, headers, name, 8, 100, f"warm-{who}"))
         out = []
         for c in levels:
             runs: dict[str, list[dict]] = {"router": [], "direct": []}
             for round_ in range(2):
                 for who in ("router", "direct") if round_ == 0 else ("direct", "router"):
                     url, headers, name = targets[who]
-                    runs[who].append(asyncio.run(_level(url, headers, name, c, requests // 2, f"{who}-{c}-{round_}")))
+                    runs[who].append(_run(_level(url, headers, name, c, requests // 2, f"{who}-{c}-{round_}")))
             row: dict[str, Any] = {"concurrency": c}
             for who, parts in runs.items():
                 lat = [x for p in parts for x in p["latencies"]]

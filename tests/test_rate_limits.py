@@ -132,14 +132,16 @@ def test_durations_read_like_openais(ms, text):
 
 
 # ----------------------------------------------------------------- end to end
-KEY, OTHER = "sk-test-limited", "sk-test-other"
+KEY, OTHER, EMBEDDER = "sk-test-limited", "sk-test-other", "sk-test-embedder"
 
 
 @pytest.fixture(scope="module")
 def served():
     entries = {KEY: {"tenant": "acme", "id": f"key-{uuid.uuid4().hex[:8]}", "limits": {"requestsPerMinute": 3}},
                OTHER: {"tenant": "globex", "id": f"key-{uuid.uuid4().hex[:8]}",
-                       "limits": {"tokensPerDay": 500}}}
+                       "limits": {"tokensPerDay": 500}},
+               EMBEDDER: {"tenant": "initech", "id": f"key-{uuid.uuid4().hex[:8]}",
+                          "limits": {"requestsPerMinute": 2}}}
     with FakeUpstream() as upstream:
         local = build(validated_config("dev"), upstream.url, entries, embedder=_Unit())
         with running(local.app) as base:
@@ -188,6 +190,15 @@ def test_a_daily_token_quota_counts_the_answers_and_stops_the_client_retrying(se
     assert served[0].router.metrics.count(m.RATE_LIMITED) == refused + 1  # the SDK did not retry
     usage = served[0].router.limiter.usage(Principal("globex", authenticate(f"Bearer {OTHER}", served[0].keys).key_id))
     assert 0 < usage["key"]["tokensToday"] < 2 * 118  # what the two answers used, not their reservations
+
+
+def test_embeddings_count_against_the_same_limits(served):
+    client = openai.OpenAI(base_url=served[1], api_key=EMBEDDER, max_retries=0)
+    first = client.embeddings.with_raw_response.create(model="embed", input="hello")
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    client.embeddings.create(model="embed", input="again")
+    with pytest.raises(openai.RateLimitError):
+        client.embeddings.create(model="embed", input="once more")
 
 
 # ----------------------------------------------------------- where limits live
