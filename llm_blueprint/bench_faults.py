@@ -232,17 +232,17 @@ def _apply(rig: Rig, phase: Phase, models: dict[str, str]) -> None:
     rig.primary.modes[models[FAST_TIER]] = phase.primary
     rig.primary.rates[models[FAST_TIER]] = phase.rate
     rig.embedder.mode = phase.embedder
-    proc = rig.valkey._proc
-    if phase.valkey == "stalled" and proc is not None:
-        os.kill(proc.pid, signal.SIGSTOP)  # a partition: connections open, nothing answers
+    pid = rig.valkey.pid
+    if phase.valkey == "stalled" and pid is not None:
+        os.kill(pid, signal.SIGSTOP)  # a partition: connections open, nothing answers
     elif phase.valkey == "down":
-        if proc is not None:
-            os.kill(proc.pid, signal.SIGCONT)
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
         rig.valkey.kill()
-    elif rig.valkey._proc is None:
+    elif pid is None:
         rig.valkey.start()  # back on the same port, empty: indexes and counters are gone
-    elif proc is not None:
-        os.kill(proc.pid, signal.SIGCONT)
+    else:
+        os.kill(pid, signal.SIGCONT)
 
 
 def bench_faults(requests: int = 2400, concurrency: int = 16, stack: str = "dev", tenants: int = 4,
