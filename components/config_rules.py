@@ -535,6 +535,19 @@ def quality_sampling(environment: str, quality: s.QualityConfig, serving: s.Serv
 
 
 @rule
+def rate_limits_counted(router: s.RouterConfig, cache: s.CacheConfig) -> Iterator[Problem]:
+    if cache.enabled:
+        return
+    r = router.rate_limits
+    limits = [("perKey", r.per_key), ("perTenant", r.per_tenant), *((f"tenants.{n}", v) for n, v in r.tenants.items())]
+    for where, limit in limits:
+        for name, value in (("requestsPerMinute", limit.requests_per_minute), ("tokensPerDay", limit.tokens_per_day)):
+            if value is not None:
+                yield Problem(f"router.rateLimits.{where}.{name}", "limits are counted in the cache's Valkey, and "
+                              "cache.enabled is false", value, "null, or cache.enabled: true")
+
+
+@rule
 def prod_cache_resilience(environment: str, cache: s.CacheConfig) -> Iterator[Problem]:
     if environment == "prod" and cache.enabled:
         if cache.multi_az is False:

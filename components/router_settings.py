@@ -12,7 +12,7 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig, Tier, VllmTier
+from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, RateLimit, StackConfig, Tier, VllmTier
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
@@ -28,6 +28,10 @@ def cheapest_tier(cfg: StackConfig) -> str:
     if priced:
         return min(priced, key=lambda t: t.price.input_per_mtok + t.price.output_per_mtok).name
     return cfg.router.tiering.cheap_tier or cfg.serving.tiers[0].name
+
+
+def _limit(limit: RateLimit) -> rs.RateLimit:
+    return rs.RateLimit(requests_per_minute=limit.requests_per_minute, tokens_per_day=limit.tokens_per_day)
 
 
 def _embeddings(e: EmbeddingModel) -> rs.EmbeddingModelSettings:
@@ -77,7 +81,10 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             limits=rs.RequestLimits(max_body_bytes=r.max_body_bytes, max_messages=r.max_messages),
             timeouts=derive(r.timeout_seconds, r.endpoint_type),
             log_prompts=r.log_prompts,
-            remote_image_hosts=tuple(r.remote_image_hosts)),
+            remote_image_hosts=tuple(r.remote_image_hosts),
+            rate_limits=rs.RateLimitSettings(
+                per_key=_limit(r.rate_limits.per_key), per_tenant=_limit(r.rate_limits.per_tenant),
+                tenants={name: _limit(v) for name, v in r.rate_limits.tenants.items()})),
         cache=rs.CacheSettings(
             enabled=c.enabled,
             embedder=rs.EmbedderSettings(provider=c.embedder.provider, model=c.embedder.model,

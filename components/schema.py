@@ -407,6 +407,26 @@ class WafConfig(Section):
     rate_limit_per_ip: int = Field(2000, ge=10, le=2_000_000_000)
 
 
+class RateLimit(Section):
+    #: A token bucket: a burst of this many requests, refilled evenly over the minute. null: no limit.
+    requests_per_minute: Optional[int] = Field(None, ge=1, le=1_000_000)
+    #: Prompt + completion tokens per UTC day (a request reserves its prompt and max_tokens). null: no limit.
+    tokens_per_day: Optional[int] = Field(None, ge=1000, le=10**12)
+
+
+class RateLimits(Section):
+    """Per API key and per tenant, counted in the cache's Valkey (`llm_router/limits.py`)."""
+
+    #: Every key's limits unless the key has its own (`llm-blueprint keys limits`). 600 a
+    #: minute per key: a runaway client stops at a fraction of the stage's throttle (50/s
+    #: by default) instead of taking it all; tokens are left to the per-tenant quotas.
+    per_key: RateLimit = RateLimit(requests_per_minute=600)
+    #: Every tenant's limits (all its keys together) unless `tenants` names it. None by default.
+    per_tenant: RateLimit = RateLimit()
+    #: Limits for named tenants, replacing `perTenant` for them.
+    tenants: dict[Annotated[str, Field(min_length=1, max_length=128)], RateLimit] = {}
+
+
 class RouterConfig(Section):
     #: Model alias used when the request names none (`auto` = let tiering decide).
     default_tier: str = "auto"
@@ -442,6 +462,7 @@ class RouterConfig(Section):
     #: travel inline as data: URLs, and the router never fetches (or has a model server fetch) an
     #: arbitrary URL for whoever holds a key.
     remote_image_hosts: list[Annotated[str, Field(pattern=HOSTNAME)]] = []
+    rate_limits: RateLimits = RateLimits()
 
 
 # ----------------------------------------------------------------------- cache

@@ -14,9 +14,14 @@ from .schema import StackConfig
 
 
 def _value(text: str) -> Any:
-    """Pulumi hands structured values over as JSON text, scalars as text."""
-    if text[:1] in "{[":
-        return json.loads(text)
+    """Pulumi hands structured values over as JSON text, scalars as text. Text that only looks
+    like JSON stays text, so the schema names the key ("expected an object") instead of the
+    program failing with a JSON traceback."""
+    if text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
     return text
 
 

@@ -1,12 +1,21 @@
 """A stand-in OpenAI-compatible model server for benchmarks and tests (never the product).
 
 Chat completions and embeddings (a vector whose first value is the input's length).
-Behaviour per model name, set by the test: ok, error (500), throttle (429 +
-Retry-After), slow (sleeps), truncate (finish_reason=length), down (closes), yes / no (answers
-just that word: a judge that cannot judge, for the cache's grey band and audit), judge
-(answers the quality evaluator's prompts: `llm_blueprint.fake_judge`),
-and for streams: drip (one chunk every `drip_s`), break (drops the connection
-after two chunks), hang (sends two chunks, then nothing).
+Behaviour per model name, set by the test or the fault schedule (`modes`), applied to a
+share of the requests (`rates`, default all):
+
+- buffered and streamed: ok, error (500), throttle (429 + Retry-After, `throttle_times`
+  times, or always when no count is set), slow (sleeps `slow_s`), truncate
+  (finish_reason=length), down (closes without answering), reset (a TCP reset instead of
+  an answer), garbage (200 with a body that is not JSON; a stream whose first event is not),
+  yes / no (answers just that word: a judge that cannot judge, for the cache's grey band and
+  audit), judge (answers the quality evaluator's prompts: `llm_blueprint.fake_judge`);
+- streams only: drip (one chunk every `drip_s`), break (drops the connection after two
+  words), break-early (drops it after the role chunk, before any content), hang (two
+  words, then silence for `slow_s`).
+
+Whatever the model, a last message containing `#fail-500` or `#fail-422` gets that status:
+an input the model server itself cannot handle.
 
 What the stand-in model says (`respond`, shared with the fake Converse endpoint in the tests):
 after tool results, it sums them up; with tools, it calls those the last user message names
@@ -21,6 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +40,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 11, 7
+#: Input markers: a model server that fails on one particular input.
+INPUT_FAULTS = {"#fail-500": 500, "#fail-422": 422}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    #: socketserver's default backlog is 5: at 32+ clients connecting at once the kernel drops
+    #: SYNs and each costs a 1 s retransmit, which measures the stand-in, not the router.
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        """A client (the router) that hung up is part of the scenario, not an error to print."""
 
 
 def example(schema: Any) -> Any:
@@ -186,8 +210,10 @@ def fragments(text: str, n: int = 3) -> list[str]:
 
 
 class FakeUpstream:
-    def __init__(self):
+    def __init__(self, seed: int = 0, port: int = 0):
         self.modes: dict[str, str] = {}
+        #: Share of requests (0..1) a model's mode applies to; the rest are answered normally.
+        self.rates: dict[str, float] = {}
         self.calls: list[dict] = []
         #: (path, headers) of each chat request: an Azure-shaped path and its api-key header, for one.
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -200,6 +226,7 @@ class FakeUpstream:
         #: Streams whose client went away before the end (the router cancelled them).
         self.aborted = 0
         self.streams_finished = 0
+        self._rng, self._lock = random.Random(seed), threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -215,19 +242,20 @@ class FakeUpstream:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 fake.calls.append(body)
                 model = body.get("model", "")
+                mode = fake.mode_for(model)
                 if self.path.endswith("/embeddings"):
-                    return self._embeddings(body, fake.modes.get(model, "ok"))
-                mode = fake.modes.get(model, "ok")
+                    return self._embeddings(body, mode)
                 fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
-                if mode == "throttle" and fake.throttle_times.get(model, 0) > 0:
-                    fake.throttle_times[model] -= 1
+                last = body["messages"][-1].get("content")
+                for marker, status in INPUT_FAULTS.items():
+                    if isinstance(last, str) and marker in last:
+                        return self._send(status, {"error": {"message": f"cannot handle this input ({status})"}})
+                if mode == "throttle" and fake.throttled(model):
                     return self._send(429, {"error": {"message": "slow down"}}, {"retry-after": "0.05"})
                 if mode == "error":
                     return self._send(500, {"error": {"message": "boom"}})
-                if mode == "down":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
+                if mode in ("down", "reset"):
+                    return self._drop(reset=mode == "reset")
                 if mode == "slow":
                     time.sleep(fake.slow_s)
                 said = respond(heard_openai(body))
@@ -241,6 +269,8 @@ class FakeUpstream:
                     said = Said(answer(body["messages"]))
                 if body.get("stream"):
                     return self._stream(body, model, said, mode)
+                if mode == "garbage":
+                    return self._raw(200, b'{"id": "chatcmpl-fake", "choices": [{"mess')
                 message = openai_message(said)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -264,8 +294,12 @@ class FakeUpstream:
 
                 words = (said.text or "").split(" ") if said.text is not None else []
                 try:
+                    if mode == "garbage":
+                        self._write(b"data: {not json\n\n")
                     for index in range(body.get("n") or 1):
                         chunk({"role": "assistant", "content": ""}, index=index)
+                        if mode == "break-early":
+                            return self._drop(reset=False)
                         for k, (cid, name, args) in enumerate(said.calls):
                             chunk({"tool_calls": [{"index": k, "id": cid, "type": "function",
                                                    "function": {"name": name, "arguments": ""}}]}, index=index)
@@ -274,9 +308,7 @@ class FakeUpstream:
                         for i, word in enumerate(words):
                             chunk({"content": (" " if i else "") + word}, index=index)
                             if mode == "break" and i == 1:
-                                self.close_connection = True
-                                self.connection.shutdown(2)
-                                return
+                                return self._drop(reset=False)
                             if mode == "hang" and i == 1:
                                 time.sleep(fake.slow_s)
                             if mode == "drip":
@@ -294,18 +326,31 @@ class FakeUpstream:
             def _embeddings(self, body, mode):
                 if mode == "error":
                     return self._send(500, {"error": {"message": "boom"}})
+                if mode == "slow":
+                    time.sleep(fake.slow_s)
                 size = body.get("dimensions", 8)
                 data = [{"object": "embedding", "index": i, "embedding": [float(len(text))] + [0.5] * (size - 1)}
                         for i, text in enumerate(body["input"])]
                 self._send(200, {"object": "list", "data": list(reversed(data)), "model": body["model"],
                                  "usage": {"prompt_tokens": 3 * len(data), "total_tokens": 3 * len(data)}})
 
+            def _drop(self, reset: bool):
+                """Close without (the rest of) an answer; `reset` sends a TCP RST instead of a FIN."""
+                self.close_connection = True
+                if reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
             def _write(self, data: bytes):
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
             def _send(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
+                self._raw(status, json.dumps(payload).encode(), headers)
+
+            def _raw(self, status, data: bytes, headers=None):
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -314,9 +359,27 @@ class FakeUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def mode_for(self, model: str) -> str:
+        """The mode this request gets: the model's mode for its share of requests, else ok."""
+        mode = self.modes.get(model, "ok")
+        rate = self.rates.get(model, 1.0)
+        if mode == "ok" or rate >= 1.0:
+            return mode
+        with self._lock:
+            return mode if self._rng.random() < rate else "ok"
+
+    def throttled(self, model: str) -> bool:
+        with self._lock:
+            left = self.throttle_times.get(model)
+            if left is None:
+                return True
+            if left > 0:
+                self.throttle_times[model] = left - 1
+                return True
+            return False
 
     def usage(self, prompt: int, completion: int) -> dict:
         out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -335,3 +398,23 @@ class FakeUpstream:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main(argv=None) -> None:
+    """`python -m llm_blueprint.fake_upstream --port N`: the stand-in in a process of its own
+    (benchmarks that must not share an interpreter with the router)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    fake = FakeUpstream(port=args.port)
+    print(f"ready {fake.url}", flush=True)
+    try:
+        fake.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

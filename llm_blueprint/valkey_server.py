@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,9 +41,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the thread that started it ends, so a
+    parent killed outright (SIGKILL, a crash) leaves no server behind."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class ValkeyServer:
     port: int = 0
+    #: Linux: the server ends with the thread that started it (use from a thread that lives
+    #: as long as the server should, e.g. `serve`'s main thread).
+    die_with_parent: bool = False
     _proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     _dir: Optional[str] = field(default=None, repr=False)
 
@@ -52,7 +66,9 @@ class ValkeyServer:
         self._dir = tempfile.mkdtemp(prefix="llm-blueprint-valkey-")
         args = [str(server), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self._dir, "--loadmodule", str(module), "--protected-mode", "yes"]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        parent_death = _die_with_parent if self.die_with_parent and sys.platform == "linux" else None
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      preexec_fn=parent_death)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -64,6 +80,18 @@ class ValkeyServer:
                 time.sleep(0.05)
         self.stop()
         raise ServerError(f"valkey-server did not listen on {self.port} within {timeout_s} s")
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc is not None else None
+
+    def kill(self) -> None:
+        """Stop the server abruptly (SIGKILL), as a crashed node would; `start` brings it back on
+        the same port, empty."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        self.stop()
 
     @property
     def url(self) -> str:

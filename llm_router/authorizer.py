@@ -36,12 +36,34 @@ _clock = time.monotonic
 _CACHE: dict[str, Any] = {"at": None, "keys": {}}
 
 
+#: A key's own limits as the API-keys secret names them → `settings.RateLimit`'s fields.
+KEY_LIMITS = {"requestsPerMinute": "requests_per_minute", "tokensPerDay": "tokens_per_day"}
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who a valid key belongs to: the tenant scopes the cache; the key id names the key in logs."""
+    """Who a valid key belongs to: the tenant scopes the cache; the key id names the key in logs;
+    `limits` are the key's own (name, limit or None for none), replacing the stack's per-key ones."""
 
     tenant: str
     key_id: str
+    limits: tuple[tuple[str, Optional[int]], ...] = ()
+
+
+def key_limits(entry: Any) -> tuple[tuple[str, Optional[int]], ...]:
+    """A key's own limits from its secret entry (or the authorizer's context, where they are a
+    JSON string): only the known names, each a positive integer or null. Anything else is ignored."""
+    limits = entry.get("limits") if isinstance(entry, Mapping) else None
+    if isinstance(limits, str):
+        try:
+            limits = json.loads(limits)
+        except ValueError:
+            return ()
+    if not isinstance(limits, Mapping):
+        return ()
+    return tuple((name, limits[name]) for name in KEY_LIMITS if name in limits and (
+        limits[name] is None or (isinstance(limits[name], int) and not isinstance(limits[name], bool)
+                                 and limits[name] > 0)))
 
 
 class Unauthorized(Exception):
@@ -66,7 +88,7 @@ def principal_of(digest: str, entry: Any) -> Optional[Principal]:
     if isinstance(entry, str) and entry:
         return Principal(entry, derived_key_id(digest))
     if isinstance(entry, Mapping) and isinstance(entry.get("tenant"), str) and entry["tenant"]:
-        return Principal(entry["tenant"], str(entry.get("id") or derived_key_id(digest)))
+        return Principal(entry["tenant"], str(entry.get("id") or derived_key_id(digest)), key_limits(entry))
     return None
 
 
@@ -110,7 +132,8 @@ def allow_policy(principal: Principal, method_arn: str) -> dict[str, Any]:
         "principalId": principal.key_id,
         "policyDocument": {"Version": "2012-10-17", "Statement": [
             {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": f"{api}/{stage}/*"}]},
-        "context": {"tenant": principal.tenant, "keyId": principal.key_id},
+        "context": {"tenant": principal.tenant, "keyId": principal.key_id,
+                    **({"limits": json.dumps(dict(principal.limits))} if principal.limits else {})},
     }
 
 

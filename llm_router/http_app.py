@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .authorizer import Principal, authenticate
+from .authorizer import Principal, authenticate, key_limits
 from .errors import ApiError, error_body, internal_error, not_found, unauthorized
 from .quality import HEADER as SAMPLE_HEADER, opted_out
 from .router import Reply, Router, StreamReply
@@ -68,7 +68,7 @@ class GatewayAuth:
         tenant, key_id = verdict.get("tenant"), verdict.get("keyId") or verdict.get("principalId")
         if not (isinstance(tenant, str) and tenant and isinstance(key_id, str) and key_id):
             return None
-        return Principal(tenant, key_id)
+        return Principal(tenant, key_id, key_limits(verdict))
 
 
 def _json(reply: Reply) -> Response:
@@ -140,12 +140,12 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
     def core(request: Request) -> Router:
         return request.app.state.router
 
-    def tenant(request: Request) -> str:
+    def principal(request: Request) -> Principal:
         on_request(request)
         found = auth(request)
         if found is None:
             raise unauthorized()
-        return found.tenant
+        return found
 
     async def body(request: Request, limit: int) -> bytes:
         chunks, size = [], 0
@@ -156,10 +156,10 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def respond(request: Request, call: Callable[[Router, bytes, str, Optional[str]], Any]) -> Response:
+    async def respond(request: Request, call: Callable[[Router, bytes, Principal, Optional[str]], Any]) -> Response:
         request_id = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
         try:
-            who = tenant(request)
+            who = principal(request)
             router = core(request)
             raw = await body(request, router.settings.router.limits.max_body_bytes)
         except ApiError as e:
@@ -181,7 +181,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
 
     async def models(request: Request) -> Response:
         try:
-            tenant(request)
+            principal(request)
             return _json(core(request).models())
         except ApiError as e:
             return _error(e)

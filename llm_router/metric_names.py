@@ -46,7 +46,18 @@ CACHE_JUDGE_FAILED = "CacheJudgeFailed"
 CACHE_AUDIT_SAMPLES = "CacheAuditSamples"
 CACHE_AUDIT_WRONG = "CacheAuditWrong"
 CACHE_AUDIT_DROPPED = "CacheAuditDropped"
+#: Requests refused with a 429 by the per-key or per-tenant limits (`llm_router/limits.py`).
+RATE_LIMITED = "RateLimited"
+#: The limiter could not reach Valkey and let the request through.
+RATE_LIMIT_FAIL_OPEN = "RateLimitFailOpen"
 FALLBACKS = "Fallbacks"
+#: A circuit breaker opened / closed again. Published plain and with {service, backend, scope}:
+#: scope `backend` turns every tenant away from the backend, `tenant` only the tenant whose
+#: requests failed (`llm_router/resilience.py`).
+CIRCUIT_OPENED = "CircuitOpened"
+CIRCUIT_CLOSED = "CircuitClosed"
+#: Requests an open breaker sent past a backend (to its fallback, or a 503), same dimensions.
+CIRCUIT_REJECTED = "CircuitRejected"
 TOKENS_IN = "TokensIn"
 TOKENS_OUT = "TokensOut"
 ESTIMATED_COST_USD = "EstimatedCostUsd"

@@ -141,5 +141,8 @@ def chat(raw: bytes, max_bytes: int, max_messages: int,
     if stop is not None and not (isinstance(stop, str) or (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
         raise bad_request("'stop' must be a string or an array of up to 4 strings", "stop")
+    effort = body.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        raise bad_request("'reasoning_effort' must be a string such as low, medium or high", "reasoning_effort")
     validate_tools_and_parts(body, remote_image_hosts=remote_image_hosts)
     return body

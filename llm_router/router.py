@@ -11,6 +11,7 @@ byte; after that a failure ends the stream with an error event. The HTTP app
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -20,13 +21,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol, U
 from . import metric_names as m
 from . import capabilities, embeddings, requests, sse
 from .backends import PASSTHROUGH, Backend, UpstreamStream
+from .authorizer import Principal
 from .budgets import Fitted, fit
 from .cache import ResponseCache, Scope
 from .cache.keys import system_prompt
 from .cache.store import Lookup
 from .errors import ApiError, internal_error, unauthorized
+from .limits import Caller, Limiter, Ticket, as_principal
 from .prompt_cache import cost_usd, prompt_cache_tokens
-from .resilience import CircuitBreaker, CircuitOpen, RetryPolicy, UpstreamError
+from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, counts_against_backend
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
@@ -92,13 +95,28 @@ class Observed:
     """One request's outcome: counted, timed and logged exactly once (a stream finishes
     long after `chat` has returned)."""
 
-    def __init__(self, router: "Router", request_id: str, tenant: Optional[str], sample: bool = True):
-        self.router, self.started = router, time.monotonic()
-        self.context: dict[str, Any] = {"request_id": request_id, "tenant": tenant}
+    def __init__(self, router: "Router", request_id: str, who: Optional[Principal], sample: bool = True):
+        self.router, self.started, self.who = router, time.monotonic(), who
+        self.context: dict[str, Any] = {"request_id": request_id, "tenant": who.tenant if who else None}
+        if who is not None:
+            self.context["key_id"] = who.key_id
         self.done = False
+        #: The rate limiter's admission (its headers go on the answer) and the tokens the answer used.
+        self.ticket: Optional[Ticket] = None
+        self.tokens = 0
         #: False when the request opted out of quality sampling.
         self.sample = sample
         router.safely("metrics", router.metrics.add, m.REQUESTS, 1)
+
+    def admit(self, tokens: int) -> None:
+        """Hold the request to its key's and tenant's limits (a 429 when over one)."""
+        limiter = self.router.limiter
+        if limiter is not None and self.who is not None:
+            self.ticket = limiter.admit(self.who, tokens)
+
+    def headers(self, reply: Union["Reply", "StreamReply"]) -> None:
+        if self.ticket is not None:
+            reply.headers = {**self.ticket.headers, **reply.headers}
 
     def ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
@@ -113,15 +131,18 @@ class Observed:
             r.safely("metrics", r.metrics.add, m.CLIENT_ERRORS, 1)
         elif status >= 500:
             r.safely("metrics", r.metrics.add, m.SERVER_ERRORS, 1)
-        r.log.info("chat", extra={**self.context, "status": status, "latency_ms": round(elapsed, 2)})
+        if self.ticket is not None:
+            r.safely("rate limits", self.ticket.settle, self.tokens)
+        r.log.info("chat", extra={**self.context, "status": status, "latency_ms": round(elapsed, 2),
+                                  "tokens": self.tokens})
 
 
 class Router:
     def __init__(self, settings: RouterSettings, backends: dict[str, Backend], cache: Optional[ResponseCache] = None,
                  metrics: Optional[Metrics] = None, log: Optional[logging.Logger] = None,
                  retry: Optional[RetryPolicy] = None, embedders: Optional[dict[str, EmbeddingsBackend]] = None,
-                 sampler: Optional["Sampler"] = None):
-        self.settings, self.backends, self.cache = settings, backends, cache
+                 sampler: Optional["Sampler"] = None, limiter: Optional[Limiter] = None):
+        self.settings, self.backends, self.cache, self.limiter = settings, backends, cache, limiter
         self.sampler = sampler
         self.tiers = {t.name: t for t in settings.tiers}
         #: What each tier can do, from its settings: requests needing more are refused, never trimmed.
@@ -131,7 +152,8 @@ class Router:
         self.metrics = metrics or NullMetrics()
         self.log = log or logging.getLogger("llm_router")
         self.retry = retry or RetryPolicy()
-        self.breakers = {name: CircuitBreaker() for name in (*backends, *self.embedders)}
+        self.breakers = Breakers((*backends, *self.embedders), on_change=self._breaker_changed,
+                                 on_reject=self._breaker_rejected)
 
     # ----------------------------------------------------------- plumbing
     def safely(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -145,6 +167,17 @@ class Router:
                 self.metrics.add(m.SIDE_EFFECT_ERRORS, 1)
             return None
 
+    def _breaker_changed(self, backend: str, scope: str, tenant: str, state: str) -> None:
+        name = m.CIRCUIT_OPENED if state == "open" else m.CIRCUIT_CLOSED
+        self.log.warning("circuit %s for %s", state, backend, extra={"backend": backend, "scope": scope,
+                                                                     "tenant": tenant})
+        self.safely("metrics", self.metrics.add, name, 1)
+        self.safely("metrics", self.metrics.add, name, 1, "Count", {"backend": backend, "scope": scope})
+
+    def _breaker_rejected(self, backend: str, scope: str) -> None:
+        self.safely("metrics", self.metrics.add, m.CIRCUIT_REJECTED, 1)
+        self.safely("metrics", self.metrics.add, m.CIRCUIT_REJECTED, 1, "Count", {"backend": backend, "scope": scope})
+
     # ---------------------------------------------------------------- models
     def models(self) -> Reply:
         created = int(time.time())
@@ -156,33 +189,37 @@ class Router:
         return Reply(200, {"object": "list", "data": data})
 
     # ------------------------------------------------------------ embeddings
-    def embed(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None) -> Reply:
+    def embed(self, raw: bytes, tenant: Caller, request_id: Optional[str] = None) -> Reply:
         """`/v1/embeddings`. Never raises: every failure is an OpenAI error reply."""
-        obs = Observed(self, request_id or uuid.uuid4().hex, tenant)
+        obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant))
+        tenant = obs.context["tenant"]
         try:
             if not tenant:
                 raise unauthorized()
             model, texts, encoding, dimensions = embeddings.parse(
                 raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
             obs.context.update(model=model.name, inputs=len(texts))
+            obs.admit(sum(count_text(t) for t in texts))
             backend = self.embedders[model.name]
             deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
             try:
                 vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
-                                                 deadline, self.breakers[model.name], on_retry=self._retried)
+                                                 deadline, self.breakers.guard(model.name, tenant),
+                                                 on_retry=self._retried)
             except CircuitOpen:
                 raise ApiError(503, f"the '{model.name}' embeddings backend is failing; retry shortly", "server_error",
                                "upstream_unavailable", headers={"retry-after": "5"}) from None
             except UpstreamError as e:
                 self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
-                if e.status == 400:
-                    raise ApiError(400, f"the model rejected the input ({e})", code="upstream_rejected") from e
+                if e.client_fault:
+                    raise ApiError(413 if e.status == 413 else 400, f"the model rejected the input ({e})",
+                                   code="upstream_rejected") from e
                 raise ApiError(504 if e.status == 504 else 502, f"the embeddings backend failed ({e})",
                                "server_error", "upstream_error") from e
             if any(len(v) != dimensions for v in vectors):
                 raise ApiError(502, f"the embeddings backend returned vectors of another size than {dimensions}",
                                "server_error", "upstream_error")
-            tokens = tokens or sum(count_text(t) for t in texts)
+            tokens = obs.tokens = tokens or sum(count_text(t) for t in texts)
             self.safely("metrics", self._account_embeddings, model, len(texts), tokens)
             reply = Reply(200, embeddings.response(model.name, vectors, encoding, tokens),
                           {"x-llm-model": model.model, "x-llm-backend": backend.kind})
@@ -193,6 +230,7 @@ class Router:
             self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
             reply = Reply(500, internal_error().body())
         reply.headers["x-request-id"] = obs.context["request_id"]
+        obs.headers(reply)
         obs.finish(reply.status)
         return reply
 
@@ -203,12 +241,14 @@ class Router:
             self.metrics.add(m.ESTIMATED_COST_USD, tokens * model.price.input_per_mtok / 1e6, "None")
 
     # ------------------------------------------------------------------ chat
-    def chat(self, raw: bytes, tenant: Optional[str], request_id: Optional[str] = None,
+    def chat(self, raw: bytes, tenant: Caller, request_id: Optional[str] = None,
              cache_control: Optional[str] = None, sample: bool = True) -> Union[Reply, StreamReply]:
-        """Never raises: every failure is an OpenAI error reply. `cache_control` is the client's
-        Cache-Control header (`no-cache`, `no-store`); `sample=False`: the request opted out of
-        quality sampling."""
-        obs = Observed(self, request_id or uuid.uuid4().hex, tenant, sample)
+        """Never raises: every failure is an OpenAI error reply. `tenant` is the caller: its
+        `Principal` (tenant, key id, the key's limits) or, in-process, just the tenant.
+        `cache_control` is the client's Cache-Control header (`no-cache`, `no-store`);
+        `sample=False`: the request opted out of quality sampling."""
+        obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant), sample)
+        tenant = obs.context["tenant"]
         try:
             if not tenant:
                 raise unauthorized()
@@ -226,6 +266,7 @@ class Router:
             self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
             reply = Reply(500, internal_error().body())
         reply.headers["x-request-id"] = obs.context["request_id"]
+        obs.headers(reply)
         if isinstance(reply, Reply):
             obs.finish(reply.status)
         return reply
@@ -243,6 +284,7 @@ class Router:
             obs.context["messages"] = fitted.messages
         if fitted.capped:
             self.safely("metrics", self.metrics.add, m.BUDGET_CAPPED, 1)
+        obs.admit(fitted.prompt_tokens + fitted.max_tokens)
         upstream = {k: body[k] for k in PASSTHROUGH if k in body}
         upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
         headers = {"x-llm-tier": tier_name, "x-llm-tier-reason": reason}
@@ -278,7 +320,9 @@ class Router:
         response, answered_by, degraded = self._call_chain(
             p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
-        self.safely("metrics", self._account, answered_by, response.get("usage") or {})
+        usage = response.get("usage") or {}
+        obs.tokens = _int(usage.get("prompt_tokens", 0)) + _int(usage.get("completion_tokens", 0))
+        self.safely("metrics", self._account, answered_by, usage)
         if p.state is not None:
             self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
         self._sample(p, obs, answered_by, "model", response)
@@ -320,17 +364,21 @@ class Router:
         deadline = obs.started + self.settings.router.timeouts.stream_deadline_s - 0.3
 
         def open_first(backend: Backend, body: dict[str, Any], remaining: float):
+            """Read up to the first chunk that carries something: a stream that breaks before
+            it (after a bare role chunk, say) can still be retried or fall back whole."""
             upstream = backend.stream(body, remaining)
             chunks = iter(upstream)
+            opening: list[dict[str, Any]] = []
             try:
-                first = next(chunks)
+                while not (opening and _carries(opening[-1])):
+                    opening.append(next(chunks))
             except StopIteration:
                 upstream.close()
-                raise UpstreamError(502, "upstream ended the stream before its first chunk") from None
+                raise UpstreamError(502, "upstream ended the stream before its first content") from None
             except BaseException:
                 upstream.close()
                 raise
-            return upstream, chunks, first
+            return upstream, chunks, opening
 
         (upstream, chunks, first), answered_by, degraded = self._call_chain(
             p.tier.name, deadline, obs, open_first, p.upstream)
@@ -368,7 +416,7 @@ class Router:
             call_body = {**body, "max_tokens": min(body["max_tokens"], self.tiers[name].max_tokens)}
             try:
                 result = self.retry.run(lambda remaining: call(backend, call_body, remaining), tier_deadline,
-                                        self.breakers[name], on_retry=self._retried)
+                                        self.breakers.guard(name, obs.context.get("tenant")), on_retry=self._retried)
                 if i:
                     self.metrics.add(m.FALLBACKS, 1)
                 return result, name, i > 0
@@ -377,9 +425,9 @@ class Router:
             except UpstreamError as e:
                 last = e
                 self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
-                if not e.retryable and e.status == 400:
-                    raise ApiError(400, f"the model rejected the request ({e})", "invalid_request_error",
-                                   "upstream_rejected") from e
+                if e.client_fault:  # the client's input: its answer, not a reason to try the next backend
+                    raise ApiError(413 if e.status == 413 else 400, f"the model rejected the request ({e})",
+                                   "invalid_request_error", "upstream_rejected") from e
         if isinstance(last, CircuitOpen):
             raise ApiError(503, "every backend for this tier is failing; retry shortly", "server_error",
                            "upstream_unavailable", headers={"retry-after": "5"})
@@ -393,7 +441,7 @@ class _Relay:
     error event, and caches the answer only when the stream finished normally."""
 
     def __init__(self, router: Router, p: Prepared, obs: Observed, upstream: UpstreamStream,
-                 chunks: Iterator[dict[str, Any]], first: dict[str, Any], tier: str, degraded: bool):
+                 chunks: Iterator[dict[str, Any]], first: list[dict[str, Any]], tier: str, degraded: bool):
         self.router, self.p, self.obs = router, p, obs
         self.upstream, self.chunks, self.first = upstream, chunks, first
         self.tier, self.degraded = tier, degraded
@@ -411,7 +459,7 @@ class _Relay:
         answer = sse.Assembler()
         status, first_sent = 200, False
         try:
-            for c in _prepend(self.first, self.chunks):
+            for c in itertools.chain(self.first, self.chunks):
                 answer.add(c)
                 if not self._visible(c):
                     continue
@@ -436,6 +484,8 @@ class _Relay:
                 if not isinstance(e, UpstreamError):
                     r.log.exception("stream failed", extra={"request_id": obs.context["request_id"]})
                     e = UpstreamError(502, "internal error")
+                elif counts_against_backend(e):  # the backend broke its stream: its failure, not a cancel
+                    r.breakers.guard(self.tier, obs.context.get("tenant")).failure()
                 r.log.warning("stream broke after its first byte: %s", e, extra={"request_id": obs.context["request_id"]})
                 yield sse.error_event(f"the model backend failed mid-stream ({e})", "server_error", "upstream_error")
         except GeneratorExit:
@@ -460,6 +510,7 @@ class _Relay:
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))
+        self.obs.tokens = _int(tokens_in) + _int(tokens_out)
         r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
         if p.state is not None and not answer.tool_calls:
             completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
@@ -474,6 +525,21 @@ def _answer_text(completion: dict[str, Any]) -> str:
     return content_text(message) if isinstance(message, dict) else ""
 
 
-def _prepend(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rest
+def _int(value: Any) -> int:
+    """A usage count as the upstream reported it, or 0 when it is not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _carries(chunk: dict[str, Any]) -> bool:
+    """A chunk with something beyond the role: content, reasoning, tool calls, a finish, usage."""
+    if not isinstance(chunk, dict):
+        return True
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta")
+        if not isinstance(delta, dict) or any(v not in (None, "", [], {}) for k, v in delta.items() if k != "role"):
+            return True
+    return False

@@ -115,6 +115,25 @@ class RequestLimits:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """None: no limit."""
+
+    requests_per_minute: Optional[int]
+    tokens_per_day: Optional[int]
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """`router.rateLimits`: enforced in Valkey by `llm_router.limits`."""
+
+    #: Every key's limits unless the key has its own (stored with it in the API-keys secret).
+    per_key: RateLimit
+    #: Every tenant's limits (all its keys together) unless `tenants` names it.
+    per_tenant: RateLimit
+    tenants: dict[str, RateLimit]
+
+
+@dataclass(frozen=True)
 class FrontDoorSettings:
     """`router` in the stack config, as far as the data plane reads it."""
 
@@ -129,6 +148,7 @@ class FrontDoorSettings:
     #: Hosts whose http(s) image URLs a request may carry (the router, or the model server behind
     #: it, fetches them); every other remote image is a 400. Empty: images travel inline only.
     remote_image_hosts: tuple[str, ...]
+    rate_limits: RateLimitSettings
 
 
 # --------------------------------------------------------------------- cache

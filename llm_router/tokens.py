@@ -45,7 +45,8 @@ def count_text(text: str) -> int:
 def content_text(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        # Only a string is text: a non-text part may carry a stray "text" of any type.
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return "" if content is None else str(content)
 
 

@@ -13,6 +13,7 @@ from . import metric_names as m
 from .backends import AzureOpenAI, Backend, Bedrock, OpenAICompatible
 from .cache import ResponseCache
 from .embeddings import CohereEmbeddings, EmbeddingsBackend, OpenAIEmbeddings, TitanEmbeddings
+from .limits import Limiter
 from .router import Metrics, Router
 from .settings import Resources, RouterSettings, TierSettings
 
@@ -263,9 +264,32 @@ def sampler(settings: RouterSettings, res: Resources, metrics: Metrics):
     return Sampler(settings.quality, S3Sink(res.quality_samples_bucket, res.region), metrics)
 
 
+def limiter(settings: RouterSettings, res: Resources, metrics: Metrics,
+            response_cache: Optional[ResponseCache]) -> Optional[Limiter]:
+    """Per-key and per-tenant limits, counted in the cache's Valkey (the cache's client when it
+    has one; else a client of its own, which fails open while Valkey is unreachable)."""
+    if not res.cache_endpoint:
+        return None
+    if response_cache is not None:
+        client = response_cache.client
+    else:
+        from .cache.store import connect
+
+        try:
+            password = secret(res.cache_secret_arn).get("value")
+        except Exception as e:  # noqa: BLE001 - no limits is better than no router
+            log.error("rate limits off at start-up: %s", type(e).__name__)
+            metrics.add(m.RATE_LIMIT_FAIL_OPEN, 1)
+            return None
+        client = connect(res.cache_endpoint, 6379, password, tls=True, timeout_ms=settings.cache.timeout_ms)
+    return Limiter(client, settings.router.rate_limits, on_metric=lambda n, v: metrics.add(n, v))
+
+
 def from_environment(settings: RouterSettings, res: Resources, metrics: Metrics, log_=None) -> Router:
-    return cache_checks(Router(settings, backends(settings, res), cache(settings, res, metrics), metrics, log_ or log,
-                               embedders=embedders(settings, res), sampler=sampler(settings, res, metrics)))
+    response_cache = cache(settings, res, metrics)
+    return cache_checks(Router(settings, backends(settings, res), response_cache, metrics, log_ or log,
+                               embedders=embedders(settings, res), sampler=sampler(settings, res, metrics),
+                               limiter=limiter(settings, res, metrics, response_cache)))
 
 
 def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str, str],
@@ -289,10 +313,12 @@ def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str,
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,
-          metrics: Optional[Metrics] = None, api_key: Optional[str] = None, sampler=None) -> Router:
+          metrics: Optional[Metrics] = None, api_key: Optional[str] = None, sampler=None,
+          limits: Optional[Limiter] = None) -> Router:
     """Every tier served by one OpenAI-compatible upstream (vLLM, TGI, a fake in tests)."""
     t = settings.router.timeouts
     served = {tier.name: OpenAICompatible(upstream, tier.model, api_key, connect_s=t.connect_s,
                                           read_s=t.read_s) for tier in settings.tiers}
     embedding = {e.name: OpenAIEmbeddings.at(upstream, e.model, api_key) for e in settings.embeddings}
-    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding, sampler=sampler))
+    return cache_checks(Router(settings, served, response_cache, metrics, log, embedders=embedding, sampler=sampler,
+                               limiter=limits))

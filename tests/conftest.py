@@ -97,3 +97,28 @@ def minilm():
     from llm_router.cache.embedders import LocalMiniLM
 
     return LocalMiniLM()
+
+
+def short_deadlines():
+    """Deadlines of seconds, not minutes: fault tests wait for timeouts."""
+    from llm_router.timeouts import Timeouts
+
+    return Timeouts(lambda_timeout_s=30, integration_timeout_ms=30000, stream_deadline_s=5, buffered_deadline_s=3,
+                    connect_s=1, read_s=2)
+
+
+def serve_uncached(upstream_url: str, keys: dict):
+    """`serve`'s app without the cache, on short deadlines and quick retries, under uvicorn:
+    yields (LocalStack, base URL of /v1)."""
+    import contextlib
+
+    from llm_blueprint.serve import build
+
+    @contextlib.contextmanager
+    def served():
+        local = build(validated_config("dev"), upstream_url, keys, cache=False, timeouts=short_deadlines())
+        local.router.retry.base_s = 0.01
+        with running(local.app) as base:
+            yield local, f"{base}/v1"
+
+    return served()

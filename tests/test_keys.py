@@ -141,7 +141,7 @@ def test_keys_in_the_older_form_still_work_and_get_a_stable_id(secret):
     assert decision["context"] == {"tenant": "initech", "keyId": f"key-{digest[:12]}"}
     listed = runner.invoke(app, ["keys", "list", "--secret-id", arn, "--json"])
     assert json.loads(listed.stdout) == [{"id": f"key-{digest[:12]}", "tenant": "initech", "created": None,
-                                          "last_used": None, "requests": None}]
+                                          "last_used": None, "requests": None, "limits": {}}]
     gone = runner.invoke(app, ["keys", "revoke", "--key-id", f"key-{digest[:12]}", "--secret-id", arn])
     assert gone.exit_code == 0 and stored(arn) == {}
 

@@ -213,13 +213,18 @@ def test_slow_upstream_falls_back_within_the_deadline(client, upstream):
 def test_all_backends_failing_is_a_clean_5xx_then_the_circuit_opens(client, upstream, served):
     upstream.modes[FAST] = upstream.modes[SMART] = "error"
     statuses = []
-    for i in range(4):
+    for i in range(6):
         with pytest.raises(openai.APIStatusError) as e:
             create(client, f"Everything is down {i}", model="fast")
         statuses.append(e.value.status_code)
         assert "Traceback" not in e.value.response.text
-    assert statuses[0] == 502 and statuses[-1] == 503
-    assert served[0].router.breakers["fast"].state == "open"
+    assert statuses == [502] * 5 + [503]  # five failed requests open the tenant's breakers
+    breakers = served[0].router.breakers
+    assert breakers.state("fast", "acme") == "open" and breakers["fast"].state == "closed"
+    other = openai.OpenAI(base_url=served[1], api_key=OTHER_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as e:  # a second tenant fails too: an outage, open for all
+        create(other, "Everything is down for us too", model="fast")
+    assert e.value.status_code == 502 and breakers["fast"].state == "open"
 
 
 def test_truncated_answers_are_not_cached(client, upstream):

@@ -120,14 +120,14 @@ def test_a_client_that_disconnects_cancels_the_upstream_request(served, upstream
     upstream.modes[FAST] = "drip"
     upstream.drip_s = 0.2
     aborted = upstream.aborted
+    metrics = served[0].router.metrics
+    cancelled = metrics.count(m.STREAMS_CANCELLED)  # before: the relay may record the cancel at once
     body = {"model": "fast", "stream": True, "messages": ask(" ".join(["word"] * 60) + " #cancel")}
     with httpx.stream("POST", f"{served[1]}/chat/completions", json=body, timeout=10,
                       headers={"authorization": f"Bearer {KEY}"}) as r:
         lines = r.iter_lines()
         assert next(lines).startswith("data: ")
         next(lines)
-    metrics = served[0].router.metrics
-    cancelled = metrics.count(m.STREAMS_CANCELLED)
     deadline = time.monotonic() + 5  # the fake notices at its next write; the relay when its read fails
     while (upstream.aborted == aborted or metrics.count(m.STREAMS_CANCELLED) == cancelled) \
             and time.monotonic() < deadline:

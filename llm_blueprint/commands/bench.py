@@ -157,3 +157,74 @@ def bench_stream_cmd(
     c = figures["chunks"]
     out.print(f"chunks sent {c['sent_by_upstream']:,}, delivered {c['delivered_by_router']:,}; "
               f"import {figures['import_ms']} ms, artifact {figures['artifact_mb']} MB")
+
+
+@app.command("faults")
+def bench_faults_cmd(
+    requests: int = typer.Option(2400, min=100, help="Requests in all; each phase of the schedule gets an equal share."),
+    concurrency: int = typer.Option(16, min=1),
+    tenants: int = typer.Option(4, min=2, help="Tenants (two keys each) sending the requests."),
+    stack: str = typer.Option("dev", help="Stack whose router settings to use (deadlines are shortened)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The router under injected faults (primary backend, embedder, Valkey) with a healthy fallback:
+    client-visible 5xx, lost answers, fallbacks, breaker opens, cache errors, latency."""
+    from ..bench_faults import bench_faults
+
+    load_config(stack)
+    figures = bench_faults(requests, concurrency, stack, tenants, progress=lambda s: err.print(s, highlight=False))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table(title=f"{figures['requests']:,} requests at concurrency {figures['concurrency']}",
+                  title_justify="left")
+    for col in ("phase", "requests", "statuses", "5xx", "lost", "stream errors", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col in ("phase", "statuses") else "right")
+    for p in figures["phases"]:
+        table.add_row(p["phase"], str(p["requests"]), " ".join(f"{k}:{v}" for k, v in p["by_status"].items()),
+                      str(p["client_5xx"]), str(p["lost"]), str(p["stream_errors"]), f"{p['p50_ms']:.1f}",
+                      f"{p['p99_ms']:.1f}")
+    out.print(table)
+    out.print(f"client 5xx {figures['client_5xx']}, lost {figures['lost']}, stream errors {figures['stream_errors']}, "
+              f"fallbacks {figures['fallbacks']}, breaker opens {figures['breaker_opens']}, "
+              f"cache errors {figures['cache_errors']}; p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms",
+              highlight=False)
+
+
+@app.command("load")
+def bench_load_cmd(
+    levels: str = typer.Option("1,8,32,64", help="Concurrency levels, comma-separated."),
+    requests: int = typer.Option(400, min=20, help="Requests per level for each of router and direct."),
+    stack: str = typer.Option("dev", help="Stack whose router settings `serve` uses."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the curves into this PNG (e.g. docs/load.png)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Throughput and p50/p99 latency per concurrency level: the router against the same model server called
+    directly, in one run."""
+    from ..bench_load import bench_load, plot as draw
+
+    try:
+        chosen = tuple(int(c) for c in levels.split(","))
+    except ValueError:
+        fail_config(f"--levels {levels!r}: expected numbers separated by commas")
+    if not chosen or min(chosen) < 1:
+        fail_config("--levels: every level is at least 1")
+    load_config(stack)
+    figures = bench_load(chosen, requests, stack, progress=lambda s: err.print(s, highlight=False))
+    if plot is not None:
+        draw(figures, plot)
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table(title=f"{requests} requests per level and target", title_justify="left")
+    for col in ("clients", "router req/s", "direct req/s", "router p50", "direct p50", "router p99", "direct p99",
+                "errors"):
+        table.add_column(col, justify="right")
+    for row in figures["levels"]:
+        r, d = row["router"], row["direct"]
+        table.add_row(str(row["concurrency"]), f"{r['requests_per_s']:.0f}", f"{d['requests_per_s']:.0f}",
+                      f"{r['p50_ms']:.1f}", f"{d['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{d['p99_ms']:.1f}",
+                      str(r["errors"] + d["errors"]))
+    out.print(table)
+    if plot is not None:
+        out.print(f"plot: {plot}", highlight=False)

@@ -35,18 +35,20 @@ def serve(
                    "model server; its key from VLLM_API_KEY."),
     port: int = typer.Option(8080),
     api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
-    no_cache: bool = typer.Option(False, help="Run without the cache (no Valkey, no embedder)."),
+    no_cache: bool = typer.Option(False, help="Run without the cache and the rate limits (no Valkey, no embedder)."),
+    no_semantic: bool = typer.Option(False, help="Exact cache and rate limits only: starts without loading MiniLM."),
+    grace_seconds: float = typer.Option(10.0, min=0, help="On SIGTERM/SIGINT: how long requests in flight may "
+                                                           "finish before their streams are cancelled."),
     samples: Optional[Path] = typer.Option(None, help="Write quality samples to this JSON Lines file "
                                            "(`slo evaluate` reads it)."),
     sample_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
                                                 help="Share of answers sampled (default: the stack's quality.sampleRate)."),
 ) -> None:
-    """Run the same router locally: real Valkey vector search, local MiniLM embeddings."""
-    import uvicorn
-
+    """Run the same router locally: real Valkey vector search, local MiniLM embeddings.
+    SIGTERM or Ctrl-C stops it cleanly, the Valkey server included."""
     from llm_router.wiring import StartupError
 
-    from ..serve import build
+    from ..serve import build, serve_until_stopped
 
     _, cfg = load_config(stack)
     keys = _pairs(api_key, "--api-key", "KEY=TENANT")
@@ -58,7 +60,7 @@ def serve(
         fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
     try:
         local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints, samples=samples,
-                            sample_rate=sample_rate)
+                            sample_rate=sample_rate, semantic=not no_semantic, die_with_parent=True)
     except StartupError as e:
         fail_config(f"cannot serve stack {stack} with its own backends:\n"
                     + "\n".join(f"  - {p}" for p in e.problems)
@@ -68,7 +70,5 @@ def serve(
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
             err.print(f"API key for tenant '{tenant}': {key}", highlight=False)
-    try:
-        uvicorn.run(local_stack.app, host="127.0.0.1", port=port, log_level="warning")
-    finally:
-        local_stack.close()
+    serve_until_stopped(local_stack, port, grace_seconds, say=lambda text: err.print(text, highlight=False))
+    err.print("stopped", highlight=False)
