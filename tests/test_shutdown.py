@@ -69,8 +69,8 @@ def serve(upstream):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llm_blueprint", "serve", "--stack", "dev", "--upstream", upstream.url,
-         "--port", str(port), "--no-semantic", "--api-key", f"{KEY}=acme", "--grace-seconds", str(GRACE_S)],
-        cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--port", str(port), "--no-semantic", "--grace-seconds", str(GRACE_S)],
+        env={**os.environ, "LLM_BLUEPRINT_API_KEYS": f"{KEY}=acme"}, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -138,3 +138,9 @@ def test_killed_outright_its_valkey_still_ends(serve):
     proc.kill()
     proc.wait()
     assert gone_within([valkey], 5)
+
+
+def test_serve_keeps_its_api_keys_out_of_its_arguments(serve):
+    """`ps` shows a process's arguments to every user of the machine."""
+    proc, _ = serve
+    assert KEY not in Path(f"/proc/{proc.pid}/cmdline").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +11,8 @@ import typer
 from .common import err, fail_config, load_config
 
 app = typer.Typer()
+#: Where `serve` reads its API keys from when no file is given (never from its arguments).
+KEYS_ENV = "LLM_BLUEPRINT_API_KEYS"
 
 
 def _pairs(items: Optional[list[str]], option: str, what: str) -> dict[str, str]:
@@ -17,7 +20,8 @@ def _pairs(items: Optional[list[str]], option: str, what: str) -> dict[str, str]
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            fail_config(f"{option} {item!r}: expected {what}")
+            fail_config(f"{option}: an entry is not {what}" if option == KEYS_ENV or option.endswith("file")
+                        else f"{option} {item!r}: expected {what}")
         out[name] = value
     return out
 
@@ -34,7 +38,10 @@ def serve(
         None, help="TIER=URL (repeatable): a vllm-eks tier's OpenAI-compatible base URL, e.g. a port-forward of its "
                    "model server; its key from VLLM_API_KEY."),
     port: int = typer.Option(8080),
-    api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
+    api_keys_file: Optional[Path] = typer.Option(
+        None, exists=True, dir_okay=False, help="API keys, one KEY=TENANT per line (also: the environment variable "
+        f"{KEYS_ENV}, comma-separated). Keys never go on a command line, where `ps` shows them. Default: one "
+        "generated key, printed once."),
     no_cache: bool = typer.Option(False, help="Run without the cache and the rate limits (no Valkey, no embedder)."),
     no_semantic: bool = typer.Option(False, help="Exact cache and rate limits only: starts without loading MiniLM."),
     grace_seconds: float = typer.Option(10.0, min=0, help="On SIGTERM/SIGINT: how long requests in flight may "
@@ -51,7 +58,8 @@ def serve(
     from ..serve import build, serve_until_stopped
 
     _, cfg = load_config(stack)
-    keys = _pairs(api_key, "--api-key", "KEY=TENANT")
+    lines = api_keys_file.read_text().split() if api_keys_file else os.environ.get(KEYS_ENV, "").replace(",", " ").split()
+    keys = _pairs(lines, "--api-keys-file" if api_keys_file else KEYS_ENV, "KEY=TENANT")
     endpoints = _pairs(endpoint, "--endpoint", "TIER=URL")
     unknown = sorted(set(endpoints) - {t.name for t in cfg.serving.tiers if t.backend == "vllm-eks"})
     if unknown:

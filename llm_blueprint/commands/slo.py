@@ -58,15 +58,16 @@ def slo_evaluate(
     upstream: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL serving the judge "
                                            "(default: the stand-in model server's lexical judge)."),
     model: Optional[str] = typer.Option(None, help="Model to ask at --upstream (default: the judge tier's)."),
-    api_key: Optional[str] = typer.Option(None, envvar="LLM_BLUEPRINT_JUDGE_API_KEY",
-                                          help="Bearer key for --upstream."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Judge a file of samples as the scheduled evaluator does: per-sample verdicts and the score."""
+    """Judge a file of samples as the scheduled evaluator does: per-sample verdicts and the score.
+    A bearer key for --upstream comes from LLM_BLUEPRINT_JUDGE_API_KEY (never the command line)."""
+    import os
+
     from ..slo_evaluate import as_json as report_json, run
 
     _, cfg = load_config(stack)
-    result = report_json(run(cfg, samples, upstream, model, api_key), cfg)
+    result = report_json(run(cfg, samples, upstream, model, os.environ.get("LLM_BLUEPRINT_JUDGE_API_KEY")), cfg)
     if as_json:
         write_json(result)
         return
