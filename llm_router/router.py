@@ -192,47 +192,38 @@ class Router:
     def embed(self, raw: bytes, tenant: Caller, request_id: Optional[str] = None) -> Reply:
         """`/v1/embeddings`. Never raises: every failure is an OpenAI error reply."""
         obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant))
-        tenant = obs.context["tenant"]
-        try:
-            if not tenant:
-                raise unauthorized()
-            model, texts, encoding, dimensions = embeddings.parse(
-                raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
-            obs.context.update(model=model.name, inputs=len(texts))
-            obs.admit(sum(count_text(t) for t in texts))
-            backend = self.embedders[model.name]
-            deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
-            try:
-                vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
-                                                 deadline, self.breakers.guard(model.name, tenant),
-                                                 on_retry=self._retried)
-            except CircuitOpen:
-                raise ApiError(503, f"the '{model.name}' embeddings backend is failing; retry shortly", "server_error",
-                               "upstream_unavailable", headers={"retry-after": "5"}) from None
-            except UpstreamError as e:
-                self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
-                if e.client_fault:
-                    raise ApiError(413 if e.status == 413 else 400, f"the model rejected the input ({e})",
-                                   code="upstream_rejected") from e
-                raise ApiError(504 if e.status == 504 else 502, f"the embeddings backend failed ({e})",
-                               "server_error", "upstream_error") from e
-            if any(len(v) != dimensions for v in vectors):
-                raise ApiError(502, f"the embeddings backend returned vectors of another size than {dimensions}",
-                               "server_error", "upstream_error")
-            tokens = obs.tokens = tokens or sum(count_text(t) for t in texts)
-            self.safely("metrics", self._account_embeddings, model, len(texts), tokens)
-            reply = Reply(200, embeddings.response(model.name, vectors, encoding, tokens),
-                          {"x-llm-model": model.model, "x-llm-backend": backend.kind})
-        except ApiError as e:
-            reply = Reply(e.status, e.body(), dict(e.headers))
-            obs.context["error"] = e.code
-        except Exception:  # noqa: BLE001 - never a stack trace to the client
-            self.log.exception("unexpected error", extra={"request_id": obs.context["request_id"]})
-            reply = Reply(500, internal_error().body())
-        reply.headers["x-request-id"] = obs.context["request_id"]
-        obs.headers(reply)
+        reply = self._answer(obs, lambda: self._embed(raw, obs))
         obs.finish(reply.status)
         return reply
+
+    def _embed(self, raw: bytes, obs: Observed) -> Reply:
+        model, texts, encoding, dimensions = embeddings.parse(
+            raw, self.settings.router.limits.max_body_bytes, self.embedding_models, self.settings.tier_names)
+        obs.context.update(model=model.name, inputs=len(texts))
+        obs.admit(sum(count_text(t) for t in texts))
+        backend = self.embedders[model.name]
+        deadline = obs.started + self.settings.router.timeouts.buffered_deadline_s - 0.3
+        try:
+            vectors, tokens = self.retry.run(lambda remaining: backend.embed(texts, dimensions, remaining),
+                                             deadline, self.breakers.guard(model.name, obs.context["tenant"]),
+                                             on_retry=self._retried)
+        except CircuitOpen:
+            raise ApiError(503, f"the '{model.name}' embeddings backend is failing; retry shortly", "server_error",
+                           "upstream_unavailable", headers={"retry-after": "5"}) from None
+        except UpstreamError as e:
+            self.metrics.add(m.UPSTREAM_THROTTLED if e.throttled else m.UPSTREAM_ERRORS, 1)
+            if e.client_fault:
+                raise ApiError(413 if e.status == 413 else 400, f"the model rejected the input ({e})",
+                               code="upstream_rejected") from e
+            raise ApiError(504 if e.status == 504 else 502, f"the embeddings backend failed ({e})",
+                           "server_error", "upstream_error") from e
+        if any(len(v) != dimensions for v in vectors):
+            raise ApiError(502, f"the embeddings backend returned vectors of another size than {dimensions}",
+                           "server_error", "upstream_error")
+        tokens = obs.tokens = tokens or sum(count_text(t) for t in texts)
+        self.safely("metrics", self._account_embeddings, model, len(texts), tokens)
+        return Reply(200, embeddings.response(model.name, vectors, encoding, tokens),
+                     {"x-llm-model": model.model, "x-llm-backend": backend.kind})
 
     def _account_embeddings(self, model: EmbeddingModelSettings, inputs: int, tokens: int) -> None:
         self.metrics.add(m.EMBEDDING_INPUTS, inputs)
@@ -248,17 +239,24 @@ class Router:
         `cache_control` is the client's Cache-Control header (`no-cache`, `no-store`);
         `sample=False`: the request opted out of quality sampling."""
         obs = Observed(self, request_id or uuid.uuid4().hex, as_principal(tenant), sample)
-        tenant = obs.context["tenant"]
+        reply = self._answer(obs, lambda: self._chat(raw, obs, cache_control))
+        if isinstance(reply, Reply):  # a stream is finished by its relay
+            obs.finish(reply.status)
+        return reply
+
+    def _chat(self, raw: bytes, obs: Observed, cache_control: Optional[str]) -> Union[Reply, StreamReply]:
+        prepared = self._prepare(raw, obs.context["tenant"], obs, cache_control)
+        if prepared.state is not None and prepared.state.hit is not None:
+            return self._cached(prepared, obs)
+        return self._stream(prepared, obs) if prepared.stream else self._complete(prepared, obs)
+
+    def _answer(self, obs: Observed, produce: Callable[[], Union[Reply, StreamReply]]) -> Union[Reply, StreamReply]:
+        """The one place a failure becomes an OpenAI error reply: an ApiError its 4xx/5xx, anything
+        else a 500 with the request id (logged with its trace), never a trace to the client."""
         try:
-            if not tenant:
+            if not obs.context["tenant"]:
                 raise unauthorized()
-            prepared = self._prepare(raw, tenant, obs, cache_control)
-            if prepared.state is not None and prepared.state.hit is not None:
-                reply = self._cached(prepared, obs)
-            elif prepared.stream:
-                reply = self._stream(prepared, obs)
-            else:
-                reply = self._complete(prepared, obs)
+            reply = produce()
         except ApiError as e:
             reply = Reply(e.status, e.body(), dict(e.headers))
             obs.context["error"] = e.code
@@ -267,8 +265,6 @@ class Router:
             reply = Reply(500, internal_error().body())
         reply.headers["x-request-id"] = obs.context["request_id"]
         obs.headers(reply)
-        if isinstance(reply, Reply):
-            obs.finish(reply.status)
         return reply
 
     def _prepare(self, raw: bytes, tenant: str, obs: Observed, cache_control: Optional[str] = None) -> Prepared:

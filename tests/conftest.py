@@ -12,6 +12,9 @@ import yaml
 from llm_blueprint import offline
 
 EXAMPLE_STACKS = ("dev", "staging", "prod")
+#: The dev stack's two tiers' models, as the stand-in model server sees them.
+FAST = "us.amazon.nova-lite-v1:0"
+SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
 
 @lru_cache(maxsize=None)
@@ -80,6 +83,15 @@ def write_stack(tmp_path: Path):
 
 
 from llm_blueprint.serve import free_port, running  # noqa: E402,F401  (shared with the benchmarks)
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """The stand-in model server, one per test module (tests set its modes per model)."""
+    from llm_blueprint.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as up:
+        yield up
 
 
 @pytest.fixture(scope="session")

@@ -119,9 +119,8 @@ def test_bench_cache_prints_its_figures():
 
 
 def test_calibrating_the_deployed_embedder_uses_the_stack_settings_and_fails_cleanly(pairs_file, monkeypatch):
-    from tests.conftest import validated_config
-
     from llm_blueprint.commands.cache import EvalEmbedder, eval_embedder
+    from tests.conftest import validated_config
 
     cfg = validated_config("dev")
     titan = eval_embedder(EvalEmbedder.stack, cfg)  # what the dev stack deploys, not MiniLM

@@ -13,10 +13,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
+from llm_blueprint.fake_upstream import FakeUpstream
 from llm_blueprint.serve import build
 from llm_router.embeddings import CohereEmbeddings, TitanEmbeddings
 from tests.conftest import config_problems, example_config, running, validated_config
-from llm_blueprint.fake_upstream import FakeUpstream
 
 KEY = "sk-test-embed"
 

@@ -157,8 +157,13 @@ def engine_config(monkeypatch, listed: list[dict]) -> None:
 
 
 def run_pack(resources: list[Resource]) -> dict[str, list[str]]:
-    from pulumi_policy import (PolicyResource, PolicyResourceOptions, ResourceValidationArgs,
-                               ResourceValidationPolicy, StackValidationArgs)
+    from pulumi_policy import (
+        PolicyResource,
+        PolicyResourceOptions,
+        ResourceValidationArgs,
+        ResourceValidationPolicy,
+        StackValidationArgs,
+    )
 
     from policies.crossguard import policies
 

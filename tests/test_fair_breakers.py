@@ -7,18 +7,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from llm_blueprint.fake_upstream import FakeUpstream
-from tests.conftest import serve_uncached
+from tests.conftest import FAST, SMART, serve_uncached
 
 KEY_A, KEY_B = "sk-test-tenant-a", "sk-test-tenant-b"
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +117,9 @@ def test_a_stream_the_upstream_breaks_counts_against_it(clients, served, upstrea
 
 
 def test_a_request_counts_once_however_many_attempts_it_made():
-    from llm_router.resilience import CircuitBreaker, RetryPolicy, UpstreamError
     import time
+
+    from llm_router.resilience import CircuitBreaker, RetryPolicy, UpstreamError
 
     breaker = CircuitBreaker(threshold=2)
     policy = RetryPolicy(attempts=3, sleep=lambda s: None)

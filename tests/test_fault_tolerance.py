@@ -6,18 +6,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from llm_blueprint.fake_upstream import FakeUpstream
-from tests.conftest import serve_uncached
+from tests.conftest import FAST, SMART, serve_uncached
 
 KEY = "sk-test-faults"
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from llm_blueprint.fake_upstream import FakeUpstream
 from llm_router import metric_names as m
 from llm_router.observability import MemoryMetrics
 from llm_router.quality import handler
-from llm_router.quality.evaluator import Report, Verdict, evaluate, metric_documents, parse, InvalidSample
+from llm_router.quality.evaluator import InvalidSample, Report, Verdict, evaluate, metric_documents, parse
 from llm_router.quality.judge import ClaimVerdict, Judge
 from llm_router.quality.sampler import Sampler
 from llm_router.quality.store import S3Sink, object_key, read_window, window

@@ -19,8 +19,20 @@ from llm_blueprint.cli import app
 from llm_blueprint.slo_doc import document
 from llm_router.settings import RouterSettings, load
 from tests.conftest import EXAMPLE_STACKS, config_problems, example_config, example_plan, validated_config
-from tests.test_iam_network_plan import (ATTACHMENT, FUNCTION, ROLE, SECRET, DeployedIds, _allows, _as_list, arn,
-                                         deployed_plan, egress, private_cidrs, role_statements)
+from tests.test_iam_network_plan import (
+    ATTACHMENT,
+    FUNCTION,
+    ROLE,
+    SECRET,
+    DeployedIds,
+    _allows,
+    _as_list,
+    arn,
+    deployed_plan,
+    egress,
+    private_cidrs,
+    role_statements,
+)
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 COMPOSITE = "aws:cloudwatch/compositeAlarm:CompositeAlarm"

@@ -13,12 +13,9 @@ import pytest
 
 from llm_blueprint.serve import build
 from llm_router.timeouts import Timeouts
-from tests.conftest import running, validated_config
-from llm_blueprint.fake_upstream import FakeUpstream
+from tests.conftest import FAST, SMART, running, validated_config
 
 KEY, OTHER_KEY = "sk-test-acme", "sk-test-globex"
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
 
 class Metrics:
@@ -30,12 +27,6 @@ class Metrics:
 
     def count(self, name):
         return sum(v for n, v in self.seen if n == name)
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

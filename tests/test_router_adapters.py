@@ -16,12 +16,12 @@ import openai
 import pytest
 from botocore.stub import Stubber
 
+from llm_blueprint.fake_upstream import FakeUpstream
 from llm_router import settings as rs
 from llm_router import tokens
 from llm_router.backends import Bedrock
 from llm_router.resilience import CircuitBreaker, RetryPolicy, UpstreamError
 from tests.conftest import free_port, router_settings_of
-from llm_blueprint.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = {"x-amzn-request-context": json.dumps({"requestId": "gw-1", "authorizer": {"tenant": "acme", "keyId": "k1",

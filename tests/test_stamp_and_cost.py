@@ -13,9 +13,9 @@ from components.stack_config import raw_config
 from llm_blueprint import offline
 from llm_blueprint.check import check, resources_of
 from llm_blueprint.cli import app
-from tests.conftest import validated_config
 from llm_blueprint.cost import Traffic, break_even, capped_mean, estimate, load_prices, token_costs
 from llm_blueprint.stamp import PROFILES, stamp
+from tests.conftest import validated_config
 
 runner = CliRunner()
 

@@ -13,18 +13,9 @@ import pytest
 from llm_blueprint.serve import build
 from llm_router import metric_names as m
 from llm_router.timeouts import Timeouts
-from tests.conftest import running, validated_config
-from llm_blueprint.fake_upstream import FakeUpstream
+from tests.conftest import FAST, SMART, running, validated_config
 
 KEY = "sk-test-stream"
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

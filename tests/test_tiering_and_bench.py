@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from typer.testing import CliRunner
 
 from llm_blueprint.bench import TIERING_SET, bench_tiering
 from llm_blueprint.cli import app
-import dataclasses
-
-from tests.conftest import router_settings_of, validated_config
 from llm_router.tiering import auto_tier
+from tests.conftest import router_settings_of, validated_config
 
 
 def test_labelled_set_is_large_and_balanced():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import config_rules as rules, schema
+from components import config_rules as rules
+from components import schema
 from llm_router import timeouts as t
 from tests.conftest import example_config, example_plan
 from tests.test_config_schema import _raw, problems
