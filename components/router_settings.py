@@ -12,7 +12,7 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, StackConfig
+from .schema import EMBEDDING_MODELS, EmbeddingModel, JobsConfig, Price, StackConfig
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
@@ -61,4 +61,12 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             timeout_ms=c.timeout_ms, ef_runtime=c.ef_runtime, dedicated_indexes=c.dedicated_indexes),
         embeddings=tuple(_embeddings(e) for e in cfg.serving.embeddings),
         guardrail=rs.Guardrail(id=b.guardrail_id, version=b.guardrail_version) if b.guardrail_id else None,
+        jobs=_jobs(cfg.jobs),
     )
+
+
+def _jobs(j: JobsConfig) -> rs.JobsSettings:
+    return rs.JobsSettings(
+        enabled=j.enabled, maximum_concurrency=j.maximum_concurrency, max_file_bytes=j.max_file_bytes, max_batch_requests=j.max_batch_requests,
+        retention_days=j.retention_days, max_receives=j.max_receives, worker_timeout_s=j.worker_timeout_seconds,
+        bedrock_batch=j.bedrock_batch, bedrock_batch_min_records=j.bedrock_batch_min_records)

@@ -57,16 +57,22 @@ class LocalStack:
     keys: dict[str, str]
     server: Optional[ValkeyServer] = None
     plain_keys: dict[str, str] = field(default_factory=dict)
+    #: The in-process job system (`llm_router.jobs.wiring.LocalJobs`), unless run without jobs.
+    jobs: Any = None
 
     def close(self) -> None:
+        if self.jobs:
+            self.jobs.close()
         if self.server:
             self.server.stop()
 
 
 def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = None, cache: bool = True,
-          embedder=None, upstream_key: Optional[str] = None, **router_overrides: Any) -> LocalStack:
+          embedder=None, upstream_key: Optional[str] = None, jobs: bool = True, job_options: Optional[dict] = None,
+          **router_overrides: Any) -> LocalStack:
     """The stack's router settings (optionally with some `router` fields replaced, for tests
-    and benchmarks) behind the app `serve` runs."""
+    and benchmarks) behind the app `serve` runs. Jobs run in-process (`llm_router.jobs.wiring.local`,
+    `job_options` its keywords) whatever the stack's `jobs.enabled`: no AWS account needed."""
     settings = router_settings(cfg)
     if router_overrides:
         settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
@@ -85,4 +91,10 @@ def build(cfg: StackConfig, upstream: str, api_keys: Optional[dict[str, str]] = 
         response_cache.ensure_index()
     router = local(settings, upstream, response_cache, metrics, api_key=upstream_key)
     keys = {key_hash(k): tenant for k, tenant in plain.items()}  # the form the secret stores
-    return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)
+    local_jobs = None
+    if jobs:
+        from llm_router.jobs.wiring import local as local_job_system
+
+        local_jobs = local_job_system(router, **(job_options or {}))
+    app = create_app(router, KeyAuth(keys), jobs=local_jobs.service if local_jobs else None)
+    return LocalStack(router, app, keys, server, plain, local_jobs)

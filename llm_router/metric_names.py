@@ -42,3 +42,8 @@ EMBEDDING_INPUTS = "EmbeddingInputs"
 #: Something after the answer failed (cache write, metrics): the answer was delivered anyway.
 SIDE_EFFECT_ERRORS = "SideEffectErrors"
 FAITHFULNESS = "Faithfulness"
+#: Jobs and batch requests the worker finished (`llm_router/jobs`): the failure-ratio alarm reads both.
+JOBS_SUCCEEDED = "JobsSucceeded"
+JOBS_FAILED = "JobsFailed"
+#: Attempts that failed in a way worth retrying; the message comes back after a backoff.
+JOBS_RETRIED = "JobsRetried"

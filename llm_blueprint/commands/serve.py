@@ -16,6 +16,8 @@ def serve(
     port: int = typer.Option(8080),
     api_key: list[str] = typer.Option(None, help="KEY=TENANT (repeatable); default: one generated key."),
     no_cache: bool = typer.Option(False, help="Run without the cache (no Valkey, no embedder)."),
+    no_jobs: bool = typer.Option(False, help="Run without /v1/jobs, /v1/files and /v1/batches (on by default, "
+                                             "in-process: no AWS account needed)."),
 ) -> None:
     """Run the same router locally: real Valkey vector search, local MiniLM embeddings."""
     import uvicorn
@@ -29,7 +31,7 @@ def serve(
         if not sep or not key or not tenant:
             fail_config(f"--api-key {item!r}: expected KEY=TENANT")
         keys[key] = tenant
-    local_stack = build(cfg, upstream, keys or None, cache=not no_cache)
+    local_stack = build(cfg, upstream, keys or None, cache=not no_cache, jobs=not no_jobs)
     err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {upstream}")
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
