@@ -81,7 +81,9 @@ def job_view(row: Row, result: Any = None) -> dict[str, Any]:
            "created_at": row["created_at"], "started_at": row.get("started_at"),
            "finished_at": row.get("finished_at"), "cancelled_at": row.get("cancelled_at"),
            "attempts": row.get("attempt", 0), "status_code": row.get("status_code"),
-           "result": result, "error": loads(row.get("error"))}
+           "result": result, "error": loads(row.get("error")),
+           # What served it, as the synchronous route's x-llm-* headers say (tier, backend, model, cache).
+           "route": loads(row.get("route"))}
     return out
 
 

@@ -127,7 +127,9 @@ class Worker:
             if reply.status in RETRYABLE:
                 error = {**error, "message": f"gave up after {receives} attempt(s): {error.get('message')}"}
             fields = {"status": FAILED, "error": dumps(error)}
-        return {**fields, "status_code": reply.status, "finished_at": now, "expires_at": now + self.retention_s}, False
+        route = {k: v for k, v in reply.headers.items() if k.startswith("x-llm-")}
+        return {**fields, "status_code": reply.status, "finished_at": now, "expires_at": now + self.retention_s,
+                "route": dumps(route)}, False
 
     # ---------------------------------------------------------------- jobs
     def _job(self, message: dict[str, Any], receives: int) -> Optional[float]:
