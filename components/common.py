@@ -38,11 +38,12 @@ def admit(parent: pulumi.Resource, name: str, security_group_id: pulumi.Input[st
 
 def private_bucket(parent: pulumi.Resource, name: str, tags: dict[str, str],
                    kms_key_arn: pulumi.Input[str] | None = None,
-                   noncurrent_days: int = 30) -> aws.s3.Bucket:
+                   noncurrent_days: int = 30, expire_days: int | None = None) -> aws.s3.Bucket:
     """An S3 bucket with public access blocked, KMS encryption by default and versioning.
 
     `kms_key_arn` names a customer key (else the account's `aws/s3` key). Versioning keeps an
     overwritten or deleted object recoverable for `noncurrent_days`, then expires the old copy.
+    `expire_days` also expires every object that many days after it was written.
     """
     bucket = aws.s3.Bucket(name, force_destroy=False, tags=tags, opts=child(parent))
     aws.s3.BucketPublicAccessBlock(name, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
@@ -65,7 +66,10 @@ def private_bucket(parent: pulumi.Resource, name: str, tags: dict[str, str],
             noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                 noncurrent_days=noncurrent_days),
             abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                days_after_initiation=7))])
+                days_after_initiation=7))] + ([aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-objects", status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=expire_days))]
+                    if expire_days else []))
     return bucket
 
 

@@ -104,7 +104,7 @@ class Network(pulumi.ComponentResource):
                                           route_table_id=rt.id, opts=child(self))
             self.private_route_tables.append(rt)
 
-        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+        self.s3_endpoint = aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
                             vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in self.private_route_tables],
                             tags=tags, opts=child(self))
 

@@ -62,12 +62,14 @@ class SecretGrant:
 
 @dataclass(frozen=True)
 class Egress:
-    """One destination the router calls: a TCP port on a security group or on CIDR blocks."""
+    """One destination the router calls: a TCP port on a security group, CIDR blocks, or the
+    prefix list of a gateway VPC endpoint (S3, DynamoDB)."""
 
     port: int
     description: str
     security_group_id: Optional[pulumi.Input[str]] = None
     cidrs: tuple[pulumi.Input[str], ...] = ()
+    prefix_list_ids: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass
@@ -130,7 +132,8 @@ class Router(pulumi.ComponentResource):
             egress=[aws.ec2.SecurityGroupEgressArgs(
                 protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
                 security_groups=[e.security_group_id] if e.security_group_id is not None else None,
-                cidr_blocks=list(e.cidrs) or None) for e in args.egress],
+                cidr_blocks=list(e.cidrs) or None, prefix_list_ids=list(e.prefix_list_ids) or None)
+                for e in args.egress],
             tags=tags, opts=child(self))
         self.security_group_id = self.sg.id
 
@@ -158,7 +161,11 @@ class Router(pulumi.ComponentResource):
         router_role = self._router_role(secrets)
         authorizer_role = self._authorizer_role(authorizer_logs)
 
-        zip_path, code_hash = artifact.build()
+        #: What another function running the same core (the jobs worker) needs: the router's
+        #: environment, the secrets it reads and the keys they are encrypted with.
+        self.environment = {**args.env, **env_extra}
+        self.secret_grants = secrets
+        zip_path, code_hash = self.artifact = artifact.build()
         code = dict(code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash, runtime=RUNTIME,
                     architectures=[args.architecture], reserved_concurrent_executions=args.reserved_concurrency,
                     tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"), tags=tags)

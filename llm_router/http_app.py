@@ -241,7 +241,11 @@ async def _lambda_lifespan(app: Starlette):
     if cfg.jobs.enabled:
         from .jobs import wiring as jobs_wiring
 
-        app.state.jobs = jobs_wiring.service(app.state.router, jobs_wiring.deployed(app.state.router, cfg, res))
+        try:
+            app.state.jobs = jobs_wiring.service(app.state.router, jobs_wiring.deployed(app.state.router, cfg, res))
+        except Exception as e:  # noqa: BLE001 - chat keeps working; the job routes answer 503
+            logger.error("jobs unavailable: %s", e)
+            app.state.jobs_unavailable = True
     app.state.flush = metrics.flush
     yield
 

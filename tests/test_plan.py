@@ -17,9 +17,9 @@ from tests.conftest import EXAMPLE_STACKS, example_config, example_plan
 runner = CliRunner()
 
 EXPECTED_COMPONENTS = {
-    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms"},
+    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "SloAlarms", "Jobs"},
     "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "SloAlarms"},  # Titan embeddings
-    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms"},
+    "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "SloAlarms", "Jobs"},
 }
 
 

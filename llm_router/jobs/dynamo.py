@@ -12,7 +12,12 @@ from typing import Any, Iterator, Optional, Union
 from .records import Key, Row
 from .store import Cond, Conflict, Put, Update
 
+#: The table's keys and its one index (the Jobs component declares the same table).
+HASH_KEY, RANGE_KEY = ("pk", "S"), ("sk", "S")
 OWNER_INDEX = "owner-created"
+OWNER_KEYS = (("owner", "S"), ("created", "N"))
+#: Epoch seconds after which DynamoDB's TTL deletes a row.
+TTL_ATTRIBUTE = "expires_at"
 
 
 def _value(v: Any) -> dict[str, Any]:
@@ -179,3 +184,10 @@ class DynamoStore:
         rows = list(self._pages("scan", FilterExpression="kind = :k AND attribute_exists(#o)",
                                 ExpressionAttributeNames={"#o": "owner"}, ExpressionAttributeValues={":k": {"S": kind}}))
         return sorted(rows, key=lambda r: r["created"], reverse=True)[:limit]
+
+    def find(self, kind: str, id_: str) -> Optional[Row]:
+        for row in self._pages("scan", FilterExpression="kind = :k AND id = :i AND attribute_exists(#o)",
+                               ExpressionAttributeNames={"#o": "owner"},
+                               ExpressionAttributeValues={":k": {"S": kind}, ":i": {"S": id_}}):
+            return row
+        return None

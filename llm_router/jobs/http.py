@@ -30,6 +30,9 @@ class Http:
 
 def _service(request: Request) -> JobService:
     found: Optional[JobService] = getattr(request.app.state, "jobs", None)
+    if found is None and getattr(request.app.state, "jobs_unavailable", False):
+        raise ApiError(503, "jobs are enabled but their queue or table is not configured; see the router's logs",
+                       "server_error", "jobs_unavailable")
     if found is None:
         raise not_found("jobs are not enabled on this stack (jobs.enabled)", code="jobs_disabled")
     return found

@@ -58,8 +58,11 @@ class SqsQueue:
 class MemoryQueue:
     """SQS's delivery rules in one process: visibility, receive counts, a dead-letter list."""
 
-    def __init__(self, workers: int, max_receives: int, visibility_s: float = 30.0):
+    def __init__(self, workers: int, max_receives: int, visibility_s: float = 30.0,
+                 observe: Optional[Callable[[dict[str, Any], Optional[float]], None]] = None):
         self.workers, self.max_receives, self.visibility_s = workers, max_receives, visibility_s
+        #: Told each delivery's outcome (None: done), e.g. to time completions (`bench jobs`).
+        self.observe = observe
         self._heap: list[tuple[float, int, int]] = []
         self._messages: dict[int, dict[str, Any]] = {}
         self._ids = itertools.count()
@@ -130,6 +133,8 @@ class MemoryQueue:
             except Exception:  # noqa: BLE001 - a crashed worker: the message comes back after the visibility timeout
                 log.exception("job worker failed; the message will be delivered again")
                 delay = self.visibility_s
+            if self.observe is not None:
+                self.observe(message["body"], delay)
             dead = delay is not None and message["receives"] >= self.max_receives
             if dead:
                 try:

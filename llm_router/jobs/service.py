@@ -20,7 +20,7 @@ from . import batch_files
 from .blobs import Blobs
 from .queues import Queue
 from .records import (CANCELLED, CANCELLING, CHAT, EMBEDDINGS, ENDPOINTS, FAILED, IN_PROGRESS, QUEUED, RUNNING, Row,
-                      batch_view, checked_key, dumps, file_view, job_view, loads, new_id, new_row)
+                      Key, batch_view, checked_key, dumps, file_view, job_view, loads, new_id, new_row)
 from .store import Conflict, Store, Update, eq, one_of
 
 log = logging.getLogger("llm_router.jobs")
@@ -107,17 +107,7 @@ class JobService:
         return job_view(row, loads(result))
 
     def cancel_job(self, tenant: str, id_: str) -> dict[str, Any]:
-        k = checked_key(tenant, "job", id_)
-        now = int(self.clock())
-        try:
-            row = self.store.update(Update(k, when=(one_of("status", QUEUED, RUNNING),), remove=("lease_until",), set={
-                "status": CANCELLED, "cancelled_at": now, "finished_at": now, "expires_at": now + self.retention_s}))
-        except Conflict:
-            row = self._row(tenant, "job", id_)
-            if row["status"] != CANCELLED:
-                raise ApiError(409, f"job {id_} has already {row['status']}; only queued or running jobs can be "
-                               "cancelled", code="job_not_cancellable") from None
-        return job_view(row)
+        return job_view(cancel_job(self.store, checked_key(tenant, "job", id_), int(self.clock()), self.retention_s))
 
     def _row(self, tenant: str, kind: str, id_: str) -> Row:
         row = self.store.get(checked_key(tenant, kind, id_))
@@ -203,22 +193,43 @@ class JobService:
                 "last_id": data[-1]["id"] if data else None, "has_more": len(rows) > limit}
 
     def cancel_batch(self, tenant: str, id_: str) -> dict[str, Any]:
-        k = checked_key(tenant, "batch", id_)
-        try:
-            row = self.store.update(Update(k, when=(eq("status", IN_PROGRESS),),
-                                           set={"status": CANCELLING, "cancelling_at": int(self.clock())}))
-        except Conflict:
-            row = self._row(tenant, "batch", id_)
-            if row["status"] not in (CANCELLING, CANCELLED):
-                raise ApiError(409, f"batch {id_} is {row['status']}; only a batch in progress can be cancelled",
-                               code="batch_not_cancellable") from None
-            return batch_view(row)
-        # The worker stops what runs elsewhere (Bedrock) and finishes the batch once nothing is in flight.
-        try:
-            self.queue.send([{"type": "finalize", "tenant": tenant, "batch": id_}])
-        except Exception:  # noqa: BLE001 - lines still check the status; the last one finishes the batch
-            log.exception("enqueueing the cancellation of batch %s failed", id_)
-        return batch_view(row)
+        return batch_view(cancel_batch(self.store, self.queue, checked_key(tenant, "batch", id_), int(self.clock())))
+
+
+def cancel_job(store: Store, k: Key, now: int, retention_s: int) -> Row:
+    """A queued or running job becomes cancelled (a worker still running it drops its answer);
+    cancelling a cancelled job changes nothing; a finished one is a 409."""
+    try:
+        return store.update(Update(k, when=(one_of("status", QUEUED, RUNNING),), remove=("lease_until",), set={
+            "status": CANCELLED, "cancelled_at": now, "finished_at": now, "expires_at": now + retention_s}))
+    except Conflict:
+        row = store.get(k)
+    if row is None:
+        raise not_found(f"no job '{k[0].rsplit('#', 1)[-1]}'", code="job_not_found")
+    if row["status"] != CANCELLED:
+        raise ApiError(409, f"job {row['id']} has already {row['status']}; only queued or running jobs can be cancelled",
+                       code="job_not_cancellable")
+    return row
+
+
+def cancel_batch(store: Store, queue: Queue, k: Key, now: int) -> Row:
+    """A batch in progress becomes cancelling: no request starts any more, what runs finishes, and
+    the worker finishes the batch as cancelled (stopping Bedrock batch jobs on the way)."""
+    try:
+        row = store.update(Update(k, when=(eq("status", IN_PROGRESS),), set={"status": CANCELLING, "cancelling_at": now}))
+    except Conflict:
+        row = store.get(k)
+        if row is None:
+            raise not_found(f"no batch '{k[0].rsplit('#', 1)[-1]}'", code="batch_not_found") from None
+        if row["status"] not in (CANCELLING, CANCELLED):
+            raise ApiError(409, f"batch {row['id']} is {row['status']}; only a batch in progress can be cancelled",
+                           code="batch_not_cancellable") from None
+        return row
+    try:
+        queue.send([{"type": "finalize", "tenant": row["tenant"], "batch": row["id"]}])
+    except Exception:  # noqa: BLE001 - lines still check the status; the last one finishes the batch
+        log.exception("enqueueing the cancellation of batch %s failed", row["id"])
+    return row
 
 
 def _metadata(value: Any) -> Optional[dict[str, str]]:

@@ -85,6 +85,9 @@ class Store(Protocol):
     def scan(self, kind: str, limit: int) -> list[Row]:
         """Rows of one kind across tenants, newest first (operators only)."""
 
+    def find(self, kind: str, id_: str) -> Optional[Row]:
+        """The row with this id, whatever its tenant (operators only)."""
+
 
 def holds(row: Optional[Row], when: tuple[Cond, ...]) -> bool:
     if row is None:
@@ -177,3 +180,8 @@ class MemoryStore:
         with self._lock:
             rows = [r for r in self._rows.values() if r.get("kind") == kind and "owner" in r]
         return copy.deepcopy(sorted(rows, key=lambda r: r["created"], reverse=True)[:limit])
+
+    def find(self, kind: str, id_: str) -> Optional[Row]:
+        with self._lock:
+            found = [r for r in self._rows.values() if r.get("kind") == kind and r.get("id") == id_ and "owner" in r]
+        return copy.deepcopy(found[0]) if found else None

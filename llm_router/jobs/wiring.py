@@ -61,9 +61,9 @@ class LocalJobs:
 
 
 def local(router: Router, workers: Optional[int] = None, visibility_s: float = 30.0, retry_base_s: float = 1.0,
-          bedrock=None) -> LocalJobs:
+          bedrock=None, observe=None) -> LocalJobs:
     jobs = router.settings.jobs
-    queue = MemoryQueue(workers or jobs.maximum_concurrency, jobs.max_receives, visibility_s)
+    queue = MemoryQueue(workers or jobs.maximum_concurrency, jobs.max_receives, visibility_s, observe)
     parts = Parts(MemoryStore(), queue, MemoryBlobs(), bedrock)
     w = worker(router, parts, retry_base_s=retry_base_s)
     queue.start(w.process, w.dead_letter)
