@@ -162,7 +162,7 @@ def bench_stream_cmd(
 @app.command("jobs")
 def bench_jobs_cmd(
     jobs: int = typer.Option(1000, min=10, help="Jobs to submit."),
-    clients: int = typer.Option(4, min=1, help="Clients submitting at once."),
+    clients: int = typer.Option(1, min=1, help="Clients submitting at once, each one job after another."),
     workers: Optional[int] = typer.Option(None, min=1, help="Workers (default: the stack's jobs.maximumConcurrency)."),
     redeliver: float = typer.Option(0.1, min=0, max=1, help="Share of messages delivered twice, as SQS may."),
     stack: str = typer.Option("dev", help="Stack whose router and jobs settings to use."),
