@@ -434,3 +434,50 @@ def test_a_record_to_retry_comes_back_after_the_workers_backoff():
 def test_line_keys_keep_tenants_apart():
     assert key("acme", "job", "job_1")[0] != key("beta", "job", "job_1")[0]
     assert line_key("acme", "batch_1", 3) == ("acme#batch#batch_1", "line#000003")
+
+
+def test_deployed_the_official_sdk_runs_a_batch_on_dynamodb_sqs_and_s3(aws, fresh):
+    """The router's app with the deployed parts (as in Lambda, on moto) and the worker's handler
+    fed from the queue: files.create → batches.create → batches.retrieve → files.content."""
+    import io
+
+    import openai
+
+    from llm_router.authorizer import key_hash
+    from llm_router.http_app import KeyAuth, create_app
+    from tests.conftest import running
+
+    service, worker, sqs, queue_url, _ = aws
+    app = create_app(service.router, KeyAuth({key_hash("sk-deployed"): "acme"}), jobs=service)
+    with running(app) as base:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="sk-deployed", max_retries=0)
+        lines = [{"custom_id": f"x{i}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": json.loads(ask(f"sdk deployed {i}"))} for i in range(4)]
+        f = client.files.create(file=("in.jsonl", io.BytesIO("\n".join(map(json.dumps, lines)).encode())),
+                                purpose="batch")
+        batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+        while deliver(sqs, queue_url, worker)[0]:
+            pass
+        done = client.batches.retrieve(batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 4
+        output = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+        assert [o["response"]["body"]["choices"][0]["message"]["content"] for o in output] == \
+            [f"[{FAST}] answer to: sdk deployed {i}" for i in range(4)]
+
+
+def test_a_router_whose_job_resources_are_missing_still_answers_chat_and_says_why_jobs_fail():
+    """The Lambda app with jobs enabled (prod) but no JOBS_* environment: chat works, jobs are a 503."""
+    import httpx
+
+    from tests.test_router_adapters import GATEWAY, lambda_app  # noqa: F401 - the fixture, started here
+
+    gen = lambda_app.__wrapped__()
+    base, _, _ = next(gen)
+    try:
+        chat = httpx.post(f"{base}/v1/chat/completions", headers=GATEWAY, timeout=30,
+                          json={"model": "fast", "messages": [{"role": "user", "content": "still here"}]})
+        assert chat.status_code == 200
+        job = httpx.post(f"{base}/v1/jobs", headers=GATEWAY, json=json.loads(ask("x")), timeout=30)
+        assert job.status_code == 503 and job.json()["error"]["code"] == "jobs_unavailable"
+    finally:
+        gen.close()
