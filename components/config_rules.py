@@ -466,8 +466,8 @@ def jobs_fit(jobs: s.JobsConfig, serving: s.ServingConfig) -> Iterator[Problem]:
     if jobs.bedrock_batch and not any(t.backend == "bedrock" for t in serving.tiers):
         yield Problem("jobs.bedrockBatch", "no tier uses bedrock, so no batch could go to Bedrock batch inference",
                       True, "false")
-    if not jobs.enabled:
-        return
+    if not jobs.enabled or jobs.worker_timeout_seconds is None:
+        return  # the router's budget: the streamed-deadline rule already holds every tier to it
     deadline = timeouts.for_worker(jobs.worker_timeout_seconds).buffered_deadline_s
     for tier in serving.tiers:
         worst = timeouts.seconds_for(tier.max_tokens, tier.min_tokens_per_second)
@@ -566,6 +566,8 @@ def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
         cfg.cache.multi_az = prod
     if cfg.router.waf.enabled is None:
         cfg.router.waf.enabled = prod
+    if cfg.jobs.worker_timeout_seconds is None:
+        cfg.jobs.worker_timeout_seconds = cfg.router.timeout_seconds
     if cfg.cache.nodes is None:
         cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
     if cfg.cache.dedicated_indexes is None:

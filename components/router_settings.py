@@ -61,12 +61,13 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             timeout_ms=c.timeout_ms, ef_runtime=c.ef_runtime, dedicated_indexes=c.dedicated_indexes),
         embeddings=tuple(_embeddings(e) for e in cfg.serving.embeddings),
         guardrail=rs.Guardrail(id=b.guardrail_id, version=b.guardrail_version) if b.guardrail_id else None,
-        jobs=_jobs(cfg.jobs),
+        jobs=_jobs(cfg.jobs, r.timeout_seconds),
     )
 
 
-def _jobs(j: JobsConfig) -> rs.JobsSettings:
+def _jobs(j: JobsConfig, router_timeout_s: int) -> rs.JobsSettings:
     return rs.JobsSettings(
-        enabled=j.enabled, maximum_concurrency=j.maximum_concurrency, max_file_bytes=j.max_file_bytes, max_batch_requests=j.max_batch_requests,
-        retention_days=j.retention_days, max_receives=j.max_receives, worker_timeout_s=j.worker_timeout_seconds,
-        bedrock_batch=j.bedrock_batch, bedrock_batch_min_records=j.bedrock_batch_min_records)
+        enabled=j.enabled, maximum_concurrency=j.maximum_concurrency, max_file_bytes=j.max_file_bytes,
+        max_batch_requests=j.max_batch_requests, retention_days=j.retention_days, max_receives=j.max_receives,
+        worker_timeout_s=j.worker_timeout_seconds or router_timeout_s, bedrock_batch=j.bedrock_batch,
+        bedrock_batch_min_records=j.bedrock_batch_min_records)

@@ -502,10 +502,11 @@ class JobsConfig(Section):
     #: Workers at once (the SQS event source's maximumConcurrency, 2–1000): the knob that keeps
     #: bulk work from taking the capacity interactive requests need. 10: ten model calls at a time.
     maximum_concurrency: int = Field(10, ge=2, le=1000)
-    #: The worker function's timeout, s. A job's model call gets this less a margin, so it may run
-    #: longer than a synchronous request (no API Gateway idle limit). The queue's visibility
-    #: timeout is six times this (AWS's guidance for SQS → Lambda).
-    worker_timeout_seconds: int = Field(300, ge=timeouts.MIN_TIMEOUT_S, le=timeouts.LAMBDA_MAX_S)
+    #: The worker function's timeout, s. A job's model call gets this less a margin (no API Gateway
+    #: idle limit: a buffered job may use all of it). The queue's visibility timeout is six times
+    #: this (AWS's guidance for SQS → Lambda). None: `router.timeoutSeconds`, so a job gets the time
+    #: a streamed answer gets.
+    worker_timeout_seconds: Optional[int] = Field(None, ge=timeouts.MIN_TIMEOUT_S, le=timeouts.LAMBDA_MAX_S)
     worker_memory_mb: int = Field(1024, ge=128, le=10240)
     #: Deliveries of a message before it moves to the dead-letter queue and its job fails with
     #: the reason. 3: a transient outage gets two more tries, a poison message stops soon.

@@ -12,6 +12,9 @@ from llm_router.wiring import local
 from tests.conftest import router_settings_of
 
 REGION = "us-east-1"
+#: The dev stack's tiers' models (what the stand-in server echoes back).
+FAST = "us.amazon.nova-lite-v1:0"
+SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
 
 class Clock:

@@ -20,10 +20,8 @@ from llm_router.jobs.store import MemoryStore
 from llm_router.jobs.worker import Worker
 from llm_router.router import Router
 from tests.conftest import router_settings_of
-from tests.jobs_support import Sent
+from tests.jobs_support import FAST, Sent
 
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/llm-dev-jobs-bedrock-batch"
 JOB_ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc123"
 
@@ -165,3 +163,15 @@ def _job(status: str) -> dict:
             "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://local/in"}},
             "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://local/out/"}}}
 
+
+
+def test_a_refused_batch_inference_job_leaves_its_requests_to_the_worker(system):
+    service, worker, sent, blobs, rt, ctl = system
+    batch = start(service, sent, [(f"f{i}", "fast", f"quota {i}") for i in range(3)])
+    ctl.add_client_error("create_model_invocation_job", "ServiceQuotaExceededException", "too many jobs")
+    for i in range(3):
+        rt.add_response("converse", converse_answer(f"worker {i}"))
+    run_all(worker, sent)
+    done = service.batch("acme", batch["id"])
+    assert done["status"] == "completed" and done["request_counts"]["completed"] == 3
+    rt.assert_no_pending_responses()

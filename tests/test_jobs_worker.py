@@ -23,10 +23,9 @@ from llm_router.jobs.service import JobService
 from llm_router.jobs.store import Conflict, MemoryStore, Put, Update, absent, below, eq, one_of
 from llm_router.jobs.worker import Worker
 from llm_router.router import Reply
-from tests.jobs_support import REGION, Clock, Sent, create_queues, create_table, deliver, router_for, sqs_records
+from tests.jobs_support import (FAST, REGION, SMART, Clock, Sent, create_queues, create_table, deliver, router_for,
+                                sqs_records)
 
-FAST = "us.amazon.nova-lite-v1:0"
-SMART = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
 
 @pytest.fixture(scope="module")
@@ -481,3 +480,34 @@ def test_a_router_whose_job_resources_are_missing_still_answers_chat_and_says_wh
         assert job.status_code == 503 and job.json()["error"]["code"] == "jobs_unavailable"
     finally:
         gen.close()
+
+
+def test_the_worker_imports_no_pulumi():
+    import subprocess
+    import sys
+
+    from llm_blueprint import offline
+
+    code = ("import sys, llm_router.jobs.handler, llm_router.jobs.wiring, llm_router.jobs.dynamo, "
+            "llm_router.jobs.bedrock_batch, llm_router.jobs.http; "
+            "sys.exit(any(m.split('.')[0] in ('pulumi', 'pulumi_aws', 'components', 'llm_blueprint') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=offline.PROJECT_DIR).returncode == 0
+
+
+def test_large_requests_and_answers_live_in_the_blob_store_and_read_back_whole(fresh):
+    service, worker, store, sent = parts(fresh)
+    body = {"model": "embed", "input": [f"text {i}" for i in range(32)], "dimensions": 1024}
+    job = service.submit("acme", json.dumps(body).encode())
+    [message] = sent.take("job")
+    worker.process(message, 1)
+    row = store.get(key("acme", "job", job["id"]))
+    assert row["result_blob"] == f"jobs/{job['id']}/result-1.json" and "result" not in row  # DynamoDB items ≤ 400 KB
+    done = service.job("acme", job["id"])
+    assert len(done["result"]["data"]) == 32 and all(len(d["embedding"]) == 1024 for d in done["result"]["data"])
+    turns = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i} " + "word " * 600} for i in range(41)]
+    long_prompt = json.dumps({"model": "fast", "temperature": 0.9, "messages": turns}).encode()  # budgets drop old turns
+    big = service.submit("acme", long_prompt)
+    assert store.get(key("acme", "job", big["id"]))["request_blob"] == f"jobs/{big['id']}/request.json"
+    [message] = sent.take("job")
+    worker.process(message, 1)
+    assert service.job("acme", big["id"])["status"] == "succeeded"

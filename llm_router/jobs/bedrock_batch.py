@@ -91,12 +91,17 @@ class BedrockBatch:
             output: dict[str, Any] = {"s3Uri": self.blobs.uri(f"{prefix}/output/")}
             if self.kms_key_arn:
                 output["s3EncryptionKeyId"] = self.kms_key_arn
-            job = self.client.create_model_invocation_job(
-                jobName=name[:63], clientRequestToken=name, roleArn=self.role_arn,
-                modelId=self.router.backends[tier].model, modelInvocationType="Converse",
-                inputDataConfig={"s3InputDataConfig": {"s3Uri": self.blobs.uri(f"{prefix}/input.jsonl"),
-                                                       "s3InputFormat": "JSONL"}},
-                outputDataConfig={"s3OutputDataConfig": output}, timeoutDurationInHours=24)
+            try:
+                job = self.client.create_model_invocation_job(
+                    jobName=name[:63], clientRequestToken=name, roleArn=self.role_arn,
+                    modelId=self.router.backends[tier].model, modelInvocationType="Converse",
+                    inputDataConfig={"s3InputDataConfig": {"s3Uri": self.blobs.uri(f"{prefix}/input.jsonl"),
+                                                           "s3InputFormat": "JSONL"}},
+                    outputDataConfig={"s3OutputDataConfig": output}, timeoutDurationInHours=24)
+            except Exception as e:  # noqa: BLE001 - a quota, a model without batch support: the worker runs them
+                log.warning("batch %s: Bedrock batch inference refused %s (%s); the worker runs it", batch["id"], tier,
+                            getattr(e, "response", {}).get("Error", {}).get("Code") or type(e).__name__)
+                continue
             state[tier] = {"arn": job["jobArn"], "state": "submitted", "records": len(records)}
         bk = (batch["pk"], batch["sk"])
         try:

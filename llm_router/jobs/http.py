@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import anyio
 from starlette.requests import Request
@@ -11,8 +11,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError, bad_request, not_found
-from . import multipart
-from .service import BATCH_REQUEST_BYTES, JobService
+from .records import BATCH_REQUEST_BYTES
+
+if TYPE_CHECKING:  # the job system loads only where jobs are enabled (a router's start-up stays lean)
+    from .service import JobService
 
 #: Room for the multipart framing around an upload of `jobs.maxFileBytes`.
 MULTIPART_SLACK = 64 * 1024
@@ -28,8 +30,8 @@ class Http:
     after: Callable[[], None]
 
 
-def _service(request: Request) -> JobService:
-    found: Optional[JobService] = getattr(request.app.state, "jobs", None)
+def _service(request: Request) -> "JobService":
+    found: Optional["JobService"] = getattr(request.app.state, "jobs", None)
     if found is None and getattr(request.app.state, "jobs_unavailable", False):
         raise ApiError(503, "jobs are enabled but their queue or table is not configured; see the router's logs",
                        "server_error", "jobs_unavailable")
@@ -39,8 +41,8 @@ def _service(request: Request) -> JobService:
 
 
 def routes(http: Http) -> list[Route]:
-    async def handle(request: Request, call: Callable[[JobService, str, bytes], Any], limit: Optional[Callable[[JobService], int]] = None,
-                     status: int = 200) -> Response:
+    async def handle(request: Request, call: Callable[["JobService", str, bytes], Any],
+                     limit: Optional[Callable[["JobService"], int]] = None, status: int = 200) -> Response:
         try:
             who = http.tenant(request)
             service = _service(request)
@@ -58,7 +60,7 @@ def routes(http: Http) -> list[Route]:
     def param(request: Request, name: str) -> str:
         return request.path_params[name]
 
-    def body_limit(service: JobService) -> int:
+    def body_limit(service: "JobService") -> int:
         return service.router.settings.router.limits.max_body_bytes
 
     async def submit(request: Request) -> Response:
@@ -70,7 +72,9 @@ def routes(http: Http) -> list[Route]:
     async def cancel_job(request: Request) -> Response:
         return await handle(request, lambda s, t, raw: s.cancel_job(t, param(request, "job_id")))
 
-    def upload(service: JobService, tenant: str, raw: bytes, content_type: Optional[str]) -> dict[str, Any]:
+    def upload(service: "JobService", tenant: str, raw: bytes, content_type: Optional[str]) -> dict[str, Any]:
+        from . import multipart
+
         parts = multipart.parse(content_type, raw)
         if "file" not in parts:
             raise bad_request("the form has no 'file' field", "file")

@@ -32,6 +32,8 @@ BATCH_OPEN = frozenset({IN_PROGRESS, CANCELLING, FINALIZING})
 ID_FORMS = {"job": re.compile(r"^job_[0-9a-f]{32}$"), "batch": re.compile(r"^batch_[0-9a-f]{32}$"),
             "file": re.compile(r"^file-[0-9a-f]{32}$")}
 PREFIX = {"job": "job_", "batch": "batch_", "file": "file-"}
+#: A batch request is a few ids and a little metadata.
+BATCH_REQUEST_BYTES = 64 * 1024
 #: Statuses that may be retried: throttling, the backend failing or timing out.
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 

@@ -19,7 +19,7 @@ from ..settings import JobsSettings
 from . import batch_files
 from .blobs import Blobs
 from .queues import Queue
-from .records import (CANCELLED, CANCELLING, CHAT, EMBEDDINGS, ENDPOINTS, FAILED, IN_PROGRESS, QUEUED, RUNNING, Row,
+from .records import (BATCH_REQUEST_BYTES, CANCELLED, CANCELLING, CHAT, EMBEDDINGS, ENDPOINTS, FAILED, IN_PROGRESS, QUEUED, RUNNING, Row,
                       Key, batch_view, checked_key, dumps, file_view, job_view, loads, new_id, new_row)
 from .store import Conflict, Store, Update, eq, one_of
 
@@ -31,7 +31,6 @@ INLINE_MAX = 100_000
 #: The only completion window OpenAI's API accepts.
 COMPLETION_WINDOW_S = {"24h": 86_400}
 MAX_METADATA = 16
-BATCH_REQUEST_BYTES = 64 * 1024
 LIST_LIMIT = 100
 
 
