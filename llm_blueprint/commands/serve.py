@@ -33,6 +33,8 @@ def serve(
         keys[key] = tenant
     local_stack = build(cfg, upstream, keys or None, cache=not no_cache, jobs=not no_jobs)
     err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {upstream}")
+    if local_stack.jobs:
+        err.print(f"jobs and batches in-process (no AWS account): {local_stack.jobs.queue.workers} workers")
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
             err.print(f"API key for tenant '{tenant}': {key}", highlight=False)
