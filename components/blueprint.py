@@ -152,6 +152,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
 
     egress += _internet_egress(cfg, bedrock_used=bool(bedrock_models or embedding_models),
                                bedrock_private=bedrock is not None and bedrock.endpoint_sg is not None)
+    backend_policies = dict(policies)
+    jobs = _jobs(cfg, name, tags, account_id, network) if cfg.jobs.enabled else None
+    if jobs is not None:
+        env.update(jobs.router_env)
+        policies["jobs"] = jobs.router_policy
+        egress += jobs.egress
     quality = None
     if cfg.quality.sample_rate > 0:
         quality = Quality(f"{name}-quality", QualityArgs(
@@ -204,6 +210,12 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         quality=QualityWatch(window_s=cfg.quality.window_days * DAY, min_samples=cfg.quality.min_samples)
         if quality is not None else None))
 
+    if jobs is not None:
+        jobs.run_with(router, dump(router_settings(cfg)), backend_policies, network.router_subnet_ids,
+                      alerts.page_topic_arn, alerts.ticket_topic_arn)
+        outputs.update(jobsTable=jobs.table.name, jobsQueueUrl=jobs.queue.id, jobsDlqUrl=jobs.dlq.id,
+                       jobsBucket=jobs.bucket.bucket, jobsWorker=jobs.worker.name)
+
     outputs.update(
         routerUrl=router.url,
         openaiBaseUrl=router.url.apply(lambda u: u.rstrip("/") + "/v1"),
@@ -215,6 +227,23 @@ def build(cfg: StackConfig) -> dict[str, Any]:
         ticketTopicArn=alerts.ticket_topic_arn,
     )
     return outputs
+
+
+def _jobs(cfg: StackConfig, name: str, tags: dict[str, str], account_id: str, network: Network):
+    """The Jobs component (queue, dead-letter queue, table, bucket; the worker follows the router)."""
+    from .bedrock import model_arns
+    from .jobs import Jobs, JobsArgs
+
+    j = cfg.jobs
+    batch_models = sorted({a for t in cfg.tiers_on("bedrock") for a in model_arns(t.model, cfg.region, account_id)}) \
+        if j.bedrock_batch else []
+    return Jobs(f"{name}-jobs", JobsArgs(
+        region=cfg.region, account_id=account_id, tags=tags, network=network,
+        maximum_concurrency=j.maximum_concurrency, worker_timeout_s=j.worker_timeout_seconds,
+        worker_memory_mb=j.worker_memory_mb, max_receives=j.max_receives, retention_days=j.retention_days,
+        point_in_time_recovery=cfg.is_prod, deletion_protection=cfg.is_prod, bedrock_batch_model_arns=batch_models,
+        log_retention_days=cfg.router.log_retention_days, service=f"llm-router-{pulumi.get_stack()}",
+        oldest_message_alarm_s=j.oldest_message_alarm_seconds, failure_ratio_alarm=j.failure_ratio_alarm))
 
 
 def _internet_egress(cfg: StackConfig, bedrock_used: bool, bedrock_private: bool) -> list[Egress]:

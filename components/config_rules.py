@@ -11,6 +11,7 @@ import copy
 import difflib
 import functools
 import inspect
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -584,6 +585,29 @@ def azure_reachable(environment: str, serving: s.ServingConfig, network: s.Netwo
 
 
 @rule
+def jobs_fit(jobs: s.JobsConfig, serving: s.ServingConfig) -> Iterator[Problem]:
+    """Batch inference needs Bedrock tiers, and a job's model call must fit the worker's timeout."""
+    if jobs.bedrock_batch and not jobs.enabled:
+        yield Problem("jobs.bedrockBatch", "Bedrock batch inference runs batches, which need jobs.enabled: true", True,
+                      "false, or jobs.enabled: true")
+    if jobs.bedrock_batch and not any(t.backend == "bedrock" for t in serving.tiers):
+        yield Problem("jobs.bedrockBatch", "no tier uses bedrock, so no batch could go to Bedrock batch inference",
+                      True, "false")
+    if not jobs.enabled or jobs.worker_timeout_seconds is None:
+        return  # the router's budget: the streamed-deadline rule already holds every tier to it
+    deadline = timeouts.for_worker(jobs.worker_timeout_seconds).buffered_deadline_s
+    for tier in serving.tiers:
+        worst = timeouts.seconds_for(tier.max_tokens, tier.min_tokens_per_second)
+        if worst > deadline:
+            yield Problem(
+                "jobs.workerTimeoutSeconds",
+                f"tier '{tier.name}' may take {worst:.0f} s for its {tier.max_tokens} tokens at "
+                f"{tier.min_tokens_per_second:g} tokens/s; a job's model call gets the worker timeout less "
+                f"{timeouts.STREAM_MARGIN_S} s ({deadline:g} s)", jobs.worker_timeout_seconds,
+                f"≥ {math.ceil(worst) + timeouts.STREAM_MARGIN_S} (≤ {timeouts.LAMBDA_MAX_S})")
+
+
+@rule
 def exemptions_unique(exemptions: list[s.Exemption]) -> Iterator[Problem]:
     """One exemption per resource and rule: two could disagree on reason and expiry."""
     seen: dict[tuple, int] = {}
@@ -669,6 +693,8 @@ def apply_environment_defaults(cfg: s.StackConfig) -> s.StackConfig:
         cfg.cache.multi_az = prod
     if cfg.router.waf.enabled is None:
         cfg.router.waf.enabled = prod
+    if cfg.jobs.worker_timeout_seconds is None:
+        cfg.jobs.worker_timeout_seconds = cfg.router.timeout_seconds
     if cfg.cache.nodes is None:
         cfg.cache.nodes = 2 if prod or cfg.cache.multi_az else 1
     if cfg.cache.dedicated_indexes is None:

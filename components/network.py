@@ -104,11 +104,12 @@ class Network(pulumi.ComponentResource):
                                           route_table_id=rt.id, opts=child(self))
             self.private_route_tables.append(rt)
 
-        s3 = aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
-                                 vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in self.private_route_tables],
-                                 tags=tags, opts=child(self))
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in self.private_route_tables],
+            tags=tags, opts=child(self))
         #: S3 through the gateway endpoint: a security group admits it by this prefix list.
-        self.s3_prefix_list_id = s3.prefix_list_id
+        self.s3_prefix_list_id = self.s3_endpoint.prefix_list_id
 
         # Interface endpoints admit HTTPS from inside the VPC only.
         self.endpoint_sg = aws.ec2.SecurityGroup(

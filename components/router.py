@@ -63,7 +63,8 @@ class SecretGrant:
 
 @dataclass(frozen=True)
 class Egress:
-    """One destination the router calls: a TCP port on a security group or on CIDR blocks."""
+    """One destination the router calls: a TCP port on a security group, CIDR blocks, or the
+    prefix list of a gateway VPC endpoint (S3, DynamoDB)."""
 
     port: int
     description: str
@@ -74,11 +75,18 @@ class Egress:
 
 
 def egress_rules(egress: list[Egress]) -> list[aws.ec2.SecurityGroupEgressArgs]:
-    """A security group's egress: these destinations and nothing else."""
+    """A security group's egress: these destinations and nothing else. Two parts that need the
+    same destination (jobs and quality samples both reach S3) share one rule: EC2 refuses a
+    duplicate."""
+    merged: dict[tuple, list[str]] = {}
+    for e in egress:
+        key = (e.port, e.security_group_id, tuple(e.cidrs), tuple(e.prefix_list_ids))
+        merged.setdefault(key, []).append(e.description)
     return [aws.ec2.SecurityGroupEgressArgs(
-        protocol="tcp", from_port=e.port, to_port=e.port, description=e.description,
-        security_groups=[e.security_group_id] if e.security_group_id is not None else None,
-        cidr_blocks=list(e.cidrs) or None, prefix_list_ids=list(e.prefix_list_ids) or None) for e in egress]
+        protocol="tcp", from_port=port, to_port=port, description="; ".join(dict.fromkeys(descriptions)),
+        security_groups=[group] if group is not None else None, cidr_blocks=list(cidrs) or None,
+        prefix_list_ids=list(prefix_lists) or None)
+        for (port, group, cidrs, prefix_lists), descriptions in merged.items()]
 
 
 @dataclass
@@ -168,9 +176,12 @@ class Router(pulumi.ComponentResource):
         router_role = self._router_role(secrets)
         authorizer_role = self._authorizer_role(authorizer_logs)
 
-        zip_path, code_hash = artifact.build()
-        #: The data plane's zip and its hash (the quality evaluator runs from the same artifact).
-        self.artifact = (zip_path, code_hash)
+        #: What another function running the same core (the jobs worker) needs: the router's
+        #: environment, the secrets it reads and the keys they are encrypted with.
+        self.environment = {**args.env, **env_extra}
+        self.secret_grants = secrets
+        #: The data plane's zip and its hash (the jobs worker and the quality evaluator run from it).
+        zip_path, code_hash = self.artifact = artifact.build()
         code = dict(code=pulumi.FileArchive(str(zip_path)), source_code_hash=code_hash, runtime=RUNTIME,
                     architectures=[args.architecture], reserved_concurrent_executions=args.reserved_concurrency,
                     tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"), tags=tags)

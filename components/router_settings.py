@@ -12,7 +12,7 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, Price, RateLimit, StackConfig, Tier, VllmTier
+from .schema import EMBEDDING_MODELS, EmbeddingModel, JobsConfig, Price, RateLimit, StackConfig, Tier, VllmTier
 
 
 def _price(p: Optional[Price]) -> Optional[rs.Price]:
@@ -111,4 +111,13 @@ def router_settings(cfg: StackConfig) -> rs.RouterSettings:
             sample_rate=q.sample_rate, opt_out_tenants=tuple(q.opt_out_tenants), redact=q.redact,
             judge_tier=cfg.judge_tier().name, every_hours=q.every_hours, min_samples=q.min_samples,
             max_samples=q.max_samples),
+        jobs=_jobs(cfg.jobs, r.timeout_seconds),
     )
+
+
+def _jobs(j: JobsConfig, router_timeout_s: int) -> rs.JobsSettings:
+    return rs.JobsSettings(
+        enabled=j.enabled, maximum_concurrency=j.maximum_concurrency, max_file_bytes=j.max_file_bytes,
+        max_batch_requests=j.max_batch_requests, retention_days=j.retention_days, max_receives=j.max_receives,
+        worker_timeout_s=j.worker_timeout_seconds or router_timeout_s, bedrock_batch=j.bedrock_batch,
+        bedrock_batch_min_records=j.bedrock_batch_min_records)

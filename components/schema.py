@@ -614,6 +614,49 @@ def search_index_limit(engine_version: str) -> int:
     return 10 if int(engine_version.split(".")[0]) < 9 else 1000
 
 
+# ------------------------------------------------------------------------ jobs
+#: Lambda's invoke payload is 6 MB and API Gateway hands the body over JSON-escaped: a
+#: deployed router cannot take a larger upload whole.
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+
+
+class JobsConfig(Section):
+    """Async work (README: "Jobs and batches"): `POST /v1/jobs` and the OpenAI Batch API on an SQS
+    queue drained by a worker function whose concurrency is capped."""
+
+    #: Off by default: the queue, table, bucket and worker cost nothing until a stack asks for them.
+    enabled: bool = False
+    #: Workers at once (the SQS event source's maximumConcurrency, 2–1000): the knob that keeps
+    #: bulk work from taking the capacity interactive requests need. 10: ten model calls at a time.
+    maximum_concurrency: int = Field(10, ge=2, le=1000)
+    #: The worker function's timeout, s. A job's model call gets this less a margin (no API Gateway
+    #: idle limit: a buffered job may use all of it). The queue's visibility timeout is six times
+    #: this (AWS's guidance for SQS → Lambda). None: `router.timeoutSeconds`, so a job gets the time
+    #: a streamed answer gets.
+    worker_timeout_seconds: Optional[int] = Field(None, ge=timeouts.MIN_TIMEOUT_S, le=timeouts.LAMBDA_MAX_S)
+    worker_memory_mb: int = Field(1024, ge=128, le=10240)
+    #: Deliveries of a message before it moves to the dead-letter queue and its job fails with
+    #: the reason. 3: a transient outage gets two more tries, a poison message stops soon.
+    max_receives: int = Field(3, ge=1, le=1000)
+    #: Largest `/v1/files` upload, bytes. 4 MiB; at most 5 MiB (a deployed router receives the
+    #: upload inside Lambda's 6 MB invoke payload).
+    max_file_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=MAX_UPLOAD_BYTES)
+    #: Requests in one batch (OpenAI's limit is 50,000).
+    max_batch_requests: int = Field(50_000, ge=1, le=50_000)
+    #: Days finished jobs, batches and files are kept: the table's TTL and the bucket's expiry.
+    retention_days: int = Field(30, ge=1, le=365)
+    #: Bedrock tiers: a batch with at least `bedrockBatchMinRecords` requests for one Bedrock tier
+    #: goes to Bedrock batch inference (about half the on-demand price, hours not minutes).
+    bedrock_batch: bool = False
+    #: Bedrock's minimum records per batch inference job (a service quota, 100 for most models);
+    #: smaller batches run through the worker.
+    bedrock_batch_min_records: int = Field(100, ge=1, le=50_000)
+    #: Ticket when the oldest queued message is older than this, s (work is waiting).
+    oldest_message_alarm_seconds: int = Field(1800, ge=60, le=86_400)
+    #: Page when more than this share of finished jobs failed over 15 minutes.
+    failure_ratio_alarm: float = Field(0.1, gt=0, le=1)
+
+
 # ------------------------------------------------------------------------- slo
 class HigherIsBetter(Section):
     """An objective where bigger is stricter (availability %, faithfulness)."""
@@ -795,6 +838,7 @@ class StackConfig(Section):
     serving: ServingConfig
     router: RouterConfig = RouterConfig()
     cache: CacheConfig = CacheConfig()
+    jobs: JobsConfig = JobsConfig()
     slo: SloConfig
     quality: QualityConfig = QualityConfig()
     alarms: AlarmsConfig = AlarmsConfig()

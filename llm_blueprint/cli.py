@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .commands import bench, cache, check, cost, keys, plan, probe, serve, slo, stamp
+from .commands import bench, cache, check, cost, jobs, keys, plan, probe, serve, slo, stamp
 
 app = typer.Typer(help="Plan, check and operate llm-blueprint stacks offline.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -14,6 +14,7 @@ app.add_typer(slo.app, name="slo")
 app.add_typer(keys.app, name="keys")
 app.add_typer(cache.app, name="cache")
 app.add_typer(bench.app, name="bench")
+app.add_typer(jobs.app, name="jobs")
 
 
 def main() -> None:

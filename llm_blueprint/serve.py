@@ -75,10 +75,14 @@ class LocalStack:
     keys: dict[str, str]
     server: Optional[ValkeyServer] = None
     plain_keys: dict[str, str] = field(default_factory=dict)
+    #: The in-process job system (`llm_router.jobs.wiring.LocalJobs`), unless run without jobs.
+    jobs: Any = None
 
     def close(self) -> None:
         if self.router.sampler is not None:
             self.router.sampler.flush()
+        if self.jobs:
+            self.jobs.close()
         if self.server:
             self.server.stop()
 
@@ -165,7 +169,8 @@ def serve_until_stopped(stack: LocalStack, port: int, grace_s: float, host: str 
 def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str, Any]] = None, cache: bool = True,
           embedder=None, upstream_key: Optional[str] = None, endpoints: Optional[dict[str, str]] = None,
           env: Optional[dict[str, str]] = None, samples: Optional[Path] = None, sample_rate: Optional[float] = None,
-          semantic: bool = True, die_with_parent: bool = False, **router_overrides: Any) -> LocalStack:
+          semantic: bool = True, die_with_parent: bool = False, jobs: bool = True,
+          job_options: Optional[dict] = None, **router_overrides: Any) -> LocalStack:
     """The stack's router settings (optionally with some `router` fields replaced, for tests
     and benchmarks) behind the app `serve` runs. `upstream`: every tier goes to that one
     OpenAI-compatible server; None: each tier to its own backend, with credentials from `env`
@@ -173,7 +178,9 @@ def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str
     a tier that lacks any raises `wiring.StartupError` before anything is started. `api_keys`:
     key → tenant, or key → its entry as the API-keys secret stores it ({tenant, id, limits}).
     `semantic=False`: the exact cache only (no embedder to load). `samples`: quality samples go
-    to this JSON Lines file (at the stack's `quality.sampleRate`, or `sample_rate`)."""
+    to this JSON Lines file (at the stack's `quality.sampleRate`, or `sample_rate`). Jobs run
+    in-process (`llm_router.jobs.wiring.local`, `job_options` its keywords) whatever the stack's
+    `jobs.enabled`: no AWS account needed."""
     settings = router_settings(cfg)
     if router_overrides:
         settings = dataclasses.replace(settings, router=dataclasses.replace(settings.router, **router_overrides))
@@ -210,4 +217,10 @@ def build(cfg: StackConfig, upstream: Optional[str], api_keys: Optional[dict[str
                                                                                      sample_rate=sample_rate)
         router.sampler = Sampler(quality, FileSink(samples), metrics)
     keys = {key_hash(k): entry for k, entry in plain.items()}  # the form the secret stores
-    return LocalStack(router, create_app(router, KeyAuth(keys)), keys, server, plain)
+    local_jobs = None
+    if jobs:
+        from llm_router.jobs.wiring import local as local_job_system
+
+        local_jobs = local_job_system(router, **(job_options or {}))
+    app = create_app(router, KeyAuth(keys), jobs=local_jobs.service if local_jobs else None)
+    return LocalStack(router, app, keys, server, plain, local_jobs)

@@ -257,6 +257,26 @@ class _Doc:
             "",
         )
 
+    def jobs(self) -> None:
+        j = self.cfg.jobs
+        if not j.enabled:
+            return
+        jobs = self.prefix.removesuffix("-slo") + "-jobs"
+        self.add(
+            "## Async jobs and batches",
+            "",
+            "Jobs have no latency objective (they are the path for work that may wait); what is watched is that "
+            "nothing is lost and nothing waits too long:",
+            "",
+            f"- `{jobs}-failure-ratio` **pages** when over {j.failure_ratio_alarm:.0%} of the jobs finished in 15 min "
+            "failed (at least 10): the worker or its backends are broken.",
+            f"- `{jobs}-dlq-depth` opens a **ticket** when a message lands in the dead-letter queue: a job failed after "
+            f"{j.max_receives} deliveries and shows `failed` with its reason.",
+            f"- `{jobs}-oldest-message` opens a **ticket** when work has waited over {j.oldest_message_alarm_seconds} s "
+            f"for 15 min: {j.maximum_concurrency} workers at most are not keeping up (raise `jobs.maximumConcurrency` "
+            "if the models can take it) or they are failing.",
+            "")
+
     def policy(self) -> None:
         self.add(
             "## When the error budget is spent",
@@ -314,6 +334,7 @@ class _Doc:
             f"at the router: `{m.TIME_TO_FIRST_TOKEN_MS}` ({m.NAMESPACE}, {m.DIMENSION} `{self.service}`)")
         self.faithfulness()
         self.supporting()
+        self.jobs()
         self.routing()
         self.policy()
         return "\n".join(self.lines)

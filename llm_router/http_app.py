@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from .authorizer import Principal, authenticate, key_limits
 from .errors import ApiError, error_body, internal_error, not_found, unauthorized
+from .jobs.http import Http, routes as job_routes
 from .quality import HEADER as SAMPLE_HEADER, opted_out
 from .router import Reply, Router, StreamReply
 
@@ -134,8 +135,9 @@ class StreamResponse(Response):
 def create_app(router: Optional[Router], auth: Authenticator, *,
                on_request: Callable[[Request], None] = lambda request: None,
                after_request: Callable[[], None] = lambda: None,
-               lifespan: Optional[Callable[[Starlette], Any]] = None) -> Starlette:
-    """The app. `router` may be None until `lifespan` sets `app.state.router` (Lambda)."""
+               lifespan: Optional[Callable[[Starlette], Any]] = None, jobs: Any = None) -> Starlette:
+    """The app. `router` may be None until `lifespan` sets `app.state.router` (Lambda); `jobs`
+    (a `jobs.service.JobService`) likewise `app.state.jobs`, and stays None where jobs are off."""
 
     def core(request: Request) -> Router:
         return request.app.state.router
@@ -221,10 +223,12 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *job_routes(Http(lambda request: principal(request).tenant, body, _error, after_request)),
         ],
         exception_handlers={HTTPException: http_error, Exception: crash},
         lifespan=sized)
     app.state.router = router
+    app.state.jobs = jobs
     return app
 
 
@@ -237,8 +241,16 @@ async def _lambda_lifespan(app: Starlette):
     logger = observability.lambda_logger(service)
     observability.lambda_tracer()
     metrics = observability.EmfMetrics(service)
-    app.state.router = wiring.from_environment(settings.from_environment(), settings.Resources.from_environment(),
-                                               metrics, logger)
+    cfg, res = settings.from_environment(), settings.Resources.from_environment()
+    app.state.router = wiring.from_environment(cfg, res, metrics, logger)
+    if cfg.jobs.enabled:
+        from .jobs import wiring as jobs_wiring
+
+        try:
+            app.state.jobs = jobs_wiring.service(app.state.router, jobs_wiring.deployed(app.state.router, cfg, res))
+        except Exception as e:  # noqa: BLE001 - chat keeps working; the job routes answer 503
+            logger.error("jobs unavailable: %s", e)
+            app.state.jobs_unavailable = True
     app.state.flush = metrics.flush
     yield
 

@@ -83,3 +83,8 @@ FAITHFULNESS_UNJUDGED = "FaithfulnessUnjudged"
 QUALITY_SAMPLES_INVALID = "QualitySamplesInvalid"
 #: Samples the router chose but never stored: its queue was full or the sink failed.
 QUALITY_SAMPLES_DROPPED = "QualitySamplesDropped"
+#: Jobs and batch requests the worker finished (`llm_router/jobs`): the failure-ratio alarm reads both.
+JOBS_SUCCEEDED = "JobsSucceeded"
+JOBS_FAILED = "JobsFailed"
+#: Attempts that failed in a way worth retrying; the message comes back after a backoff.
+JOBS_RETRIED = "JobsRetried"

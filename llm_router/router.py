@@ -71,6 +71,18 @@ class StreamReply:
 
 
 @dataclass
+class Routed:
+    """A chat request after checks, tiering and budgets (`Router.route`)."""
+
+    body: dict[str, Any]
+    tier: TierSettings
+    reason: str
+    fitted: Fitted
+    #: What the tier's backend is sent.
+    upstream: dict[str, Any]
+
+
+@dataclass
 class Prepared:
     """A checked request: its tier, fitted budget, the body for the backend and what the
     cache lookup learned."""
@@ -267,7 +279,9 @@ class Router:
         obs.headers(reply)
         return reply
 
-    def _prepare(self, raw: bytes, tenant: str, obs: Observed, cache_control: Optional[str] = None) -> Prepared:
+    def route(self, raw: bytes) -> "Routed":
+        """A chat request checked, tiered and fitted to its tier's budgets, with the body its
+        backend would get. Raises ApiError. Batch inference sends what this returns."""
         limits = self.settings.router.limits
         body = requests.chat(raw, limits.max_body_bytes, limits.max_messages,
                              frozenset(self.settings.router.remote_image_hosts))
@@ -275,15 +289,20 @@ class Router:
         tier = self.tiers[tier_name]
         requested = body.get("max_completion_tokens", body.get("max_tokens"))
         fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy)
-        obs.context.update(tier=tier_name, tier_reason=reason, stream=bool(body.get("stream")))
+        upstream = {k: body[k] for k in PASSTHROUGH if k in body}
+        upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
+        return Routed(body, tier, reason, fitted, upstream)
+
+    def _prepare(self, raw: bytes, tenant: str, obs: Observed, cache_control: Optional[str] = None) -> Prepared:
+        r = self.route(raw)
+        body, tier, fitted, upstream, tier_name = r.body, r.tier, r.fitted, r.upstream, r.tier.name
+        obs.context.update(tier=tier_name, tier_reason=r.reason, stream=bool(body.get("stream")))
         if self.settings.router.log_prompts:
             obs.context["messages"] = fitted.messages
         if fitted.capped:
             self.safely("metrics", self.metrics.add, m.BUDGET_CAPPED, 1)
         obs.admit(fitted.prompt_tokens + fitted.max_tokens)
-        upstream = {k: body[k] for k in PASSTHROUGH if k in body}
-        upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
-        headers = {"x-llm-tier": tier_name, "x-llm-tier-reason": reason}
+        headers = {"x-llm-tier": tier_name, "x-llm-tier-reason": r.reason}
         if fitted.capped:
             headers["x-llm-budget"] = ",".join(fitted.capped)
         state = None

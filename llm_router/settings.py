@@ -281,6 +281,29 @@ class QualitySettings:
 
 
 @dataclass(frozen=True)
+class JobsSettings:
+    """`jobs` in the stack config: the job API and the Batch API (`llm_router/jobs`)."""
+
+    enabled: bool
+    #: Workers at once: the SQS event source's maximumConcurrency deployed, threads under `serve`.
+    maximum_concurrency: int
+    #: Largest upload `/v1/files` accepts, bytes.
+    max_file_bytes: int
+    #: Requests one batch input file may hold.
+    max_batch_requests: int
+    #: Days a finished job, batch or file is kept (the table's TTL, the bucket's expiry).
+    retention_days: int
+    #: Deliveries of one message before it goes to the dead-letter queue and its job fails.
+    max_receives: int
+    #: The worker function's timeout, s: a job's model call gets this less a margin.
+    worker_timeout_s: int
+    #: Batches on Bedrock tiers with at least `bedrock_batch_min_records` requests go to
+    #: Bedrock batch inference (CreateModelInvocationJob) instead of the worker.
+    bedrock_batch: bool
+    bedrock_batch_min_records: int
+
+
+@dataclass(frozen=True)
 class Guardrail:
     id: str
     version: str
@@ -295,6 +318,7 @@ class RouterSettings:
     embeddings: tuple[EmbeddingModelSettings, ...]
     guardrail: Optional[Guardrail]
     quality: QualitySettings
+    jobs: JobsSettings
 
     def tier(self, name: str) -> TierSettings:
         return next(t for t in self.tiers if t.name == name)
@@ -328,6 +352,14 @@ class Resources:
     api_keys_secret_arn: Optional[str] = _env("API_KEYS_SECRET_ARN")
     #: The bucket quality samples go to (router) and are read from (evaluator).
     quality_samples_bucket: Optional[str] = _env("QUALITY_SAMPLES_BUCKET")
+    #: The job API's DynamoDB table, SQS queue (URL) and dead-letter queue, S3 bucket and KMS key.
+    jobs_table: Optional[str] = _env("JOBS_TABLE")
+    jobs_queue_url: Optional[str] = _env("JOBS_QUEUE_URL")
+    jobs_dlq_url: Optional[str] = _env("JOBS_DLQ_URL")
+    jobs_bucket: Optional[str] = _env("JOBS_BUCKET")
+    jobs_kms_key_arn: Optional[str] = _env("JOBS_KMS_KEY_ARN")
+    #: The service role Bedrock batch inference assumes to read inputs and write outputs.
+    jobs_bedrock_role_arn: Optional[str] = _env("JOBS_BEDROCK_ROLE_ARN")
 
     @classmethod
     def env_name(cls, field_name: str) -> str:

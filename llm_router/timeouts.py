@@ -85,3 +85,14 @@ def seconds_for(tokens: int, tokens_per_second: float) -> float:
 def tokens_within(seconds: float, tokens_per_second: float) -> int:
     """The most tokens a tier surely generates inside `seconds` (e.g. the buffered deadline)."""
     return max(0, math.floor(seconds * tokens_per_second))
+
+
+def for_worker(timeout_seconds: int) -> Timeouts:
+    """A job's deadlines in the jobs worker function (`jobs.workerTimeoutSeconds`): no API Gateway
+    stands in front, so a buffered answer may use the function's whole timeout less the margin
+    that lets the worker record the outcome before Lambda stops it."""
+    if not MIN_TIMEOUT_S <= timeout_seconds <= LAMBDA_MAX_S:
+        raise ValueError(f"worker timeout {timeout_seconds} s: must be {MIN_TIMEOUT_S}..{LAMBDA_MAX_S} s")
+    deadline = float(timeout_seconds - STREAM_MARGIN_S)
+    return Timeouts(lambda_timeout_s=int(timeout_seconds), integration_timeout_ms=0, stream_deadline_s=deadline,
+                    buffered_deadline_s=deadline, connect_s=min(CONNECT_S, deadline), read_s=deadline)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import re
 from collections import defaultdict
 from typing import Any, Iterator, Optional
 
@@ -42,6 +43,13 @@ AZURE_ACCOUNT = "azure-native:cognitiveservices:Account"
 ALARMS = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
 K8S_WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
 K8S_AUTOSCALERS = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:keda.sh/v1alpha1:ScaledObject")
+SQS_QUEUE = "aws:sqs/queue:Queue"
+DYNAMODB_TABLE = "aws:dynamodb/table:Table"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+#: Bedrock batch inference jobs are named by the service, so a policy can only name the account's job ARNs.
+BEDROCK_BATCH_JOB_ACTIONS = frozenset({"bedrock:CreateModelInvocationJob", "bedrock:GetModelInvocationJob",
+                                       "bedrock:StopModelInvocationJob"})
+_BATCH_JOB_ARNS = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:model-invocation-job/\*$")
 
 
 def _as_list(v: Any) -> list:
@@ -539,8 +547,71 @@ def iam_wildcards(r: Resource) -> Iterator[str]:
             continue
         if "*" in actions or any(a.lower().startswith("bedrock:") and "*" in a for a in actions):
             yield f"wildcard action {', '.join(a for a in actions if '*' in a)}"
-        if any(a.lower().startswith("bedrock:") for a in actions) and any("*" in x for x in resources):
-            yield f"Bedrock access to wildcard resources {', '.join(x for x in resources if '*' in x)}"
+        wild = [x for x in resources if "*" in x]
+        if set(actions) <= BEDROCK_BATCH_JOB_ACTIONS and all(_BATCH_JOB_ARNS.match(x) for x in wild):
+            continue  # the account's batch inference jobs (their ids are the service's): no wider
+        if any(a.lower().startswith("bedrock:") for a in actions) and wild:
+            yield f"Bedrock access to wildcard resources {', '.join(wild)}"
+
+
+# ----------------------------------------------------------------- jobs
+@resource_rule("sqs-encrypted", types=[SQS_QUEUE],
+               description="Every SQS queue is encrypted with a customer KMS key (job messages carry tenants' requests).",
+               fix="set kmsMasterKeyId to a customer key (the Jobs component's key)")
+def sqs_encrypted(r: Resource) -> Iterator[str]:
+    key = r.get("kmsMasterKeyId")
+    if not key:
+        yield "queue is not encrypted with a customer KMS key"
+    elif isinstance(key, str) and key.startswith("alias/aws/"):
+        yield f"queue is encrypted with the AWS managed key {key}, not a customer key"
+
+
+@resource_rule("dynamodb-encrypted", types=[DYNAMODB_TABLE],
+               description="Every DynamoDB table is encrypted with a customer KMS key.",
+               fix="set serverSideEncryption.enabled and serverSideEncryption.kmsKeyArn")
+def dynamodb_encrypted(r: Resource) -> Iterator[str]:
+    if not _truthy(r.get("serverSideEncryption", "enabled")) or not r.get("serverSideEncryption", "kmsKeyArn"):
+        yield "table is encrypted with the AWS owned key only"
+
+
+@resource_rule("dynamodb-prod-recovery", types=[DYNAMODB_TABLE],
+               description="prod DynamoDB tables have point-in-time recovery and deletion protection.",
+               fix="set pointInTimeRecovery.enabled and deletionProtectionEnabled (the Jobs component does in prod)")
+def dynamodb_prod_recovery(r: Resource) -> Iterator[str]:
+    if r.environment != "prod":
+        return
+    if not _truthy(r.get("pointInTimeRecovery", "enabled")):
+        yield "prod table has no point-in-time recovery"
+    if not _truthy(r.get("deletionProtectionEnabled")):
+        yield "prod table has no deletion protection"
+
+
+def _dead_letter_queues(resources: list[Resource]) -> list[Resource]:
+    """Queues another queue redrives to (when the plan knows the ARN), or tagged as dead-letter queues."""
+    targets = set()
+    for r in resources:
+        if r.type == SQS_QUEUE and isinstance(r.get("redrivePolicy"), str) and not is_unknown(r.get("redrivePolicy")):
+            try:
+                targets.add(json.loads(r.get("redrivePolicy")).get("deadLetterTargetArn"))
+            except ValueError:
+                pass
+    return [r for r in resources if r.type == SQS_QUEUE
+            and (r.tags.get("queue-role") == "dead-letter" or r.get("arn") in targets)]
+
+
+@stack_rule("dlq-alarmed", description="Every dead-letter queue has an alarm on its depth that notifies someone.",
+            fix="alarm on AWS/SQS ApproximateNumberOfMessagesVisible > 0 with dimension QueueName = the queue's "
+                "name and an alarm action (the Jobs component does)")
+def dlq_alarmed(resources: list[Resource]) -> Iterator[tuple[Optional[Resource], str]]:
+    watched = {r.get("dimensions", "QueueName") for r in resources
+               if r.type == METRIC_ALARM and r.get("namespace") == "AWS/SQS"
+               and r.get("metricName") == "ApproximateNumberOfMessagesVisible"
+               and r.get("comparisonOperator") == "GreaterThanThreshold" and _num(r.get("threshold")) == 0
+               and _as_list(r.get("alarmActions"))}
+    for q in _dead_letter_queues(resources):
+        if not q.get("name") or q.get("name") not in watched:
+            yield q, f"dead-letter queue {q.get('name') or q.name} has no depth > 0 alarm with an action: " \
+                     "failed work would pile up unseen"
 
 
 # -------------------------------------------------------------------- Bedrock

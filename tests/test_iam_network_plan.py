@@ -46,7 +46,7 @@ class DeployedIds(offline.OfflineMocks):
         state.setdefault("arn", stand_in_arn(args.typ, args.name, self.region))
         if args.typ == "aws:apigateway/restApi:RestApi":
             state["executionArn"] = f"arn:aws:execute-api:{self.region}:{offline.OFFLINE_ACCOUNT}:{args.name}-id"
-        if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and args.inputs.get("vpcEndpointType") == "Gateway":
+        if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             state["prefixListId"] = f"pl-{args.name}"
         if args.typ == "aws:s3/bucket:Bucket":
             state["bucket"] = f"{args.name}-bucket"
@@ -188,14 +188,20 @@ def test_dev_router_egress_is_endpoints_bedrock_and_cache_only():
         (443, "llm-dev-net-endpoints-id"),  # Secrets Manager (and the other shared interface endpoints)
         (443, "llm-dev-bedrock-endpoint-id"),  # bedrock-runtime over PrivateLink: models and Titan embeddings
         (6379, "llm-dev-cache-sg-id"),
-        (443, "pl-llm-dev-net-s3"),  # quality samples, through the S3 gateway endpoint
+        *JOBS_GATEWAYS("dev"),  # jobs (DynamoDB, S3) and quality samples (S3) through the gateway endpoints
     }
+
+
+def JOBS_GATEWAYS(stack: str) -> set[tuple[int, str]]:
+    """DynamoDB and S3 through their gateway endpoints (the job table and files)."""
+    return {(443, f"pl-llm-{stack}-jobs-dynamodb"), (443, f"pl-llm-{stack}-net-s3")}
 
 
 def test_prod_router_egress_reaches_self_hosted_models_on_their_port_only():
     expected = {(443, "llm-prod-net-endpoints-id"), (443, "llm-prod-bedrock-endpoint-id"), (6379, "llm-prod-cache-sg-id"),
                 (443, "pl-llm-prod-net-s3")}
     expected |= {(80, cidr) for cidr in private_cidrs("10.42.0.0/16", 3)}  # the models' internal NLBs
+    expected |= JOBS_GATEWAYS("prod")
     assert egress(deployed_plan("prod")) == expected
 
 
@@ -211,4 +217,4 @@ def test_https_to_the_internet_only_where_a_tier_needs_it(write_stack):
     with mock.patch.object(offline, "OfflineMocks", DeployedIds):
         public = egress(offline.plan(str(write_stack(cfg, "public-bedrock"))))
     assert public == {(443, "llm-public-bedrock-net-endpoints-id"), (6379, "llm-public-bedrock-cache-sg-id"),
-                      (443, WORLD), (443, "pl-llm-public-bedrock-net-s3")}
+                      (443, WORLD), *JOBS_GATEWAYS("public-bedrock")}

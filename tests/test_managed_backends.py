@@ -52,7 +52,7 @@ def test_titan_embeddings_guardrail_and_provisioned_throughput_are_granted_exact
     assert s["InvokeEmbeddingModels"]["Resource"] == ["arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"]
     assert s["ApplyGuardrail"]["Resource"] == [f"arn:aws:bedrock:us-east-1:{ACCOUNT}:guardrail/gr0abc"]
     assert "InvokeProvisionedThroughput" not in s  # its ARN is unknown until deployed: separate policy
-    [extra] = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-bedrock-provisioned")]
+    [extra] = [r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-router-bedrock-provisioned")]
     assert extra.inputs["policy"] == offline.UNKNOWN
     [pt] = plan.of_type("aws:bedrock/provisionedModelThroughput:ProvisionedModelThroughput")
     assert pt.inputs["modelUnits"] == 2 and pt.inputs["commitmentDuration"] == "OneMonth"

@@ -17,11 +17,11 @@ from tests.conftest import EXAMPLE_STACKS, example_config, example_plan
 runner = CliRunner()
 
 EXPECTED_COMPONENTS = {
-    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "Quality", "SloAlarms"},
+    "dev": {"Network", "SemanticCache", "BedrockAccess", "Router", "Quality", "SloAlarms", "Jobs"},
     "staging": {"Network", "SemanticCache", "BedrockAccess", "AzureOpenAI", "Router", "Quality",  # Titan embeddings
                 "SloAlarms"},
     "prod": {"Network", "SemanticCache", "BedrockAccess", "GpuCluster", "ModelServing", "Router", "Quality",
-             "SloAlarms"},
+             "SloAlarms", "Jobs"},
 }
 
 

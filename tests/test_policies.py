@@ -58,7 +58,12 @@ def hardened(deployment, **container_changes):
 
 
 # (rule, type, compliant props, violating props)
+GOOD_TABLE = {"serverSideEncryption": {"enabled": True, "kmsKeyArn": "arn:k"}, "pointInTimeRecovery": {"enabled": True},
+              "deletionProtectionEnabled": True, "tags": TAGS}
 CASES = [
+    ("sqs-encrypted", R.SQS_QUEUE, {"kmsMasterKeyId": "arn:k", "tags": TAGS}, {"tags": TAGS}),
+    ("dynamodb-encrypted", R.DYNAMODB_TABLE, GOOD_TABLE, with_(GOOD_TABLE, serverSideEncryption={"enabled": True})),
+    ("dynamodb-prod-recovery", R.DYNAMODB_TABLE, GOOD_TABLE, with_(GOOD_TABLE, pointInTimeRecovery={"enabled": False})),
     ("elasticache-encryption", R.REPLICATION_GROUP, GOOD_RG, with_(GOOD_RG, transitEncryptionEnabled=False)),
     ("elasticache-encryption", R.REPLICATION_GROUP, GOOD_RG, with_(GOOD_RG, kmsKeyId=None)),
     ("elasticache-auth", R.REPLICATION_GROUP, GOOD_RG, with_(GOOD_RG, authToken=None)),
@@ -148,7 +153,8 @@ def test_rule_passes_compliant_and_flags_violating(rule, type_, good, bad):
 
 def test_every_rule_has_a_fixture():
     covered = {c[0] for c in CASES} | {"gpu-pods-schedule-on-gpu-nodes", "bedrock-single-logging-owner",
-                                       "slo-alarms-have-actions", "apigw-throttling", "apigw-prod-waf"}
+                                       "slo-alarms-have-actions", "apigw-throttling", "apigw-prod-waf",
+                                       "dlq-alarmed"}  # (tests/test_jobs_plan.py)
     assert covered == {r.name for r in RESOURCE_RULES} | {r.name for r in STACK_RULES}
 
 

@@ -256,7 +256,7 @@ def test_judge_tier_defaults_to_the_expensive_tier():
 
 
 # ------------------------------------------------------------ SLO document
-ALARM_NAME = re.compile(r"`(llm-[a-z0-9-]+-slo-[a-z0-9-]+)`")
+ALARM_NAME = re.compile(r"`(llm-[a-z0-9-]+-(?:slo|jobs)-[a-z0-9-]+)`")
 
 
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS)

@@ -228,3 +228,27 @@ def bench_load_cmd(
     out.print(table)
     if plot is not None:
         out.print(f"plot: {plot}", highlight=False)
+
+
+@app.command("jobs")
+def bench_jobs_cmd(
+    jobs: int = typer.Option(1000, min=10, help="Jobs to submit."),
+    clients: int = typer.Option(1, min=1, help="Clients submitting at once, each one job after another."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Workers (default: the stack's jobs.maximumConcurrency)."),
+    redeliver: float = typer.Option(0.1, min=0, max=1, help="Share of messages delivered twice, as SQS may."),
+    stack: str = typer.Option("dev", help="Stack whose router and jobs settings to use."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Accept latency, completion throughput, end-to-end latency, duplicates (0) and lost jobs (0)."""
+    from ..bench_jobs import bench_jobs
+
+    figures = bench_jobs(jobs, clients, workers, redeliver, stack, progress=lambda s: err.print(s))
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    a, e = figures["accept_ms"], figures["end_to_end_ms"] or {"p50": 0, "p99": 0}
+    out.print(f"accept p50 {a['p50']:.3f} ms, p99 {a['p99']:.3f} ms (target p99 ≤ {figures['target_accept_p99_ms']} ms)")
+    out.print(f"end to end p50 {e['p50']:.1f} ms, p99 {e['p99']:.1f} ms; {figures['completed_per_s']:,} jobs/s "
+              f"with {figures['workers']} workers")
+    out.print(f"{figures['succeeded']:,} succeeded, {figures['failed']} failed, duplicates {figures['duplicates']}, "
+              f"lost {figures['lost']} ({figures['redelivered']} messages delivered twice)")

@@ -50,6 +50,8 @@ def serve(
                                            "(`slo evaluate` reads it)."),
     sample_rate: Optional[float] = typer.Option(None, min=0.0, max=1.0,
                                                 help="Share of answers sampled (default: the stack's quality.sampleRate)."),
+    no_jobs: bool = typer.Option(False, help="Run without /v1/jobs, /v1/files and /v1/batches (on by default, "
+                                             "in-process: no AWS account needed)."),
 ) -> None:
     """Run the same router locally: real Valkey vector search, local MiniLM embeddings.
     SIGTERM or Ctrl-C stops it cleanly, the Valkey server included."""
@@ -68,13 +70,16 @@ def serve(
         fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
     try:
         local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints, samples=samples,
-                            sample_rate=sample_rate, semantic=not no_semantic, die_with_parent=True)
+                            sample_rate=sample_rate, semantic=not no_semantic, die_with_parent=True,
+                            jobs=not no_jobs)
     except StartupError as e:
         fail_config(f"cannot serve stack {stack} with its own backends:\n"
                     + "\n".join(f"  - {p}" for p in e.problems)
                     + "\n(or pass --upstream URL to send every tier to one OpenAI-compatible server)")
     target = upstream or ", ".join(f"{t.name}: {t.backend}" for t in cfg.serving.tiers)
     err.print(f"llm-blueprint router ({stack}) on http://127.0.0.1:{port}/v1 → {target}", highlight=False)
+    if local_stack.jobs:
+        err.print(f"jobs and batches in-process (no AWS account): {local_stack.jobs.queue.workers} workers")
     for key, tenant in local_stack.plain_keys.items():
         if not keys:
             err.print(f"API key for tenant '{tenant}': {key}", highlight=False)
