@@ -212,3 +212,21 @@ def test_shell_scripts_are_executable_in_a_reproducible_artifact(tmp_path):
     with zipfile.ZipFile(a) as zf:
         modes = {i.filename: (i.external_attr >> 16) for i in zf.infolist() if i.filename.startswith("llm_router/")}
     assert modes == {"llm_router/app.py": 0o100644, "llm_router/run.sh": 0o100755}
+
+
+def test_the_artifact_carries_the_native_parts_the_start_script_asks_for(tmp_path):
+    """run.sh names uvloop and httptools rather than letting uvicorn fall back to its pure-Python
+    ones; a missing or wrong-platform build would stop every cold start, so the zip must hold
+    both (and the Valkey reply parser) built for the function's runtime: arm64, CPython 3.13."""
+    import re
+    import zipfile
+
+    script = (artifact.PROJECT_DIR / "llm_router" / "run.sh").read_text()
+    asked = set(re.findall(r"--(?:loop|http) (\w+)", script))
+    assert asked == {"uvloop", "httptools"}
+    zip_path, _ = artifact.build(tmp_path / "router.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        native = [n for n in zf.namelist() if n.endswith(".so")]
+    for package in (*asked, "libvalkey"):
+        built = [n for n in native if n.startswith(f"{package}/")]
+        assert built and all("cpython-313-aarch64-linux-gnu" in n for n in built), (package, built)
