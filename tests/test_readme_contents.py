@@ -31,3 +31,11 @@ def test_the_contents_list_every_section_in_order():
     seen: dict[str, int] = {"contents": 1}
     expected = [(" " * (2 * (level - 2)), _anchor(title, seen)) for level, title in _sections(text)]
     assert listed == expected
+
+
+def test_links_into_the_measurements_page_resolve():
+    page = README.parent / "docs" / "measurements.md"
+    seen: dict[str, int] = {}
+    anchors = {_anchor(title, seen) for _, title in _sections(page.read_text())}
+    linked = set(re.findall(r"\(docs/measurements\.md#([^)]+)\)", README.read_text()))
+    assert linked and linked <= anchors, linked - anchors
