@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from typing import Any, Iterator, Optional
 
-from components.schema import GPU_FAMILIES
+from components.schema import GPU_FAMILIES, PLACEHOLDER_DIGEST
 from components.schema import REQUIRED_TAGS as CONFIG_REQUIRED_TAGS
 
 from .registry import Resource, is_unknown, resource_rule, stack_rule
@@ -501,6 +501,19 @@ def model_pods_hardened(r: Resource) -> Iterator[str]:
             yield f"container {name} runs without a seccomp profile"
         if sc.get("readOnlyRootFilesystem") is not True:
             yield f"container {name} can write to its image's filesystem"
+
+
+@resource_rule("image-digest-placeholder", types=[*K8S_WORKLOADS, "kubernetes:apps/v1:DaemonSet"],
+               enforcement="advisory",
+               description="No container image carries the placeholder digest (sha256:000…0) that stamped stacks "
+                           "start with: the cluster could never pull it.",
+               fix="look the tag's digest up (docker buildx imagetools inspect IMAGE:TAG, or crane digest "
+                   "IMAGE:TAG) and put it in the stack file (README: Pinning images)")
+def image_digest_placeholder(r: Resource) -> Iterator[str]:
+    pod = _pod_spec(r)
+    for c in _as_list(pod.get("containers")) + _as_list(pod.get("initContainers")):
+        if isinstance(c, dict) and str(c.get("image", "")).endswith(PLACEHOLDER_DIGEST):
+            yield f"container {c.get('name')} image {c['image']} has the placeholder digest: never pullable"
 
 
 @resource_rule("prod-warm-replicas", types=[*K8S_WORKLOADS, *K8S_AUTOSCALERS],

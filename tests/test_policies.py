@@ -154,7 +154,7 @@ def test_rule_passes_compliant_and_flags_violating(rule, type_, good, bad):
 def test_every_rule_has_a_fixture():
     covered = {c[0] for c in CASES} | {"gpu-pods-schedule-on-gpu-nodes", "bedrock-single-logging-owner",
                                        "slo-alarms-have-actions", "apigw-throttling", "apigw-prod-waf",
-                                       "dlq-alarmed"}  # (tests/test_jobs_plan.py)
+                                       "dlq-alarmed", "image-digest-placeholder"}  # (tests/test_jobs_plan.py)
     assert covered == {r.name for r in RESOURCE_RULES} | {r.name for r in STACK_RULES}
 
 
@@ -224,10 +224,26 @@ def test_faithfulness_alarm_is_required_where_the_stack_samples_and_in_prod():
     assert [m for _, m in R.slo_alarms(prod)] == ["SLO 'faithfulness' has no alarm with an action"]
 
 
+#: What `check` still says about each example stack: only prod's placeholder agent digest, as advice.
+EXAMPLE_ADVICE = {"prod": [("image-digest-placeholder", "advisory", "kubernetes:apps/v1:Deployment")]}
+
+
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS)
 def test_example_stacks_pass_every_rule(stack):
     result = check([stack])
-    assert result.violations == [], [v.as_json() for v in result.violations]
+    found = [(v.rule, v.enforcement, v.type) for v in result.violations]
+    assert found == EXAMPLE_ADVICE.get(stack, []), [v.as_json() for v in result.violations]
+    assert result.mandatory == []
+
+
+def test_a_placeholder_digest_is_reported_with_the_image_and_the_way_to_look_it_up():
+    placeholder = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.3@sha256:" + "0" * 64
+    pod = {"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": placeholder}]}}}}
+    [message] = violations("image-digest-placeholder", "kubernetes:apps/v1:Deployment", pod)
+    assert "agent" in message and placeholder in message and "never pullable" in message
+    real = placeholder.replace("0" * 64, "a" * 64)
+    pod["spec"]["template"]["spec"]["containers"][0]["image"] = real
+    assert violations("image-digest-placeholder", "kubernetes:apps/v1:Deployment", pod) == []
 
 
 def test_unsafe_stack_fails_with_expected_rules(write_stack):
@@ -261,7 +277,8 @@ def test_check_cli_exit_codes_and_json(write_stack):
     cfg["llm-blueprint:serving"]["eks"]["gpuNodesMin"] = 1
     failing = runner.invoke(app, ["check", str(write_stack(cfg, "thin")), "--json"])
     assert failing.exit_code == 1
-    assert {v["rule"] for v in json.loads(failing.stdout)["violations"]} == {"eks-gpu-node-group"}
+    assert {(v["rule"], v["enforcement"]) for v in json.loads(failing.stdout)["violations"]} == {
+        ("eks-gpu-node-group", "mandatory"), ("image-digest-placeholder", "advisory")}
 
 
 def test_crossguard_policies_build_without_a_server_and_report():
