@@ -33,7 +33,7 @@ from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, count
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
-from .tokens import content_text, count_text
+from .tokens import content_text, count_definitions, count_text
 
 if TYPE_CHECKING:
     from .quality.sampler import Sampler
@@ -288,7 +288,8 @@ class Router:
         tier_name, reason = choose_tier(self.settings, body, self.capabilities)
         tier = self.tiers[tier_name]
         requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy)
+        fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy,
+                     count_definitions(body))
         upstream = {k: body[k] for k in PASSTHROUGH if k in body}
         upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
         return Routed(body, tier, reason, fitted, upstream)
@@ -520,18 +521,21 @@ class _Relay:
         r.safely("metrics", r.metrics.add, m.TIME_TO_FIRST_TOKEN_MS, ms, "Milliseconds",
                  {"tier": self.tier, "backend": r.backends[self.tier].kind})
 
-    def _finished(self, answer: sse.Assembler) -> None:
+    def _finished(self, answer: sse.Assembler) -> dict[str, Any]:
+        """Account, cache and sample a stream that ended normally; its usage (the upstream's,
+        or counted from the prompt and the text when it reported none)."""
         r, p = self.router, self.p
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))
         self.obs.tokens = _int(tokens_in) + _int(tokens_out)
         r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
+        counted = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                   "total_tokens": _int(tokens_in) + _int(tokens_out)}
         if p.state is not None and not answer.tool_calls:
-            completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                                            "total_tokens": tokens_in + tokens_out})
-            r.safely("cache write", r.cache.store, p.state, p.upstream, completion, self.degraded)
+            r.safely("cache write", r.cache.store, p.state, p.upstream, answer.completion(counted), self.degraded)
         r._sample(p, self.obs, self.tier, "model", answer.text)
+        return counted
 
 
 def _answer_text(completion: dict[str, Any]) -> str:
