@@ -12,7 +12,8 @@ share of the requests (`rates`, default all):
   audit), judge (answers the quality evaluator's prompts: `llm_blueprint.fake_judge`);
 - streams only: drip (one chunk every `drip_s`), break (drops the connection after two
   words), break-early (drops it after the role chunk, before any content), hang (two
-  words, then silence for `slow_s`).
+  words, then silence for `slow_s`), no-usage (ignores `stream_options`: no usage chunk, as
+  servers without `include_usage` support send).
 
 Whatever the model, a last message containing `#fail-500` or `#fail-422` gets that status:
 an input the model server itself cannot handle.
@@ -314,7 +315,7 @@ class FakeUpstream:
                             if mode == "drip":
                                 time.sleep(fake.drip_s)
                         chunk({}, said.finish, index=index)
-                    if (body.get("stream_options") or {}).get("include_usage"):
+                    if (body.get("stream_options") or {}).get("include_usage") and mode != "no-usage":
                         chunk({}, usage=fake.usage(PROMPT_TOKENS, len(words)))
                     self._write(b"data: [DONE]\n\n")
                     self._write(b"")

@@ -488,7 +488,9 @@ class _Relay:
             elif answer.finish_reason is None:
                 raise UpstreamError(502, "upstream ended the stream without a finish reason")
             else:
-                self._finished(answer)
+                usage = self._finished(answer)
+                if self.p.include_usage and not answer.usage:  # an upstream that ignores stream_options
+                    yield sse.event(sse.usage_chunk(answer.id or "", answer.created, answer.model, usage))
                 yield sse.DONE
         except Exception as e:  # noqa: BLE001 - the stream has started: an error event, never a dropped stream
             if self.cancelled:

@@ -43,3 +43,20 @@ def test_tool_definitions_count_against_the_tiers_prompt_budget(client, upstream
     small = [{"type": "function", "function": {"name": "lookup", "description": "Look a word up.",
                                                "parameters": {"type": "object", "properties": {}}}}]
     assert client.chat.completions.create(model="fast", messages=ask("hi #tools-small"), tools=small).choices
+
+
+def test_a_stream_gets_its_usage_chunk_even_when_the_upstream_sends_none(client, upstream):
+    """`stream_options.include_usage` promises a usage chunk; servers that ignore the option
+    (no usage from upstream) left the client without one."""
+    upstream.modes[FAST] = "no-usage"
+    chunks = list(client.chat.completions.create(model="fast", messages=ask("count these words #nousage"),
+                                                 stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].choices == [] and chunks[-1].usage is not None
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+    plain = list(client.chat.completions.create(model="fast", messages=ask("and no usage asked #nousage"),
+                                                stream=True))
+    assert all(c.usage is None and c.choices for c in plain)
