@@ -462,6 +462,8 @@ class _Relay:
         self.upstream, self.chunks, self.first = upstream, chunks, first
         self.tier, self.degraded = tier, degraded
         self.cancelled = False
+        #: Tokens and metrics recorded (a finished stream by `_finished`, one cut short by `_used`).
+        self.accounted = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -515,7 +517,18 @@ class _Relay:
                 self.cancelled = True
                 obs.context["cancelled"] = True
                 r.safely("metrics", r.metrics.add, m.STREAMS_CANCELLED, 1)
+            if not self.accounted:  # cut short: the model still read the prompt and wrote what was relayed
+                self._used(answer)
             obs.finish(status)
+
+    def _used(self, answer: sse.Assembler) -> None:
+        """What a stream that did not finish cost (its daily-quota reservation is settled with it,
+        never refunded whole): the upstream's usage if it sent any, else the prompt and the text so far."""
+        r, usage = self.router, answer.usage or {}
+        tokens_in = _int(usage.get("prompt_tokens", self.p.fitted.prompt_tokens))
+        tokens_out = _int(usage.get("completion_tokens", count_text(answer.text)))
+        self.obs.tokens = tokens_in + tokens_out
+        r.safely("metrics", r._account, self.tier, {"prompt_tokens": tokens_in, "completion_tokens": tokens_out})
 
     def _time_to_first_byte(self) -> None:
         r, ms = self.router, self.obs.ms()
@@ -527,6 +540,7 @@ class _Relay:
         """Account, cache and sample a stream that ended normally; its usage (the upstream's,
         or counted from the prompt and the text when it reported none)."""
         r, p = self.router, self.p
+        self.accounted = True
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))

@@ -60,3 +60,48 @@ def test_a_stream_gets_its_usage_chunk_even_when_the_upstream_sends_none(client,
     plain = list(client.chat.completions.create(model="fast", messages=ask("and no usage asked #nousage"),
                                                 stream=True))
     assert all(c.usage is None and c.choices for c in plain)
+
+
+@pytest.fixture(scope="module")
+def limited(upstream):
+    """`serve` with its Valkey and a key whose own daily token quota applies."""
+    from llm_blueprint.serve import build
+    from tests.conftest import running, short_deadlines, validated_config
+
+    entries = {KEY: {"tenant": "acme", "id": "key-quota", "limits": {"tokensPerDay": 1_000_000}}}
+    local = build(validated_config("dev"), upstream.url, entries, semantic=False, timeouts=short_deadlines())
+    with running(local.app) as base:
+        yield local, f"{base}/v1"
+    local.close()
+
+
+def test_a_stream_the_client_abandons_still_counts_the_tokens_it_used(limited, upstream):
+    """Reading a streamed answer and hanging up before its end refunded the whole daily-quota
+    reservation: a client could stream without limit by never waiting for `[DONE]`."""
+    import time
+
+    import httpx
+
+    from llm_router import metric_names as m
+    from llm_router.authorizer import Principal
+
+    local, base = limited
+    upstream.modes.clear()
+    upstream.modes[FAST] = "drip"
+    upstream.drip_s = 0.1
+    metrics, cancelled = local.router.metrics, local.router.metrics.count(m.STREAMS_CANCELLED)
+    body = {"model": "fast", "stream": True, "temperature": 0,
+            "messages": ask(" ".join(f"w{i}" for i in range(60)) + " #quota-cancel")}
+    with httpx.stream("POST", f"{base}/chat/completions", json=body, timeout=10,
+                      headers={"authorization": f"Bearer {KEY}"}) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        received = [line for line, _ in zip(lines, range(12)) if line.startswith("data: ")]
+    assert len(received) >= 5
+    deadline = time.monotonic() + 5
+    while metrics.count(m.STREAMS_CANCELLED) == cancelled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metrics.count(m.STREAMS_CANCELLED) == cancelled + 1
+    time.sleep(0.2)  # the relay settles the reservation as it ends
+    used = local.router.limiter.usage(Principal("acme", "key-quota"))["key"]["tokensToday"]
+    assert used >= 11, used  # at least the prompt the model read, not a full refund
