@@ -3,6 +3,7 @@ each reproduced with the real `openai` client (or raw HTTP) against `serve` unde
 
 from __future__ import annotations
 
+import json
 
 import openai
 import pytest
@@ -105,3 +106,34 @@ def test_a_stream_the_client_abandons_still_counts_the_tokens_it_used(limited, u
     time.sleep(0.2)  # the relay settles the reservation as it ends
     used = local.router.limiter.usage(Principal("acme", "key-quota"))["key"]["tokensToday"]
     assert used >= 11, used  # at least the prompt the model read, not a full refund
+
+
+def test_the_request_id_is_api_gateways_and_never_an_unbounded_client_string(served, upstream):
+    """Deployed, the router's answers and logs took the client's `x-request-id` (any length) and
+    read API Gateway's id from a header nothing sets, so a 500's request id never matched the
+    access log's and a client could pick (or bloat) the id that names its requests in the logs."""
+    import httpx
+
+    from llm_router.http_app import GatewayAuth, create_app
+    from tests.conftest import running
+
+    upstream.modes.clear()
+    body = {"model": "fast", "messages": ask("hi #rid")}
+    auth = {"authorization": f"Bearer {KEY}"}
+    plain = httpx.post(f"{served[1]}/chat/completions", json=body, headers={**auth, "x-request-id": "trace-42.a"})
+    assert plain.status_code == 200 and plain.headers["x-request-id"] == "trace-42.a"  # a sane id is kept
+    huge = httpx.post(f"{served[1]}/chat/completions", json=body, headers={**auth, "x-request-id": "A" * 5000})
+    assert huge.status_code == 200 and 0 < len(huge.headers["x-request-id"]) <= 128
+    odd = httpx.post(f"{served[1]}/chat/completions", json=body, headers={**auth, "x-request-id": "a b{}<>"})
+    assert odd.status_code == 200 and odd.headers["x-request-id"] != "a b{}<>"
+
+    gateway = create_app(served[0].router, GatewayAuth())
+    context = {"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+               "authorizer": {"tenant": "acme", "keyId": "key-gw", "principalId": "key-gw"}}
+    with running(gateway) as base:
+        r = httpx.post(f"{base}/v1/chat/completions", json=body,
+                       headers={"x-amzn-request-context": json.dumps(context), "x-request-id": "chosen-by-client"})
+        refused = httpx.post(f"{base}/v1/chat/completions", json=body,
+                             headers={"x-amzn-request-context": json.dumps({"requestId": "r-401"})})
+    assert r.status_code == 200 and r.headers["x-request-id"] == context["requestId"]
+    assert refused.status_code == 401 and refused.headers["x-request-id"] == "r-401"
