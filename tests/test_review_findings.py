@@ -137,3 +137,53 @@ def test_the_request_id_is_api_gateways_and_never_an_unbounded_client_string(ser
                              headers={"x-amzn-request-context": json.dumps({"requestId": "r-401"})})
     assert r.status_code == 200 and r.headers["x-request-id"] == context["requestId"]
     assert refused.status_code == 401 and refused.headers["x-request-id"] == "r-401"
+
+
+def _live_stream():
+    """A streamed answer as Bedrock (Claude thinking) or vLLM send it: reasoning, then content with logprobs."""
+    from llm_router import sse
+
+    lp = lambda token: {"content": [{"token": token, "logprob": -0.1, "bytes": None, "top_logprobs": []}]}  # noqa: E731
+    chunks = [sse.chunk("c1", 7, "m", {"role": "assistant", "content": ""}),
+              sse.chunk("c1", 7, "m", {"reasoning_content": "The user wants "}),
+              sse.chunk("c1", 7, "m", {"reasoning_content": "a colour."}),
+              {**sse.chunk("c1", 7, "m", {"content": "Blue"}), "choices": [
+                  {"index": 0, "delta": {"content": "Blue"}, "finish_reason": None, "logprobs": lp("Blue")}]},
+              {**sse.chunk("c1", 7, "m", {"content": "."}), "choices": [
+                  {"index": 0, "delta": {"content": "."}, "finish_reason": None, "logprobs": lp(".")}]},
+              sse.chunk("c1", 7, "m", {}, "stop")]
+    return chunks
+
+
+def _seen(chunks):
+    out = {"reasoning": "", "content": "", "tokens": []}
+    for c in chunks:
+        for choice in c.get("choices") or []:
+            delta = choice.get("delta") or {}
+            out["reasoning"] += delta.get("reasoning_content") or ""
+            out["content"] += delta.get("content") or ""
+            out["tokens"] += [t["token"] for t in ((choice.get("logprobs") or {}).get("content") or [])]
+    return out
+
+
+def test_a_cached_stream_replays_the_reasoning_and_logprobs_the_live_one_had():
+    """A streamed answer went to the cache without its reasoning (Claude thinking on Bedrock,
+    vLLM's reasoning parsers) or logprobs, and a replayed hit dropped both: the cached answer
+    differed from the live one."""
+    from llm_router import sse
+
+    live = _live_stream()
+    answer = sse.Assembler()
+    for c in live:
+        answer.add(c)
+    stored = answer.completion({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+    message = stored["choices"][0]["message"]
+    assert message["content"] == "Blue." and message["reasoning_content"] == "The user wants a colour."
+    assert [t["token"] for t in stored["choices"][0]["logprobs"]["content"]] == ["Blue", "."]
+    assert _seen(sse.replay(stored, False)) == _seen(live)
+    plain = sse.Assembler()
+    for c in [sse.chunk("c2", 7, "m", {"content": "Hi"}), sse.chunk("c2", 7, "m", {}, "stop")]:
+        plain.add(c)
+    plain_stored = plain.completion({})
+    assert "reasoning_content" not in plain_stored["choices"][0]["message"]
+    assert plain_stored["choices"][0]["logprobs"] is None
