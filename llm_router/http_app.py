@@ -248,6 +248,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
         ],
         exception_handlers={HTTPException: http_error, Exception: crash},
         lifespan=sized)
+    app.router.redirect_slashes = False  # a redirect's Location would drop the API Gateway stage
     app.state.router = router
     app.state.jobs = jobs
     return app

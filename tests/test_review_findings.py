@@ -187,3 +187,16 @@ def test_a_cached_stream_replays_the_reasoning_and_logprobs_the_live_one_had():
     plain_stored = plain.completion({})
     assert "reasoning_content" not in plain_stored["choices"][0]["message"]
     assert plain_stored["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/chat/completions/"), ("GET", "/models/"),
+                                         ("POST", "/embeddings/")])
+def test_a_path_with_a_trailing_slash_is_an_openai_404_not_a_redirect(served, method, path):
+    """A trailing slash got a 307 with an empty body to `http://<Host>/v1/…`: deployed, that
+    Location drops the stage (`/live`) and the client lands on API Gateway's 403."""
+    import httpx
+
+    r = httpx.request(method, f"{served[1]}{path}", headers={"authorization": f"Bearer {KEY}"},
+                      json={"model": "fast", "messages": ask("x")} if method == "POST" else None)
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.json()["error"]["code"] == "not_found" and path in r.json()["error"]["message"]
