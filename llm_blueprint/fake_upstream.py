@@ -329,6 +329,10 @@ class FakeUpstream:
                     return self._send(500, {"error": {"message": "boom"}})
                 if mode == "slow":
                     time.sleep(fake.slow_s)
+                if mode == "garbage":  # a 200 whose vectors are not vectors
+                    return self._send(200, {"object": "list", "data": [{"object": "embedding", "index": i,
+                                                                        "embedding": 5}
+                                                                       for i in range(len(body["input"]))]})
                 size = body.get("dimensions", 8)
                 data = [{"object": "embedding", "index": i, "embedding": [float(len(text))] + [0.5] * (size - 1)}
                         for i, text in enumerate(body["input"])]

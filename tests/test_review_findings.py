@@ -200,3 +200,15 @@ def test_a_path_with_a_trailing_slash_is_an_openai_404_not_a_redirect(served, me
                       json={"model": "fast", "messages": ask("x")} if method == "POST" else None)
     assert r.status_code == 404 and "location" not in r.headers
     assert r.json()["error"]["code"] == "not_found" and path in r.json()["error"]["message"]
+
+
+def test_an_embeddings_upstream_answering_nonsense_is_a_502_not_a_500(client, upstream, served):
+    """A 200 from the embeddings upstream whose vectors were not lists of numbers crashed the
+    handler (a 500 with the request id, and the backend's breaker never heard of it)."""
+    upstream.modes["amazon.titan-embed-text-v2:0"] = "garbage"
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as e:
+            client.embeddings.create(model="embed", input=["one", "two"])
+        assert e.value.status_code == 502 and e.value.code == "upstream_error"
+    upstream.modes.clear()
+    assert len(client.embeddings.create(model="embed", input="fine again").data[0].embedding) == 1024
