@@ -7,7 +7,8 @@ share of the requests (`rates`, default all):
 - buffered and streamed: ok, error (500), throttle (429 + Retry-After, `throttle_times`
   times, or always when no count is set), slow (sleeps `slow_s`), truncate
   (finish_reason=length), down (closes without answering), reset (a TCP reset instead of
-  an answer), garbage (200 with a body that is not JSON; a stream whose first event is not),
+  an answer), garbage (200 with a body that is not JSON; a stream whose first event is not;
+  embeddings that are not vectors), not-object (a buffered 200 whose JSON is not an object),
   yes / no (answers just that word: a judge that cannot judge, for the cache's grey band and
   audit), judge (answers the quality evaluator's prompts: `llm_blueprint.fake_judge`);
 - streams only: drip (one chunk every `drip_s`), break (drops the connection after two
@@ -272,6 +273,8 @@ class FakeUpstream:
                     return self._stream(body, model, said, mode)
                 if mode == "garbage":
                     return self._raw(200, b'{"id": "chatcmpl-fake", "choices": [{"mess')
+                if mode == "not-object":  # valid JSON, but not a chat completion
+                    return self._raw(200, b'["chatcmpl-fake"]')
                 message = openai_message(said)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,

@@ -212,3 +212,14 @@ def test_an_embeddings_upstream_answering_nonsense_is_a_502_not_a_500(client, up
         assert e.value.status_code == 502 and e.value.code == "upstream_error"
     upstream.modes.clear()
     assert len(client.embeddings.create(model="embed", input="fine again").data[0].embedding) == 1024
+
+
+def test_an_upstream_answering_json_that_is_not_an_object_falls_back_instead_of_a_500(client, upstream):
+    """A chat upstream answering 200 with a JSON array (a wrong URL, a proxy's error page in JSON)
+    crashed the request into a 500 instead of counting as that backend's failure."""
+    from tests.conftest import SMART
+
+    upstream.modes[FAST] = "not-object"
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=ask("shape #notobject"))
+    assert raw.headers["x-llm-fallback"] == "fast->smart"
+    assert raw.parse().choices[0].message.content.startswith(f"[{SMART}]")
