@@ -8,7 +8,7 @@ share of the requests (`rates`, default all):
   times, or always when no count is set), slow (sleeps `slow_s`), truncate
   (finish_reason=length), down (closes without answering), reset (a TCP reset instead of
   an answer), garbage (200 with a body that is not JSON; a stream whose first event is not;
-  embeddings that are not vectors), not-object (a buffered 200 whose JSON is not an object),
+  embeddings that are not vectors), not-object (a 200 whose JSON, or first stream event, is not an object),
   yes / no (answers just that word: a judge that cannot judge, for the cache's grey band and
   audit), judge (answers the quality evaluator's prompts: `llm_blueprint.fake_judge`);
 - streams only: drip (one chunk every `drip_s`), break (drops the connection after two
@@ -300,6 +300,8 @@ class FakeUpstream:
                 try:
                     if mode == "garbage":
                         self._write(b"data: {not json\n\n")
+                    if mode == "not-object":
+                        self._write(b"data: [1]\n\n")
                     for index in range(body.get("n") or 1):
                         chunk({"role": "assistant", "content": ""}, index=index)
                         if mode == "break-early":

@@ -155,6 +155,8 @@ class HttpStream:
                     chunk = json.loads(data)
                 except ValueError as e:
                     raise UpstreamError(502, "upstream sent an invalid stream event") from e
+                if not isinstance(chunk, dict):
+                    raise UpstreamError(502, "upstream sent a stream event that is not an object")
                 if isinstance(chunk, dict) and chunk.get("error"):
                     raise UpstreamError(502, "upstream reported an error mid-stream", retryable=False)
                 yield chunk

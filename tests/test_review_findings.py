@@ -223,3 +223,16 @@ def test_an_upstream_answering_json_that_is_not_an_object_falls_back_instead_of_
     raw = client.chat.completions.with_raw_response.create(model="fast", messages=ask("shape #notobject"))
     assert raw.headers["x-llm-fallback"] == "fast->smart"
     assert raw.parse().choices[0].message.content.startswith(f"[{SMART}]")
+
+
+def test_a_stream_whose_first_event_is_not_an_object_falls_back_before_the_first_byte(client, upstream):
+    """It became a 200 stream holding only an error event (and a logged traceback) instead of a
+    failure of that backend before the first byte, where the fallback can still answer."""
+    from tests.conftest import SMART
+
+    upstream.modes[FAST] = "not-object"
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=ask("shape #notobject-s"),
+                                                            stream=True)
+    assert raw.headers["x-llm-fallback"] == "fast->smart"
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text.startswith(f"[{SMART}]")
