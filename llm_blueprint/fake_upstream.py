@@ -7,12 +7,14 @@ share of the requests (`rates`, default all):
 - buffered and streamed: ok, error (500), throttle (429 + Retry-After, `throttle_times`
   times, or always when no count is set), slow (sleeps `slow_s`), truncate
   (finish_reason=length), down (closes without answering), reset (a TCP reset instead of
-  an answer), garbage (200 with a body that is not JSON; a stream whose first event is not),
+  an answer), garbage (200 with a body that is not JSON; a stream whose first event is not;
+  embeddings that are not vectors), not-object (a 200 whose JSON, or first stream event, is not an object),
   yes / no (answers just that word: a judge that cannot judge, for the cache's grey band and
   audit), judge (answers the quality evaluator's prompts: `llm_blueprint.fake_judge`);
 - streams only: drip (one chunk every `drip_s`), break (drops the connection after two
   words), break-early (drops it after the role chunk, before any content), hang (two
-  words, then silence for `slow_s`).
+  words, then silence for `slow_s`), no-usage (ignores `stream_options`: no usage chunk, as
+  servers without `include_usage` support send).
 
 Whatever the model, a last message containing `#fail-500` or `#fail-422` gets that status:
 an input the model server itself cannot handle.
@@ -271,6 +273,8 @@ class FakeUpstream:
                     return self._stream(body, model, said, mode)
                 if mode == "garbage":
                     return self._raw(200, b'{"id": "chatcmpl-fake", "choices": [{"mess')
+                if mode == "not-object":  # valid JSON, but not a chat completion
+                    return self._raw(200, b'["chatcmpl-fake"]')
                 message = openai_message(said)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -296,6 +300,8 @@ class FakeUpstream:
                 try:
                     if mode == "garbage":
                         self._write(b"data: {not json\n\n")
+                    if mode == "not-object":
+                        self._write(b"data: [1]\n\n")
                     for index in range(body.get("n") or 1):
                         chunk({"role": "assistant", "content": ""}, index=index)
                         if mode == "break-early":
@@ -314,7 +320,7 @@ class FakeUpstream:
                             if mode == "drip":
                                 time.sleep(fake.drip_s)
                         chunk({}, said.finish, index=index)
-                    if (body.get("stream_options") or {}).get("include_usage"):
+                    if (body.get("stream_options") or {}).get("include_usage") and mode != "no-usage":
                         chunk({}, usage=fake.usage(PROMPT_TOKENS, len(words)))
                     self._write(b"data: [DONE]\n\n")
                     self._write(b"")
@@ -328,6 +334,10 @@ class FakeUpstream:
                     return self._send(500, {"error": {"message": "boom"}})
                 if mode == "slow":
                     time.sleep(fake.slow_s)
+                if mode == "garbage":  # a 200 whose vectors are not vectors
+                    return self._send(200, {"object": "list", "data": [{"object": "embedding", "index": i,
+                                                                        "embedding": 5}
+                                                                       for i in range(len(body["input"]))]})
                 size = body.get("dimensions", 8)
                 data = [{"object": "embedding", "index": i, "embedding": [float(len(text))] + [0.5] * (size - 1)}
                         for i, text in enumerate(body["input"])]

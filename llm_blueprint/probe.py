@@ -134,6 +134,8 @@ def corpus(max_body_bytes: int = 256 * 1024) -> Iterator[Case]:
     yield Case("path-unknown", "/v1/../../etc/passwd", ok)
     yield Case("path-nul", "/v1/chat/completions%00", ok)
     yield Case("path-long", "/v1/" + "a" * 4000, ok)
+    yield Case("path-trailing-slash", CHAT + "/", ok)
+    yield Case("path-trailing-slash-models", "/v1/models/", b"", method="GET")
 
 
 def _send(host: str, port: int, tls: bool, case: Case, key: str, timeout_s: float) -> tuple[Optional[int], bytes]:
@@ -166,6 +168,8 @@ def _judge(status: Optional[int], body: bytes) -> Optional[str]:
         return f"server error {status}"
     if b"Traceback" in body or b'File "' in body:
         return "a stack trace in the body"
+    if 300 <= status < 400:  # deployed, a Location the app builds drops the API Gateway stage
+        return f"a redirect ({status}) instead of an answer"
     if 400 <= status < 500:
         try:
             error = json.loads(_dechunk(body))["error"]

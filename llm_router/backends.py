@@ -132,9 +132,12 @@ def post_json(url: str, body: dict[str, Any], headers: dict[str, str], timeout_s
         POOL.put(parts, conn)
     _raise_for_status(resp)
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw)
     except ValueError as e:
         raise UpstreamError(502, "upstream sent invalid JSON") from e
+    if not isinstance(parsed, dict):
+        raise UpstreamError(502, "upstream sent JSON that is not an object")
+    return parsed
 
 
 class HttpStream:
@@ -152,6 +155,8 @@ class HttpStream:
                     chunk = json.loads(data)
                 except ValueError as e:
                     raise UpstreamError(502, "upstream sent an invalid stream event") from e
+                if not isinstance(chunk, dict):
+                    raise UpstreamError(502, "upstream sent a stream event that is not an object")
                 if isinstance(chunk, dict) and chunk.get("error"):
                     raise UpstreamError(502, "upstream reported an error mid-stream", retryable=False)
                 yield chunk

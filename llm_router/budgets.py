@@ -38,7 +38,10 @@ def _results_of(messages: list[dict[str, Any]], i: int) -> list[int]:
     return out
 
 
-def fit(tier: TierSettings, messages: list[dict[str, Any]], max_tokens: Optional[int], policy: str) -> Fitted:
+def fit(tier: TierSettings, messages: list[dict[str, Any]], max_tokens: Optional[int], policy: str,
+        fixed: int = 0) -> Fitted:
+    """`fixed`: prompt tokens that cannot be dropped besides the messages (tool definitions and
+    response schemas: every model reads them as part of the prompt)."""
     capped = []
     if max_tokens is None:
         max_tokens = tier.max_tokens
@@ -49,7 +52,7 @@ def fit(tier: TierSettings, messages: list[dict[str, Any]], max_tokens: Optional
         max_tokens, capped = tier.max_tokens, ["max_tokens"]
     budget = int(tier.max_prompt_tokens / SAFETY)
     counts = [count_message(m) for m in messages]
-    tokens = count_messages(messages, counts)
+    tokens = count_messages(messages, counts) + fixed
     if tokens <= budget:
         return Fitted(list(messages), max_tokens, tokens, capped)
     pinned = {i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")}

@@ -22,6 +22,24 @@ from .tokens import count_text
 ENCODINGS = ("float", "base64")
 
 
+def checked(vectors: Any, count: int) -> list[list[float]]:
+    """The upstream's vectors, or its failure (counted against it) when they are not one list
+    of numbers per input: a 200 with nonsense must not crash the request."""
+    if not isinstance(vectors, list) or len(vectors) != count or not all(
+            isinstance(v, list) and v and isinstance(v[0], (int, float)) for v in vectors):
+        raise UpstreamError(502, "embeddings upstream sent something other than one vector per input",
+                            retryable=False)
+    return vectors
+
+
+def _parsed(resp: Any) -> Any:
+    """A Bedrock InvokeModel answer's JSON body, or the upstream's failure."""
+    try:
+        return json.loads(resp["body"].read())
+    except (KeyError, TypeError, ValueError) as e:
+        raise UpstreamError(502, "embeddings upstream sent an answer that is not JSON", retryable=False) from e
+
+
 class EmbeddingsBackend(Protocol):
     kind: str
 
@@ -48,9 +66,9 @@ class TitanEmbeddings:
                     body=json.dumps({"inputText": text, "dimensions": dimensions, "normalize": True}))
             except Exception as e:  # noqa: BLE001 - botocore's errors, in the router's terms
                 raise bedrock_error(e) from e
-            data = json.loads(resp["body"].read())
-            vectors.append(data["embedding"])
-            tokens += data.get("inputTextTokenCount", 0)
+            data = _parsed(resp)
+            vectors += checked([data.get("embedding") if isinstance(data, dict) else None], 1)
+            tokens += _count(data.get("inputTextTokenCount"))
         return vectors, tokens
 
 
@@ -72,10 +90,10 @@ class CohereEmbeddings:
                                             accept="application/json", body=json.dumps(request))
         except Exception as e:  # noqa: BLE001
             raise bedrock_error(e) from e
-        data = json.loads(resp["body"].read())
-        found = data["embeddings"]
-        vectors = found["float"] if isinstance(found, dict) else found
-        return vectors, sum(count_text(t) for t in texts)  # Cohere on Bedrock reports no token count
+        data = _parsed(resp)
+        found = data.get("embeddings") if isinstance(data, dict) else None
+        vectors = found.get("float") if isinstance(found, dict) else found
+        return checked(vectors, len(texts)), sum(count_text(t) for t in texts)  # Cohere on Bedrock counts none
 
 
 class OpenAIEmbeddings:
@@ -113,7 +131,13 @@ class OpenAIEmbeddings:
             raise UpstreamError(502, "embeddings upstream sent an unexpected body") from e
         if len(vectors) != len(texts):
             raise UpstreamError(502, f"embeddings upstream returned {len(vectors)} vectors for {len(texts)} inputs")
-        return vectors, (data.get("usage") or {}).get("prompt_tokens", 0)
+        usage = data.get("usage")
+        return checked(vectors, len(texts)), _count(usage.get("prompt_tokens") if isinstance(usage, dict) else 0)
+
+
+def _count(value: Any) -> int:
+    """A token count as the upstream reported it, or 0 when it is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _bedrock(region: Optional[str], read_timeout_s: float = 10.0):

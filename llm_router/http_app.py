@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
@@ -70,6 +71,26 @@ class GatewayAuth:
         if not (isinstance(tenant, str) and tenant and isinstance(key_id, str) and key_id):
             return None
         return Principal(tenant, key_id, key_limits(verdict))
+
+
+#: A request id a client may choose (`x-request-id`): a plain token, short enough for a log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+
+
+def request_id_of(request: Request) -> Optional[str]:
+    """The id that names a request in the logs and on its answer: API Gateway's own (forwarded by
+    Lambda Web Adapter; the access log and the gateway's errors carry the same), else the
+    client's `x-request-id` when it is a plain token, else None (the core makes one)."""
+    raw = request.headers.get("x-amzn-request-context")
+    if raw:
+        try:
+            found = json.loads(raw).get("requestId")
+        except (ValueError, AttributeError):
+            found = None
+        if isinstance(found, str) and _REQUEST_ID.fullmatch(found):
+            return found
+    found = request.headers.get("x-request-id")
+    return found if found and _REQUEST_ID.fullmatch(found) else None
 
 
 def _json(reply: Reply) -> Response:
@@ -159,7 +180,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
         return b"".join(chunks)
 
     async def respond(request: Request, call: Callable[[Router, bytes, Principal, Optional[str]], Any]) -> Response:
-        request_id = request.headers.get("x-request-id") or request.headers.get("x-amzn-requestid")
+        request_id = request_id_of(request)
         try:
             who = principal(request)
             router = core(request)
@@ -227,6 +248,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
         ],
         exception_handlers={HTTPException: http_error, Exception: crash},
         lifespan=sized)
+    app.router.redirect_slashes = False  # a redirect's Location would drop the API Gateway stage
     app.state.router = router
     app.state.jobs = jobs
     return app

@@ -33,7 +33,7 @@ from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, count
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
-from .tokens import content_text, count_text
+from .tokens import content_text, count_definitions, count_text
 
 if TYPE_CHECKING:
     from .quality.sampler import Sampler
@@ -288,7 +288,8 @@ class Router:
         tier_name, reason = choose_tier(self.settings, body, self.capabilities)
         tier = self.tiers[tier_name]
         requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy)
+        fitted = fit(tier, body["messages"], requested, self.settings.router.max_tokens_policy,
+                     count_definitions(body))
         upstream = {k: body[k] for k in PASSTHROUGH if k in body}
         upstream.update(messages=fitted.messages, max_tokens=fitted.max_tokens)
         return Routed(body, tier, reason, fitted, upstream)
@@ -461,6 +462,8 @@ class _Relay:
         self.upstream, self.chunks, self.first = upstream, chunks, first
         self.tier, self.degraded = tier, degraded
         self.cancelled = False
+        #: Tokens and metrics recorded (a finished stream by `_finished`, one cut short by `_used`).
+        self.accounted = False
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -487,7 +490,9 @@ class _Relay:
             elif answer.finish_reason is None:
                 raise UpstreamError(502, "upstream ended the stream without a finish reason")
             else:
-                self._finished(answer)
+                usage = self._finished(answer)
+                if self.p.include_usage and not answer.usage:  # an upstream that ignores stream_options
+                    yield sse.event(sse.usage_chunk(answer.id or "", answer.created, answer.model, usage))
                 yield sse.DONE
         except Exception as e:  # noqa: BLE001 - the stream has started: an error event, never a dropped stream
             if self.cancelled:
@@ -512,7 +517,18 @@ class _Relay:
                 self.cancelled = True
                 obs.context["cancelled"] = True
                 r.safely("metrics", r.metrics.add, m.STREAMS_CANCELLED, 1)
+            if not self.accounted:  # cut short: the model still read the prompt and wrote what was relayed
+                self._used(answer)
             obs.finish(status)
+
+    def _used(self, answer: sse.Assembler) -> None:
+        """What a stream that did not finish cost (its daily-quota reservation is settled with it,
+        never refunded whole): the upstream's usage if it sent any, else the prompt and the text so far."""
+        r, usage = self.router, answer.usage or {}
+        tokens_in = _int(usage.get("prompt_tokens", self.p.fitted.prompt_tokens))
+        tokens_out = _int(usage.get("completion_tokens", count_text(answer.text)))
+        self.obs.tokens = tokens_in + tokens_out
+        r.safely("metrics", r._account, self.tier, {"prompt_tokens": tokens_in, "completion_tokens": tokens_out})
 
     def _time_to_first_byte(self) -> None:
         r, ms = self.router, self.obs.ms()
@@ -520,18 +536,22 @@ class _Relay:
         r.safely("metrics", r.metrics.add, m.TIME_TO_FIRST_TOKEN_MS, ms, "Milliseconds",
                  {"tier": self.tier, "backend": r.backends[self.tier].kind})
 
-    def _finished(self, answer: sse.Assembler) -> None:
+    def _finished(self, answer: sse.Assembler) -> dict[str, Any]:
+        """Account, cache and sample a stream that ended normally; its usage (the upstream's,
+        or counted from the prompt and the text when it reported none)."""
         r, p = self.router, self.p
+        self.accounted = True
         usage = answer.usage or {}
         tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
         tokens_out = usage.get("completion_tokens", count_text(answer.text))
         self.obs.tokens = _int(tokens_in) + _int(tokens_out)
         r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
+        counted = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                   "total_tokens": _int(tokens_in) + _int(tokens_out)}
         if p.state is not None and not answer.tool_calls:
-            completion = answer.completion({"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                                            "total_tokens": tokens_in + tokens_out})
-            r.safely("cache write", r.cache.store, p.state, p.upstream, completion, self.degraded)
+            r.safely("cache write", r.cache.store, p.state, p.upstream, answer.completion(counted), self.degraded)
         r._sample(p, self.obs, self.tier, "model", answer.text)
+        return counted
 
 
 def _answer_text(completion: dict[str, Any]) -> str:

@@ -57,8 +57,12 @@ def replay(completion: dict[str, Any], include_usage: bool) -> Iterator[dict[str
     choice = completion["choices"][0]
     message = choice.get("message") or {}
     yield chunk(cid, created, model, {"role": "assistant", "content": ""})
+    if isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
+        yield chunk(cid, created, model, {"reasoning_content": message["reasoning_content"]})
     if message.get("content"):
-        yield chunk(cid, created, model, {"content": message["content"]})
+        content = chunk(cid, created, model, {"content": message["content"]})
+        content["choices"][0]["logprobs"] = choice.get("logprobs")
+        yield content
     yield chunk(cid, created, model, {}, choice.get("finish_reason") or "stop")
     if include_usage and completion.get("usage"):
         yield usage_chunk(cid, created, model, completion["usage"])
@@ -76,6 +80,9 @@ class Assembler:
         self.finish_reason: Optional[str] = None
         self.usage: Optional[dict[str, Any]] = None
         self.tool_calls = False
+        #: What a live stream showed besides the content, so that its replay shows it too.
+        self.reasoning: list[str] = []
+        self.logprobs: list[Any] = []
 
     def add(self, c: dict[str, Any]) -> None:
         self.id = self.id or c.get("id")
@@ -87,6 +94,11 @@ class Assembler:
             delta = choice.get("delta") or {}
             if isinstance(delta.get("content"), str):
                 self.parts.append(delta["content"])
+            if isinstance(delta.get("reasoning_content"), str):
+                self.reasoning.append(delta["reasoning_content"])
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
+                self.logprobs += logprobs["content"]
             if delta.get("tool_calls"):
                 self.tool_calls = True
             if choice.get("finish_reason"):
@@ -97,7 +109,10 @@ class Assembler:
         return "".join(self.parts)
 
     def completion(self, usage: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
         return {"id": self.id or "", "object": "chat.completion", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text},
-                             "finish_reason": self.finish_reason or "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason or "stop",
+                             "logprobs": {"content": self.logprobs} if self.logprobs else None}],
                 "usage": usage}

@@ -12,6 +12,7 @@ counts fewer than one token per `FLOOR_BYTES` bytes.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Optional
@@ -58,6 +59,13 @@ def count_message(message: dict[str, Any]) -> int:
         if isinstance(function, dict):
             n += count_text(f"{function.get('name', '')} {function.get('arguments', '')}")
     return n
+
+
+def count_definitions(body: dict[str, Any]) -> int:
+    """Tokens of what a request sends besides its messages that the model reads as prompt: tool
+    definitions and a response schema (left uncounted, they slipped past every budget)."""
+    extra = {k: body[k] for k in ("tools", "response_format") if body.get(k)}
+    return count_text(json.dumps(extra, separators=(",", ":"), ensure_ascii=False)) if extra else 0
 
 
 def count_messages(messages: list[dict[str, Any]], counts: Optional[list[int]] = None) -> int:
