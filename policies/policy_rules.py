@@ -508,7 +508,8 @@ def model_pods_hardened(r: Resource) -> Iterator[str]:
                description="No container image carries the placeholder digest (sha256:000…0) that stamped stacks "
                            "start with: the cluster could never pull it.",
                fix="look the tag's digest up (docker buildx imagetools inspect IMAGE:TAG, or crane digest "
-                   "IMAGE:TAG) and put it in the stack file (README: Pinning images)")
+                   "IMAGE:TAG) and set it in serving.eks.metricsAgentImage (or serving.tiers[].vllm.image) "
+                   "(README: Pinning images)")
 def image_digest_placeholder(r: Resource) -> Iterator[str]:
     pod = _pod_spec(r)
     for c in _as_list(pod.get("containers")) + _as_list(pod.get("initContainers")):

@@ -109,6 +109,9 @@ def test_a_valid_exemption_list_parses_with_dates_from_yaml_or_the_cli():
 def waiver_stack(write_stack, expires, name="waiver"):
     cfg = example_config("prod")
     cfg["llm-blueprint:serving"]["eks"]["gpuNodesMin"] = 1
+    # A looked-up agent digest, so the exempted violation is the only finding.
+    agent = cfg["llm-blueprint:serving"]["eks"]["metricsAgentImage"]
+    cfg["llm-blueprint:serving"]["eks"]["metricsAgentImage"] = agent.replace("0" * 64, "a" * 64)
     cfg["llm-blueprint:exemptions"] = [
         # Unquoted in the file: YAML reads it as a date.
         {**exemption(resource=f"llm-{name}-gpu-gpu"), "expires": expires},

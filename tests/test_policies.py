@@ -241,6 +241,11 @@ def test_a_placeholder_digest_is_reported_with_the_image_and_the_way_to_look_it_
     pod = {"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": placeholder}]}}}}
     [message] = violations("image-digest-placeholder", "kubernetes:apps/v1:Deployment", pod)
     assert "agent" in message and placeholder in message and "never pullable" in message
+    # On the prod example the finding points at the stack file's key, where the fix goes.
+    report = json.loads(CliRunner().invoke(app, ["check", "prod", "--json"]).stdout)
+    [found] = [v for v in report["violations"] if v["rule"] == "image-digest-placeholder"]
+    assert found["location"]["file"].endswith("Pulumi.prod.yaml")
+    assert found["location"]["configKey"] == "serving.eks.metricsAgentImage"
     real = placeholder.replace("0" * 64, "a" * 64)
     pod["spec"]["template"]["spec"]["containers"][0]["image"] = real
     assert violations("image-digest-placeholder", "kubernetes:apps/v1:Deployment", pod) == []
