@@ -8,7 +8,7 @@ core, in the router's subnets behind the router's security group, so it reaches 
 models, cache and endpoints the router reaches. A message that fails `max_receives` times moves
 to the dead-letter queue, where a scheduled sweep fails its job with the reason (the message
 stays for the alarm). Built in two steps because the router needs the queue and table before
-the worker can copy the router: `Jobs(...)` before the Router, `run_with(router, ...)` after it.
+the worker can copy the router: `Jobs(...)` before the RouterService, `run_with(router, ...)` after it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from llm_router import metric_names as m
 
 from .common import assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json, private_bucket
 from .network import Network
-from .router import RUNTIME, Egress, Router
+from .router import RUNTIME, Egress, RouterService
 
 #: The worker's Lambda handler, in the router's zip.
 WORKER_HANDLER = "llm_router.jobs.handler.handler"
@@ -156,7 +156,7 @@ class Jobs(pulumi.ComponentResource):
                                "bucket": self.bucket.bucket})
 
     # ------------------------------------------------------------ worker
-    def run_with(self, router: Router, settings: dict[str, Any], policies: dict[str, pulumi.Input[str]],
+    def run_with(self, router: RouterService, settings: dict[str, Any], policies: dict[str, pulumi.Input[str]],
                  subnet_ids: list[pulumi.Input[str]], page_topic: pulumi.Input[str],
                  ticket_topic: pulumi.Input[str]) -> None:
         """The worker, a copy of the router's core (settings, environment, secrets, backend
@@ -200,7 +200,7 @@ class Jobs(pulumi.ComponentResource):
                                principal="events.amazonaws.com", source_arn=rule.arn, opts=child(self))
         self._alarms(page_topic, ticket_topic)
 
-    def _worker_role(self, router: Router, policies: dict[str, pulumi.Input[str]],
+    def _worker_role(self, router: RouterService, policies: dict[str, pulumi.Input[str]],
                      logs: aws.cloudwatch.LogGroup) -> aws.iam.Role:
         """Read and write job rows, take messages, read and write files, call the backends the router calls."""
         name, a = self.prefix, self.args

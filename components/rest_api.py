@@ -1,6 +1,6 @@
 """The router's API Gateway REST API: one streaming `{proxy+}` route behind a Lambda authorizer.
 
-Children of the Router component; `RestApiFrontDoor` only groups what one REST API needs
+Children of the RouterService component; `RestApiFrontDoor` only groups what one REST API needs
 (route, authorizer, stage, logs, throttling, WAF, private endpoint) so `router.py` stays
 about the functions and their permissions.
 """
@@ -93,7 +93,7 @@ class RestApiArgs:
 
 
 class RestApiFrontDoor:
-    """Declares the REST API as children of `parent`; exposes what the Router outputs."""
+    """Declares the REST API as children of `parent`; exposes what the RouterService outputs."""
 
     def __init__(self, parent: pulumi.Resource, name: str, args: RestApiArgs):
         self.parent, self.name, self.args = parent, name, args

@@ -90,7 +90,7 @@ def egress_rules(egress: list[Egress]) -> list[aws.ec2.SecurityGroupEgressArgs]:
 
 
 @dataclass
-class RouterArgs:
+class RouterServiceArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
     region: str
@@ -133,12 +133,12 @@ class RouterArgs:
     access_log_role_owner: bool = True
 
 
-class Router(pulumi.ComponentResource):
+class RouterService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     function_name: pulumi.Output[str]
 
-    def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: RouterServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:router:Router", name, None, opts)
         self.prefix, self.args = name, args
         tags = args.tags
