@@ -15,7 +15,7 @@ import pulumi_aws as aws
 from llm_router.settings import dump
 
 from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
-from .cache import PORT as CACHE_PORT, SemanticCache, SemanticCacheArgs
+from .cache import CACHE_PORT, SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
 from .quality import EvaluatorArgs, Quality, QualityArgs, judge_access
 from .router import ANYWHERE, Egress, RouterService, RouterServiceArgs, SecretGrant

@@ -10,7 +10,7 @@ import pulumi_random as random
 
 from .common import account_and_region, admit, child, key_policy, kms_key
 
-PORT = 6379
+CACHE_PORT = 6379
 
 
 @dataclass
@@ -72,7 +72,7 @@ class SemanticCache(pulumi.ComponentResource):
             f"{name}-valkey", replication_group_id=name[:40],
             description="llm-blueprint exact + semantic cache",
             engine="valkey", engine_version=args.engine_version, node_type=args.node_type,
-            num_cache_clusters=nodes, port=PORT,
+            num_cache_clusters=nodes, port=CACHE_PORT,
             automatic_failover_enabled=nodes > 1, multi_az_enabled=args.multi_az and nodes > 1,
             subnet_group_name=subnets.name, security_group_ids=[self.sg.id], parameter_group_name=params.name,
             at_rest_encryption_enabled=True, kms_key_id=self.key.arn,
@@ -82,15 +82,15 @@ class SemanticCache(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window, auto_minor_version_upgrade=True, apply_immediately=False,
             tags=tags, opts=child(self, ignore_changes=["authToken"]))
         self.endpoint = self.group.primary_endpoint_address
-        self.port = PORT
+        self.port = CACHE_PORT
         self.replication_group_id = name[:40]
         self.member_cluster_ids = [f"{name[:40]}-{i:03d}" for i in range(1, nodes + 1)]
         self.secret_arn = self.secret.arn
         self.security_group_id = self.sg.id
-        self.register_outputs({"endpoint": self.endpoint, "port": PORT, "secretArn": self.secret_arn,
+        self.register_outputs({"endpoint": self.endpoint, "port": CACHE_PORT, "secretArn": self.secret_arn,
                                "securityGroupId": self.security_group_id})
 
     def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
         """Admit one client security group on the Valkey port."""
-        admit(self, f"{self.prefix}-from-{client}", self.sg.id, security_group_id, PORT, f"Valkey from {client}",
+        admit(self, f"{self.prefix}-from-{client}", self.sg.id, security_group_id, CACHE_PORT, f"Valkey from {client}",
               self.tags)

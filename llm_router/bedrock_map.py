@@ -31,7 +31,7 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "
 MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 #: Claude's thinking budget per reasoning_effort, capped at half of max_tokens (which includes thinking,
 #: as OpenAI's max_completion_tokens includes reasoning tokens); Anthropic's minimum is 1024.
-THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 4096, "high": 8192, "xhigh": 16384}
+THINKING_TOKENS = {"minimal": 1024, "low": 2048, "medium": 4096, "high": 8192, "xhigh": 16384}
 MIN_THINKING = 1024
 JSON_TOOL = "json_answer"
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
@@ -107,8 +107,8 @@ def _tool_loop_without_thinking(body: dict[str, Any]) -> bool:
 
 
 def _thinking_budget(body: dict[str, Any], effort: Any, json_tool: bool) -> int:
-    if effort not in THINKING_BUDGET:
-        raise bad(f"'reasoning_effort' must be one of none, {', '.join(THINKING_BUDGET)}", "reasoning_effort")
+    if effort not in THINKING_TOKENS:
+        raise bad(f"'reasoning_effort' must be one of none, {', '.join(THINKING_TOKENS)}", "reasoning_effort")
     if _forces_tool(body) or json_tool:
         raise bad("extended thinking cannot be combined with a forced tool (tool_choice required or named, or "
                   "response_format through a tool on this model); drop reasoning_effort or the forcing",
@@ -123,7 +123,7 @@ def _thinking_budget(body: dict[str, Any], effort: Any, json_tool: bool) -> int:
         raise bad(f"reasoning_effort needs max_completion_tokens of at least {2 * MIN_THINKING} on this model "
                   f"(thinking counts against it; its minimum budget is {MIN_THINKING}); this request allows "
                   f"{limit}", "reasoning_effort", "max_tokens_too_small")
-    return max(MIN_THINKING, min(THINKING_BUDGET[effort], limit // 2))
+    return max(MIN_THINKING, min(THINKING_TOKENS[effort], limit // 2))
 
 
 # ------------------------------------------------------------------------------------------ request
