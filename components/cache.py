@@ -9,6 +9,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from .common import account_and_region, admit, child, key_policy, kms_key
+from .schema import CacheConfig
 
 CACHE_PORT = 6379
 
@@ -19,12 +20,13 @@ class SemanticCacheArgs:
     subnet_ids: list[pulumi.Input[str]]
     tags: dict[str, str]
     #: Valkey 8.2 is the first ElastiCache engine with vector search.
-    engine_version: str = "8.2"
-    node_type: str = "cache.t4g.small"
+    engine_version: str = CacheConfig.default_of("engine_version")
+    node_type: str = CacheConfig.default_of("node_type")
+    #: 2 and Multi-AZ: what the schema's unset `cache.nodes` / `cache.multiAz` give in prod.
     nodes: int = 2
     multi_az: bool = True
-    snapshot_retention_days: int = 7
-    maintenance_window: str = "sun:05:00-sun:06:00"
+    snapshot_retention_days: int = CacheConfig.default_of("snapshot_retention_days")
+    maintenance_window: str = CacheConfig.default_of("maintenance_window")
     snapshot_window: str = "03:00-04:00"
 
 

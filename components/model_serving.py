@@ -24,7 +24,8 @@ from llm_router import metric_names as m
 from . import model_pod
 from .common import account_and_region, child, key_policy, kms_key, policy_json, private_bucket
 from .gpu_cluster import GPU_NODE_SELECTOR, GPU_TOLERATIONS, GpuCluster
-from .schema import ENGINE_IMAGES, METRICS_AGENT_IMAGE
+from .schema import (CPU_PER_GPU, ENGINE_IMAGES, MEMORY_GI_PER_GPU, METRICS_AGENT_IMAGE, SHM_GI_PER_GPU, Replicas,
+                     VllmTier)
 
 SERVING_NAMESPACE = "llm-serving"
 #: The CloudWatch agent's image runs as root (upstream), so it lives outside the `restricted` namespace.
@@ -104,27 +105,29 @@ class Prescale:
 class ModelSpec:
     tier: str
     model: str
-    engine: Literal["vllm", "tgi"] = "vllm"
+    engine: Literal["vllm", "tgi"] = VllmTier.default_of("engine")
     image: Optional[str] = None
-    gpus_per_pod: int = 1
-    max_model_len: int = 8192
-    gpu_memory_utilization: float = 0.9
+    gpus_per_pod: int = VllmTier.default_of("gpus_per_pod")
+    max_model_len: int = VllmTier.default_of("max_model_len")
+    gpu_memory_utilization: float = VllmTier.default_of("gpu_memory_utilization")
     quantization: Optional[str] = None
     #: vLLM's tool-call parser for the model (None: no tool calling); the router advertises tools
     #: for the tier exactly when this is set (`llm_router.capabilities.for_tier`).
     tool_call_parser: Optional[str] = None
     #: vLLM's reasoning parser (None: reasoning stays in the answer text, and is not advertised).
     reasoning_parser: Optional[str] = None
+    #: 2: the warm replicas prod must keep (a config rule); the schema's `replicas.min` of 1 is
+    #: a dev default the blueprint always passes here.
     min_replicas: int = 2
-    max_replicas: int = 4
-    weights: Literal["s3", "pvc"] = "s3"
-    target_queue_per_replica: int = 5
+    max_replicas: int = Replicas.default_of("max")
+    weights: Literal["s3", "pvc"] = VllmTier.default_of("weights")
+    target_queue_per_replica: int = VllmTier.default_of("target_queue_per_replica")
     prescale: list[Prescale] = field(default_factory=list)
     pvc_size_gi: int = 200
     #: Per pod: vCPU, host memory GiB and memory-backed /dev/shm GiB (schema.PodResources).
-    cpu: float = 3.0
-    memory_gi: int = 20
-    shm_gi: int = 2
+    cpu: float = CPU_PER_GPU
+    memory_gi: int = MEMORY_GI_PER_GPU
+    shm_gi: int = SHM_GI_PER_GPU
 
     @property
     def name(self) -> str:

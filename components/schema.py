@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from typing import Annotated
 
@@ -41,6 +41,12 @@ class Section(BaseModel):
         populate_by_name=True,
         validate_default=True,
     )
+
+    @classmethod
+    def default_of(cls, field: str) -> Any:
+        """This section's default for `field`: component args that restate a configurable default
+        take it from here, so each default has one home (the schema, where it is documented)."""
+        return cls.model_fields[field].default
 
 
 #: A string that must come from `pulumi config set --secret`: the loader
