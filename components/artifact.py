@@ -15,6 +15,7 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+#: The repository root: the Pulumi project (Pulumi.yaml, __main__.py, stacks/).
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PACKAGE = "llm_router"
 DEPS_DIR = PROJECT_DIR / "build" / "lambda-deps"

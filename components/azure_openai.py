@@ -24,7 +24,7 @@ class AzureDeploymentSpec:
 
 
 @dataclass
-class AzureOpenAIArgs:
+class AzureOpenAIAccountArgs:
     location: str
     subdomain: str
     deployments: list[AzureDeploymentSpec]
@@ -41,11 +41,11 @@ class AzureOpenAIArgs:
     vnet_cidr: str = "10.90.0.0/24"
 
 
-class AzureOpenAI(pulumi.ComponentResource):
+class AzureOpenAIAccount(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     secret_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: AzureOpenAIArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: AzureOpenAIAccountArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:azure:AzureOpenAI", name, None, opts)
         tags = args.tags
         group = resources.ResourceGroup(f"{name}-rg", location=args.location, tags=tags, opts=child(self))
@@ -97,7 +97,7 @@ class AzureOpenAI(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "secretArn": self.secret_arn,
                                "deployments": list(self.deployments)})
 
-    def _private_endpoint(self, name: str, args: AzureOpenAIArgs, group: resources.ResourceGroup,
+    def _private_endpoint(self, name: str, args: AzureOpenAIAccountArgs, group: resources.ResourceGroup,
                           account: cs.Account) -> None:
         """VNet + private endpoint + private DNS, so the account answers only on a private IP.
 

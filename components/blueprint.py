@@ -15,10 +15,10 @@ import pulumi_aws as aws
 from llm_router.settings import dump
 
 from .bedrock import TITAN_EMBED_V2, BedrockAccess, BedrockAccessArgs, ProvisionedThroughput
-from .cache import PORT as CACHE_PORT, SemanticCache, SemanticCacheArgs
+from .cache import CACHE_PORT, SemanticCache, SemanticCacheArgs
 from .network import Network, NetworkArgs
 from .quality import EvaluatorArgs, Quality, QualityArgs, judge_access
-from .router import ANYWHERE, Egress, Router, RouterArgs, SecretGrant
+from .router import ANYWHERE, Egress, RouterService, RouterServiceArgs, SecretGrant
 from .router_settings import router_settings
 from .schema import StackConfig, VllmTier
 from .slo import DAY, DestinationSpec, QualityWatch, SloAlarms, SloAlarmsArgs
@@ -93,10 +93,10 @@ def build(cfg: StackConfig) -> dict[str, Any]:
     # Chat tiers and embeddings aliases on Azure: one deployment each, named after the alias.
     azure_tiers = [*cfg.tiers_on("azure-openai"), *(e for e in cfg.serving.embeddings if e.backend == "azure-openai")]
     if azure_tiers and cfg.serving.azure_openai is not None:
-        from .azure_openai import AzureDeploymentSpec, AzureOpenAI, AzureOpenAIArgs
+        from .azure_openai import AzureDeploymentSpec, AzureOpenAIAccount, AzureOpenAIAccountArgs
 
         az = cfg.serving.azure_openai
-        azure = AzureOpenAI(f"{name}-azure", AzureOpenAIArgs(
+        azure = AzureOpenAIAccount(f"{name}-azure", AzureOpenAIAccountArgs(
             location=az.location, subdomain=az.subdomain, tags=tags, private=bool(az.private),
             entra_principal_id=az.entra_principal_id, allowed_ips=network.nat_public_ips, vnet_cidr=az.vnet_cidr,
             deployments=[AzureDeploymentSpec(tier=t.name, model=t.model, model_version=t.azure.model_version,
@@ -169,7 +169,7 @@ def build(cfg: StackConfig) -> dict[str, Any]:
                              prefix_list_ids=(network.s3_prefix_list_id,)))
         outputs["qualitySamplesBucket"] = quality.bucket_name
     r = cfg.router
-    router = Router(f"{name}-router", RouterArgs(
+    router = RouterService(f"{name}-router", RouterServiceArgs(
         vpc_id=network.vpc_id, subnet_ids=network.router_subnet_ids, region=cfg.region, tags=tags,
         settings=dump(router_settings(cfg)), env=env, policies=policies, secrets=secrets, egress=egress,
         memory_mb=r.memory_mb, timeout_seconds=r.timeout_seconds,

@@ -9,8 +9,9 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from .common import account_and_region, admit, child, key_policy, kms_key
+from .schema import CacheConfig
 
-PORT = 6379
+CACHE_PORT = 6379
 
 
 @dataclass
@@ -19,12 +20,13 @@ class SemanticCacheArgs:
     subnet_ids: list[pulumi.Input[str]]
     tags: dict[str, str]
     #: Valkey 8.2 is the first ElastiCache engine with vector search.
-    engine_version: str = "8.2"
-    node_type: str = "cache.t4g.small"
+    engine_version: str = CacheConfig.default_of("engine_version")
+    node_type: str = CacheConfig.default_of("node_type")
+    #: 2 and Multi-AZ: what the schema's unset `cache.nodes` / `cache.multiAz` give in prod.
     nodes: int = 2
     multi_az: bool = True
-    snapshot_retention_days: int = 7
-    maintenance_window: str = "sun:05:00-sun:06:00"
+    snapshot_retention_days: int = CacheConfig.default_of("snapshot_retention_days")
+    maintenance_window: str = CacheConfig.default_of("maintenance_window")
     snapshot_window: str = "03:00-04:00"
 
 
@@ -72,7 +74,7 @@ class SemanticCache(pulumi.ComponentResource):
             f"{name}-valkey", replication_group_id=name[:40],
             description="llm-blueprint exact + semantic cache",
             engine="valkey", engine_version=args.engine_version, node_type=args.node_type,
-            num_cache_clusters=nodes, port=PORT,
+            num_cache_clusters=nodes, port=CACHE_PORT,
             automatic_failover_enabled=nodes > 1, multi_az_enabled=args.multi_az and nodes > 1,
             subnet_group_name=subnets.name, security_group_ids=[self.sg.id], parameter_group_name=params.name,
             at_rest_encryption_enabled=True, kms_key_id=self.key.arn,
@@ -82,15 +84,15 @@ class SemanticCache(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window, auto_minor_version_upgrade=True, apply_immediately=False,
             tags=tags, opts=child(self, ignore_changes=["authToken"]))
         self.endpoint = self.group.primary_endpoint_address
-        self.port = PORT
+        self.port = CACHE_PORT
         self.replication_group_id = name[:40]
         self.member_cluster_ids = [f"{name[:40]}-{i:03d}" for i in range(1, nodes + 1)]
         self.secret_arn = self.secret.arn
         self.security_group_id = self.sg.id
-        self.register_outputs({"endpoint": self.endpoint, "port": PORT, "secretArn": self.secret_arn,
+        self.register_outputs({"endpoint": self.endpoint, "port": CACHE_PORT, "secretArn": self.secret_arn,
                                "securityGroupId": self.security_group_id})
 
     def allow_from(self, client: str, security_group_id: pulumi.Input[str]) -> None:
         """Admit one client security group on the Valkey port."""
-        admit(self, f"{self.prefix}-from-{client}", self.sg.id, security_group_id, PORT, f"Valkey from {client}",
+        admit(self, f"{self.prefix}-from-{client}", self.sg.id, security_group_id, CACHE_PORT, f"Valkey from {client}",
               self.tags)

@@ -608,7 +608,7 @@ def jobs_fit(jobs: s.JobsConfig, serving: s.ServingConfig) -> Iterator[Problem]:
 
 
 @rule
-def exemptions_unique(exemptions: list[s.Exemption]) -> Iterator[Problem]:
+def exemptions_unique(exemptions: list[s.ExemptionConfig]) -> Iterator[Problem]:
     """One exemption per resource and rule: two could disagree on reason and expiry."""
     seen: dict[tuple, int] = {}
     for i, e in enumerate(exemptions):

@@ -8,7 +8,7 @@ core, in the router's subnets behind the router's security group, so it reaches 
 models, cache and endpoints the router reaches. A message that fails `max_receives` times moves
 to the dead-letter queue, where a scheduled sweep fails its job with the reason (the message
 stays for the alarm). Built in two steps because the router needs the queue and table before
-the worker can copy the router: `Jobs(...)` before the Router, `run_with(router, ...)` after it.
+the worker can copy the router: `Jobs(...)` before the RouterService, `run_with(router, ...)` after it.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import pulumi_aws as aws
 
 from llm_router.jobs.dynamo import HASH_KEY, OWNER_INDEX, OWNER_KEYS, RANGE_KEY, TTL_ATTRIBUTE
 from llm_router import metric_names as m
+from llm_router import timeouts
 
 from .common import assume_role_policy, child, key_policy, kms_key, logs_may_use, policy_json, private_bucket
 from .network import Network
-from .router import RUNTIME, Egress, Router
+from .router import RUNTIME, Egress, RouterService
+from .schema import JobsConfig, RouterConfig
 
 #: The worker's Lambda handler, in the router's zip.
 WORKER_HANDLER = "llm_router.jobs.handler.handler"
@@ -46,25 +48,26 @@ class JobsArgs:
     tags: dict[str, str]
     network: Network
     #: Workers at once: the event source's scalingConfig.maximumConcurrency (2–1000). Default 10.
-    maximum_concurrency: int = 10
-    #: The worker's timeout, s; the queue's visibility timeout is six times it.
-    worker_timeout_s: int = 300
-    worker_memory_mb: int = 1024
+    maximum_concurrency: int = JobsConfig.default_of("maximum_concurrency")
+    #: The worker's timeout, s; the queue's visibility timeout is six times it. Default: the
+    #: router's default timeout (300 s), as `jobs.workerTimeoutSeconds` unset gives.
+    worker_timeout_s: int = timeouts.DEFAULT_TIMEOUT_S
+    worker_memory_mb: int = JobsConfig.default_of("worker_memory_mb")
     #: Deliveries before the dead-letter queue. Default 3: two retries, then a human looks.
-    max_receives: int = 3
-    #: Days rows and files are kept (TTL, bucket expiry).
-    retention_days: int = 30
+    max_receives: int = JobsConfig.default_of("max_receives")
+    #: Days rows and files are kept (TTL, bucket expiry). Default 30.
+    retention_days: int = JobsConfig.default_of("retention_days")
     #: Point-in-time recovery on the table. Default on; the blueprint turns it off outside prod.
     point_in_time_recovery: bool = True
     #: Deletion protection on the table (prod).
     deletion_protection: bool = True
     #: Model and inference-profile ARNs Bedrock batch inference may invoke; empty: no batch inference.
     bedrock_batch_model_arns: list[str] = field(default_factory=list)
-    log_retention_days: int = 30
+    log_retention_days: int = RouterConfig.default_of("log_retention_days")
     #: The CloudWatch `service` dimension the worker's metrics carry (the router's).
     service: str = "llm-router"
-    oldest_message_alarm_s: int = 1800
-    failure_ratio_alarm: float = 0.1
+    oldest_message_alarm_s: int = JobsConfig.default_of("oldest_message_alarm_seconds")
+    failure_ratio_alarm: float = JobsConfig.default_of("failure_ratio_alarm")
     architecture: str = "arm64"
 
 
@@ -156,7 +159,7 @@ class Jobs(pulumi.ComponentResource):
                                "bucket": self.bucket.bucket})
 
     # ------------------------------------------------------------ worker
-    def run_with(self, router: Router, settings: dict[str, Any], policies: dict[str, pulumi.Input[str]],
+    def run_with(self, router: RouterService, settings: dict[str, Any], policies: dict[str, pulumi.Input[str]],
                  subnet_ids: list[pulumi.Input[str]], page_topic: pulumi.Input[str],
                  ticket_topic: pulumi.Input[str]) -> None:
         """The worker, a copy of the router's core (settings, environment, secrets, backend
@@ -200,7 +203,7 @@ class Jobs(pulumi.ComponentResource):
                                principal="events.amazonaws.com", source_arn=rule.arn, opts=child(self))
         self._alarms(page_topic, ticket_topic)
 
-    def _worker_role(self, router: Router, policies: dict[str, pulumi.Input[str]],
+    def _worker_role(self, router: RouterService, policies: dict[str, pulumi.Input[str]],
                      logs: aws.cloudwatch.LogGroup) -> aws.iam.Role:
         """Read and write job rows, take messages, read and write files, call the backends the router calls."""
         name, a = self.prefix, self.args

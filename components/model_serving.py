@@ -24,17 +24,18 @@ from llm_router import metric_names as m
 from . import model_pod
 from .common import account_and_region, child, key_policy, kms_key, policy_json, private_bucket
 from .gpu_cluster import GPU_NODE_SELECTOR, GPU_TOLERATIONS, GpuCluster
-from .schema import ENGINE_IMAGES, METRICS_AGENT_IMAGE
+from .schema import (CPU_PER_GPU, ENGINE_IMAGES, MEMORY_GI_PER_GPU, METRICS_AGENT_IMAGE, SHM_GI_PER_GPU, Replicas,
+                     VllmTier)
 
-NAMESPACE = "llm-serving"
+SERVING_NAMESPACE = "llm-serving"
 #: The CloudWatch agent's image runs as root (upstream), so it lives outside the `restricted` namespace.
 METRICS_NAMESPACE = "llm-metrics"
 AGENT_LABELS = {"app.kubernetes.io/name": "cloudwatch-agent"}
-PORT = 8000
+SERVER_PORT = 8000
 #: Port of each model's internal load balancer (what the router calls).
 SERVICE_PORT = 80
 KEDA_CHART_VERSION = "2.18.1"
-#: Kubernetes Secret (in NAMESPACE) holding the servers' API key under API_KEY_FIELD.
+#: Kubernetes Secret (in SERVING_NAMESPACE) holding the servers' API key under API_KEY_FIELD.
 API_KEY_SECRET, API_KEY_FIELD = "model-api-key", "api-key"
 #: Weight loading budget: failureThreshold × periodSeconds of the startup probe.
 STARTUP_BUDGET_S = 600
@@ -56,7 +57,7 @@ class Engine:
 
 class Vllm(Engine):
     def args(self, spec: "ModelSpec", model_path: str) -> list[str]:
-        args = ["--model", model_path, "--served-model-name", spec.model, "--port", str(PORT),
+        args = ["--model", model_path, "--served-model-name", spec.model, "--port", str(SERVER_PORT),
                 "--tensor-parallel-size", str(spec.gpus_per_pod), "--max-model-len", str(spec.max_model_len),
                 "--gpu-memory-utilization", str(spec.gpu_memory_utilization), "--enable-prefix-caching",
                 # usage.prompt_tokens_details.cached_tokens, passed through to clients and metrics
@@ -74,7 +75,7 @@ class Vllm(Engine):
 
 class Tgi(Engine):
     def args(self, spec: "ModelSpec", model_path: str) -> list[str]:
-        args = ["--model-id", model_path, "--port", str(PORT), "--num-shard", str(spec.gpus_per_pod),
+        args = ["--model-id", model_path, "--port", str(SERVER_PORT), "--num-shard", str(spec.gpus_per_pod),
                 "--max-total-tokens", str(spec.max_model_len),
                 "--max-input-tokens", str(max(1, spec.max_model_len - 1))]
         if spec.quantization:
@@ -104,27 +105,29 @@ class Prescale:
 class ModelSpec:
     tier: str
     model: str
-    engine: Literal["vllm", "tgi"] = "vllm"
+    engine: Literal["vllm", "tgi"] = VllmTier.default_of("engine")
     image: Optional[str] = None
-    gpus_per_pod: int = 1
-    max_model_len: int = 8192
-    gpu_memory_utilization: float = 0.9
+    gpus_per_pod: int = VllmTier.default_of("gpus_per_pod")
+    max_model_len: int = VllmTier.default_of("max_model_len")
+    gpu_memory_utilization: float = VllmTier.default_of("gpu_memory_utilization")
     quantization: Optional[str] = None
     #: vLLM's tool-call parser for the model (None: no tool calling); the router advertises tools
     #: for the tier exactly when this is set (`llm_router.capabilities.for_tier`).
     tool_call_parser: Optional[str] = None
     #: vLLM's reasoning parser (None: reasoning stays in the answer text, and is not advertised).
     reasoning_parser: Optional[str] = None
+    #: 2: the warm replicas prod must keep (a config rule); the schema's `replicas.min` of 1 is
+    #: a dev default the blueprint always passes here.
     min_replicas: int = 2
-    max_replicas: int = 4
-    weights: Literal["s3", "pvc"] = "s3"
-    target_queue_per_replica: int = 5
+    max_replicas: int = Replicas.default_of("max")
+    weights: Literal["s3", "pvc"] = VllmTier.default_of("weights")
+    target_queue_per_replica: int = VllmTier.default_of("target_queue_per_replica")
     prescale: list[Prescale] = field(default_factory=list)
     pvc_size_gi: int = 200
     #: Per pod: vCPU, host memory GiB and memory-backed /dev/shm GiB (schema.PodResources).
-    cpu: float = 3.0
-    memory_gi: int = 20
-    shm_gi: int = 2
+    cpu: float = CPU_PER_GPU
+    memory_gi: int = MEMORY_GI_PER_GPU
+    shm_gi: int = SHM_GI_PER_GPU
 
     @property
     def name(self) -> str:
@@ -163,7 +166,8 @@ class ModelServing(pulumi.ComponentResource):
         self.prefix, self.args, c = name, args, args.cluster
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns", opts=c.k8s_opts(self),
-            metadata={"name": NAMESPACE, "labels": {"environment": args.environment, **_pod_security_labels("restricted")}})
+            metadata={"name": SERVING_NAMESPACE,
+                      "labels": {"environment": args.environment, **_pod_security_labels("restricted")}})
         self.weights_bucket = self._weights_bucket() if any(s.weights == "s3" for s in args.models) else None
         self._api_key()
         self._network_policies()
@@ -194,7 +198,7 @@ class ModelServing(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(name, secret_id=secret.id, secret_string=token.result, opts=child(self))
         self.api_key_k8s_secret = k8s.core.v1.Secret(
             name, opts=c.k8s_opts(self, depends_on=[self.namespace]), type="Opaque",
-            metadata={"name": API_KEY_SECRET, "namespace": NAMESPACE},
+            metadata={"name": API_KEY_SECRET, "namespace": SERVING_NAMESPACE},
             string_data=pulumi.Output.secret({API_KEY_FIELD: token.result}))
         self.api_key_secret_arn, self.api_key_kms_key_arn = secret.arn, key.arn
 
@@ -204,14 +208,15 @@ class ModelServing(pulumi.ComponentResource):
         The load balancers keep the router's address (externalTrafficPolicy Local), and the
         router has subnets of its own, so no pod in the cluster matches these ipBlocks.
         """
-        c, port = self.args.cluster, [{"protocol": "TCP", "port": PORT}]
+        c, port = self.args.cluster, [{"protocol": "TCP", "port": SERVER_PORT}]
         opts = c.k8s_opts(self, depends_on=[self.namespace])
         k8s.networking.v1.NetworkPolicy(
-            f"{self.prefix}-default-deny", opts=opts, metadata={"name": "default-deny-ingress", "namespace": NAMESPACE},
+            f"{self.prefix}-default-deny", opts=opts,
+            metadata={"name": "default-deny-ingress", "namespace": SERVING_NAMESPACE},
             spec={"podSelector": {}, "policyTypes": ["Ingress"]})
         k8s.networking.v1.NetworkPolicy(
             f"{self.prefix}-model-ingress", opts=opts,
-            metadata={"name": "model-servers-from-router", "namespace": NAMESPACE},
+            metadata={"name": "model-servers-from-router", "namespace": SERVING_NAMESPACE},
             spec={"podSelector": {"matchExpressions": [{"key": "llm-blueprint/tier", "operator": "Exists"}]},
                   "policyTypes": ["Ingress"],
                   "ingress": [{"from": [{"ipBlock": {"cidr": cidr}} for cidr in self.args.client_cidrs], "ports": port},
@@ -234,7 +239,7 @@ class ModelServing(pulumi.ComponentResource):
                          managed: Optional[list[str]] = None, namespace: Optional[k8s.core.v1.Namespace] = None):
         """A service account (in the serving namespace unless named) whose pods get an IAM role."""
         c, ns = self.args.cluster, namespace or self.namespace
-        ns_name = METRICS_NAMESPACE if namespace is not None else NAMESPACE
+        ns_name = METRICS_NAMESPACE if namespace is not None else SERVING_NAMESPACE
         sa = k8s.core.v1.ServiceAccount(f"{self.prefix}-{name}-sa", metadata={"name": name, "namespace": ns_name},
                                         opts=c.k8s_opts(self, depends_on=[ns]))
         self._pod_identity(name, ns_name, name, policy_doc, managed)
@@ -276,7 +281,8 @@ class ModelServing(pulumi.ComponentResource):
                                        subjects=[{"kind": "ServiceAccount", "name": "cloudwatch-agent",
                                                   "namespace": METRICS_NAMESPACE}])
         scrape = {"global": {"scrape_interval": "15s"}, "scrape_configs": [{
-            "job_name": "model-servers", "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [NAMESPACE]}}],
+            "job_name": "model-servers",
+            "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [SERVING_NAMESPACE]}}],
             "relabel_configs": [
                 {"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "action": "keep",
                  "regex": "true"},
@@ -344,13 +350,13 @@ class ModelServing(pulumi.ComponentResource):
             model_path = spec.model
             k8s.core.v1.PersistentVolumeClaim(
                 f"{self.prefix}-{spec.tier}-cache", opts=c.k8s_opts(self, depends_on=[self.namespace]),
-                metadata={"name": claim, "namespace": NAMESPACE},
+                metadata={"name": claim, "namespace": SERVING_NAMESPACE},
                 spec={"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3",
                       "resources": {"requests": {"storage": f"{spec.pvc_size_gi}Gi"}}})
-        probe = {"httpGet": {"path": "/health", "port": PORT}}
+        probe = {"httpGet": {"path": "/health", "port": SERVER_PORT}}
         container = {
             "name": spec.engine, "image": spec.image or engine.image, "args": engine.args(spec, model_path),
-            "ports": [{"name": "http", "containerPort": PORT}], "env": env, "volumeMounts": mounts,
+            "ports": [{"name": "http", "containerPort": SERVER_PORT}], "env": env, "volumeMounts": mounts,
             "resources": model_pod.resources(spec.gpus_per_pod, spec.cpu, spec.memory_gi, spec.shm_gi),
             "securityContext": model_pod.CONTAINER_SECURITY,
             "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": STARTUP_BUDGET_S // 10},
@@ -373,20 +379,21 @@ class ModelServing(pulumi.ComponentResource):
         deployment = k8s.apps.v1.Deployment(
             f"{self.prefix}-{spec.tier}",
             opts=c.k8s_opts(self, depends_on=[self.namespace], ignore_changes=["spec.replicas"]),
-            metadata={"name": spec.name, "namespace": NAMESPACE, "labels": labels},
+            metadata={"name": spec.name, "namespace": SERVING_NAMESPACE, "labels": labels},
             spec={"replicas": spec.min_replicas, "selector": {"matchLabels": labels},
                   "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                   "template": {"metadata": {"labels": labels, "annotations": {
-                      "prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}},
+                      "prometheus.io/scrape": "true", "prometheus.io/port": str(SERVER_PORT),
+                      "prometheus.io/path": "/metrics"}},
                       "spec": pod_spec}})
         k8s.policy.v1.PodDisruptionBudget(
             f"{self.prefix}-{spec.tier}", opts=c.k8s_opts(self, depends_on=[self.namespace]),
-            metadata={"name": spec.name, "namespace": NAMESPACE},
+            metadata={"name": spec.name, "namespace": SERVING_NAMESPACE},
             spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}})
         self._scaler(spec, engine, labels, deployment)
         svc = k8s.core.v1.Service(
             f"{self.prefix}-{spec.tier}-svc", opts=c.k8s_opts(self, depends_on=[self.namespace]),
-            metadata={"name": spec.name, "namespace": NAMESPACE, "annotations": {
+            metadata={"name": spec.name, "namespace": SERVING_NAMESPACE, "annotations": {
                 "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                 "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
                 "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true"}},
@@ -394,7 +401,7 @@ class ModelServing(pulumi.ComponentResource):
             # NetworkPolicy can tell the router from a node (Cluster would SNAT to a node's address).
             spec={"type": "LoadBalancer", "selector": labels, "loadBalancerSourceRanges": a.client_cidrs,
                   "externalTrafficPolicy": "Local",
-                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": PORT}]})
+                  "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": SERVER_PORT}]})
         return svc.status.apply(lambda s: f"http://{s.load_balancer.ingress[0].hostname}/v1"
                                 if s and s.load_balancer and s.load_balancer.ingress else "")
 
@@ -409,7 +416,7 @@ class ModelServing(pulumi.ComponentResource):
                                                     "desiredReplicas": str(w.replicas)}} for w in spec.prescale]
         k8s.apiextensions.CustomResource(
             f"{self.prefix}-{spec.tier}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject",
-            metadata={"name": spec.name, "namespace": NAMESPACE, "labels": labels},
+            metadata={"name": spec.name, "namespace": SERVING_NAMESPACE, "labels": labels},
             spec={"scaleTargetRef": {"name": spec.name}, "minReplicaCount": spec.min_replicas,
                   "maxReplicaCount": spec.max_replicas, "pollingInterval": 15, "cooldownPeriod": 600,
                   "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {

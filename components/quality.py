@@ -22,7 +22,7 @@ from typing import Any, Optional
 import pulumi
 import pulumi_aws as aws
 
-from llm_router.quality.store import PREFIX
+from llm_router.quality.store import SAMPLES_PREFIX
 from llm_router.settings import Resources
 
 from .bedrock import model_arns
@@ -166,7 +166,7 @@ class Quality(pulumi.ComponentResource):
              "Resource": [self.bucket.arn, pulumi.Output.concat(self.bucket.arn, "/*")],
              "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]))
         self.bucket_name = self.bucket.bucket
-        self.samples_arn = pulumi.Output.concat(self.bucket.arn, f"/{PREFIX}*")
+        self.samples_arn = pulumi.Output.concat(self.bucket.arn, f"/{SAMPLES_PREFIX}*")
         #: The router may put samples, and nothing else.
         self.router_policy = policy_json([
             {"Sid": "PutQualitySamples", "Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [self.samples_arn]},
@@ -199,7 +199,7 @@ class Quality(pulumi.ComponentResource):
                                      policy_arn="arn:aws:iam::aws:policy/service-role/AWSLambdaENIManagementAccess")
         aws.iam.RolePolicy(f"{name}-evaluator", role=role.id, opts=child(self), policy=policy_json([
             {"Sid": "ListQualitySamples", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [self.bucket.arn],
-             "Condition": {"StringLike": {"s3:prefix": [f"{PREFIX}*"]}}},
+             "Condition": {"StringLike": {"s3:prefix": [f"{SAMPLES_PREFIX}*"]}}},
             {"Sid": "ReadQualitySamples", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [self.samples_arn]},
             {"Sid": "DecryptQualitySamples", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [self.key.arn],
              "Condition": self._via("s3")},

@@ -1,6 +1,6 @@
 """The router's API Gateway REST API: one streaming `{proxy+}` route behind a Lambda authorizer.
 
-Children of the Router component; `RestApiFrontDoor` only groups what one REST API needs
+Children of the RouterService component; `RestApiFrontDoor` only groups what one REST API needs
 (route, authorizer, stage, logs, throttling, WAF, private endpoint) so `router.py` stays
 about the functions and their permissions.
 """
@@ -15,12 +15,12 @@ from typing import Literal, Optional
 import pulumi
 import pulumi_aws as aws
 
-from llm_router.authorizer import HEADER, RESULT_TTL_S
+from llm_router.authorizer import KEY_HEADER, RESULT_TTL_S
 
 from .common import assume_role_policy, child, policy_json
 
 #: The one stage; clients call `https://<api>.execute-api.<region>.amazonaws.com/live/v1/…`.
-STAGE = "live"
+STAGE_NAME = "live"
 #: Body-inspecting rules of AWSManagedRulesCommonRuleSet that only count: prompts are large
 #: (SizeRestrictions_BODY blocks bodies over 8 KB) and routinely hold code, paths and URLs
 #: that the XSS / LFI / RFI / SSRF signatures were written to block in form posts.
@@ -93,7 +93,7 @@ class RestApiArgs:
 
 
 class RestApiFrontDoor:
-    """Declares the REST API as children of `parent`; exposes what the Router outputs."""
+    """Declares the REST API as children of `parent`; exposes what the RouterService outputs."""
 
     def __init__(self, parent: pulumi.Resource, name: str, args: RestApiArgs):
         self.parent, self.name, self.args = parent, name, args
@@ -115,7 +115,7 @@ class RestApiFrontDoor:
         self.authorizer = aws.apigateway.Authorizer(
             f"{name}-api-key", rest_api=self.api.id, name="api-key", type="REQUEST",
             authorizer_uri=invocation_uri(args.region, args.authorizer_arn),
-            identity_source=f"method.request.header.{HEADER}", authorizer_result_ttl_in_seconds=RESULT_TTL_S,
+            identity_source=f"method.request.header.{KEY_HEADER}", authorizer_result_ttl_in_seconds=RESULT_TTL_S,
             opts=child(parent))
         method = aws.apigateway.Method(
             f"{name}-any", rest_api=self.api.id, resource_id=proxy.id, http_method="ANY", authorization="CUSTOM",
@@ -143,7 +143,7 @@ class RestApiFrontDoor:
             opts=child(parent, depends_on=[method, self.integration, *responses, *([policy] if policy else [])]))
         account = self._account_log_role() if args.set_account_log_role else None
         self.stage = aws.apigateway.Stage(
-            f"{name}-stage", rest_api=self.api.id, deployment=deployment.id, stage_name=STAGE,
+            f"{name}-stage", rest_api=self.api.id, deployment=deployment.id, stage_name=STAGE_NAME,
             xray_tracing_enabled=True, tags=tags,
             access_log_settings=aws.apigateway.StageAccessLogSettingsArgs(
                 destination_arn=args.access_log_group_arn, format=ACCESS_LOG_FORMAT),

@@ -21,7 +21,7 @@ from llm_router.settings import Resources
 
 from . import artifact
 from .common import assume_role_policy, child, policy_json
-from .rest_api import STAGE, RestApiArgs, RestApiFrontDoor
+from .rest_api import STAGE_NAME, RestApiArgs, RestApiFrontDoor
 
 RUNTIME = "python3.13"
 #: AWS Lambda Web Adapter's public layer. Version 30 is adapter 1.1.0, the version the
@@ -90,7 +90,7 @@ def egress_rules(egress: list[Egress]) -> list[aws.ec2.SecurityGroupEgressArgs]:
 
 
 @dataclass
-class RouterArgs:
+class RouterServiceArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
     region: str
@@ -133,12 +133,12 @@ class RouterArgs:
     access_log_role_owner: bool = True
 
 
-class Router(pulumi.ComponentResource):
+class RouterService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     function_name: pulumi.Output[str]
 
-    def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: RouterServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-blueprint:router:Router", name, None, opts)
         self.prefix, self.args = name, args
         tags = args.tags
@@ -221,12 +221,13 @@ class Router(pulumi.ComponentResource):
             waf_rate_limit=args.waf_rate_limit, set_account_log_role=args.access_log_role_owner))
         aws.lambda_.Permission(f"{name}-router-from-api", action="lambda:InvokeFunction", function=router_fn.name,
                                qualifier=qualifier, principal="apigateway.amazonaws.com",
-                               source_arn=pulumi.Output.concat(front.execution_arn, f"/{STAGE}/*"), opts=child(self))
+                               source_arn=pulumi.Output.concat(front.execution_arn, f"/{STAGE_NAME}/*"),
+                               opts=child(self))
         aws.lambda_.Permission(f"{name}-authorizer-from-api", action="lambda:InvokeFunction",
                                function=authorizer_fn.name, principal="apigateway.amazonaws.com",
                                source_arn=pulumi.Output.concat(front.execution_arn, "/authorizers/",
                                                                front.authorizer.id), opts=child(self))
-        self.api_name, self.stage_name = front.api_name, STAGE
+        self.api_name, self.stage_name = front.api_name, STAGE_NAME
         self.url = front.url
         self.api_keys_secret_arn = self.api_keys.arn
         self.access_log_group = self.access_logs.name

@@ -12,10 +12,11 @@ from typing import Optional
 from llm_router import settings as rs
 from llm_router.timeouts import derive
 
-from .schema import EMBEDDING_MODELS, EmbeddingModel, JobsConfig, Price, RateLimit, StackConfig, Tier, VllmTier
+from .schema import (EMBEDDING_MODELS, EmbeddingModel, JobsConfig, PriceConfig, RateLimitConfig, StackConfig, Tier,
+                     VllmTier)
 
 
-def _price(p: Optional[Price]) -> Optional[rs.Price]:
+def _price(p: Optional[PriceConfig]) -> Optional[rs.Price]:
     return None if p is None else rs.Price(input_per_mtok=p.input_per_mtok, output_per_mtok=p.output_per_mtok,
                                            cached_input_per_mtok=p.cached_input_per_mtok,
                                            cache_write_per_mtok=p.cache_write_per_mtok)
@@ -30,7 +31,7 @@ def cheapest_tier(cfg: StackConfig) -> str:
     return cfg.router.tiering.cheap_tier or cfg.serving.tiers[0].name
 
 
-def _limit(limit: RateLimit) -> rs.RateLimit:
+def _limit(limit: RateLimitConfig) -> rs.RateLimit:
     return rs.RateLimit(requests_per_minute=limit.requests_per_minute, tokens_per_day=limit.tokens_per_day)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from typing import Annotated
 
@@ -42,6 +42,12 @@ class Section(BaseModel):
         validate_default=True,
     )
 
+    @classmethod
+    def default_of(cls, field: str) -> Any:
+        """This section's default for `field`: component args that restate a configurable default
+        take it from here, so each default has one home (the schema, where it is documented)."""
+        return cls.model_fields[field].default
+
 
 #: A string that must come from `pulumi config set --secret`: the loader
 #: rejects one whose config key is not marked secret, and it never prints.
@@ -60,7 +66,7 @@ class NetworkConfig(Section):
 
 
 # --------------------------------------------------------------------- serving
-class Price(Section):
+class PriceConfig(Section):
     """USD per million tokens, for cost estimates and tier savings."""
 
     input_per_mtok: float = Field(ge=0, alias="inputPerMTok")
@@ -229,7 +235,7 @@ class Tier(Section):
     min_tokens_per_second: float = Field(40.0, gt=0)
     #: Tier to try when this one fails or its circuit is open.
     fallback: Optional[str] = Field(None, pattern=TIER_NAME)
-    price: Optional[Price] = None
+    price: Optional[PriceConfig] = None
     bedrock: Optional[BedrockTier] = None
     azure: Optional[AzureDeployment] = None
     vllm: Optional[VllmTier] = None
@@ -356,7 +362,7 @@ class EmbeddingModel(Section):
     max_inputs: Optional[int] = Field(None, ge=1, le=2048)
     #: Base URL of an OpenAI-compatible `/v1/embeddings` server (openai-compatible only).
     url: Optional[str] = Field(None, pattern=r"^https?://")
-    price: Optional[Price] = None
+    price: Optional[PriceConfig] = None
     #: The Azure OpenAI deployment (azure-openai only).
     azure: Optional[AzureDeployment] = None
 
@@ -407,7 +413,7 @@ class WafConfig(Section):
     rate_limit_per_ip: int = Field(2000, ge=10, le=2_000_000_000)
 
 
-class RateLimit(Section):
+class RateLimitConfig(Section):
     #: A token bucket: a burst of this many requests, refilled evenly over the minute. null: no limit.
     requests_per_minute: Optional[int] = Field(None, ge=1, le=1_000_000)
     #: Prompt + completion tokens per UTC day (a request reserves its prompt and max_tokens). null: no limit.
@@ -420,11 +426,11 @@ class RateLimits(Section):
     #: Every key's limits unless the key has its own (`llm-blueprint keys limits`). 600 a
     #: minute per key: a runaway client stops at a fraction of the stage's throttle (50/s
     #: by default) instead of taking it all; tokens are left to the per-tenant quotas.
-    per_key: RateLimit = RateLimit(requests_per_minute=600)
+    per_key: RateLimitConfig = RateLimitConfig(requests_per_minute=600)
     #: Every tenant's limits (all its keys together) unless `tenants` names it. None by default.
-    per_tenant: RateLimit = RateLimit()
+    per_tenant: RateLimitConfig = RateLimitConfig()
     #: Limits for named tenants, replacing `perTenant` for them.
-    tenants: dict[Annotated[str, Field(min_length=1, max_length=128)], RateLimit] = {}
+    tenants: dict[Annotated[str, Field(min_length=1, max_length=128)], RateLimitConfig] = {}
 
 
 class RouterConfig(Section):
@@ -477,7 +483,7 @@ OPENAI_EMBEDDING_DIMENSIONS: dict[str, int] = {
 }
 
 
-class Embedder(Section):
+class EmbedderConfig(Section):
     """Deployed routers embed with Titan v2 or an OpenAI-compatible endpoint;
     `local-minilm` (torch) runs only under `llm-blueprint serve` and `cache eval`."""
 
@@ -565,7 +571,7 @@ class AuditConfig(Section):
 
 class CacheConfig(Section):
     enabled: bool = True
-    embedder: Embedder = Embedder()
+    embedder: EmbedderConfig = EmbedderConfig()
     #: Cosine similarity a candidate must reach before the verifier runs.
     similarity_threshold: float = Field(0.90, gt=0.5, lt=1.0)
     #: The near-miss verifier's settings.
@@ -776,7 +782,7 @@ def _calendar_day(v: object) -> object:
     return v
 
 
-class Exemption(Section):
+class ExemptionConfig(Section):
     """One resource excused from one policy rule, for a stated reason, until a date.
 
     `check` and the CrossGuard pack report an exempted violation as exempted (never
@@ -842,8 +848,8 @@ class StackConfig(Section):
     slo: SloConfig
     quality: QualityConfig = QualityConfig()
     alarms: AlarmsConfig = AlarmsConfig()
-    #: Policy exemptions (see `Exemption`); none by default.
-    exemptions: list[Exemption] = []
+    #: Policy exemptions (see `ExemptionConfig`); none by default.
+    exemptions: list[ExemptionConfig] = []
 
     # Convenience views used by several components.
     def tier(self, name: str) -> Tier:

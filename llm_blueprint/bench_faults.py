@@ -86,7 +86,7 @@ class StandInEmbedder:
 
 
 @dataclass
-class Outcome:
+class CallOutcome:
     status: int
     kind: str  # complete | error | lost
     ms: float
@@ -107,7 +107,7 @@ def _classify_json(status: int, text: str) -> str:
     return "lost"
 
 
-def call(http, url: str, body: bytes, headers: dict[str, str], streamed: bool) -> Outcome:
+def call(http, url: str, body: bytes, headers: dict[str, str], streamed: bool) -> CallOutcome:
     """One request, classified: a complete answer, an OpenAI error body, or lost."""
     import httpx
 
@@ -115,13 +115,13 @@ def call(http, url: str, body: bytes, headers: dict[str, str], streamed: bool) -
     try:
         if not streamed:
             r = http.post(url, content=body, headers=headers)
-            return Outcome(r.status_code, _classify_json(r.status_code, r.text), (time.perf_counter() - t0) * 1000,
-                           False, headers=dict(r.headers))
+            return CallOutcome(r.status_code, _classify_json(r.status_code, r.text),
+                               (time.perf_counter() - t0) * 1000, False, headers=dict(r.headers))
         with http.stream("POST", url, content=body, headers=headers) as r:
             if r.status_code != 200:
                 text = r.read().decode(errors="replace")
-                return Outcome(r.status_code, _classify_json(r.status_code, text), (time.perf_counter() - t0) * 1000,
-                               True)
+                return CallOutcome(r.status_code, _classify_json(r.status_code, text),
+                                   (time.perf_counter() - t0) * 1000, True)
             done = errored = False
             for line in r.iter_lines():
                 if line == "data: [DONE]":
@@ -129,9 +129,9 @@ def call(http, url: str, body: bytes, headers: dict[str, str], streamed: bool) -
                 elif line.startswith("data: ") and '"error"' in line:
                     errored = _classify_json(500, line[6:]) == "error"
             kind = "complete" if done else ("error" if errored else "lost")
-            return Outcome(200, kind, (time.perf_counter() - t0) * 1000, True, stream_error=errored)
+            return CallOutcome(200, kind, (time.perf_counter() - t0) * 1000, True, stream_error=errored)
     except httpx.HTTPError:
-        return Outcome(0, "lost", (time.perf_counter() - t0) * 1000, streamed)
+        return CallOutcome(0, "lost", (time.perf_counter() - t0) * 1000, streamed)
 
 
 def _request(i: int, model: str) -> tuple[bytes, bool, str]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from .bench import percentiles
 
-KEY = "sk-bench-jobs"
+JOBS_BENCH_KEY = "sk-bench-jobs"
 
 
 def _body(content: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _client(url: str, indexes: list[int], out) -> None:
     """Submit jobs one after another; report (job id, sent, answered) on CLOCK_MONOTONIC, shared by processes."""
     import httpx
 
-    headers = {"authorization": f"Bearer {KEY}"}
+    headers = {"authorization": f"Bearer {JOBS_BENCH_KEY}"}
     with httpx.Client(timeout=30) as http:
         for i in indexes:
             t0 = time.monotonic()
@@ -71,7 +71,7 @@ def bench_jobs(jobs: int = 1000, clients: int = 1, workers: Optional[int] = None
     model = ctx.Process(target=_model_server, args=(there,), daemon=True)
     model.start()
     upstream_url = here.recv()
-    local = build(validated(stack), upstream_url, {KEY: "bench"}, cache=False,
+    local = build(validated(stack), upstream_url, {JOBS_BENCH_KEY: "bench"}, cache=False,
                   job_options={"workers": workers, "observe": observe, "retry_base_s": 0.05})
     submitted: dict[str, float] = {}
     accept: list[float] = []

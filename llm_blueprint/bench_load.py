@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from .bench import percentiles
 
-LEVELS = (1, 8, 32, 64)
-KEY = "sk-bench-load"
+CONCURRENCY_LEVELS = (1, 8, 32, 64)
+LOAD_BENCH_KEY = "sk-bench-load"
 #: The load key's own limit: high enough never to refuse, so the limiter runs on every request.
 KEY_ENTRY = {"tenant": "load", "id": "key-load", "limits": {"requestsPerMinute": 10_000_000}}
 
@@ -32,7 +32,7 @@ def router_process(upstream: str, port: int, stack: str = "dev") -> None:
     from .offline import validated
     from .serve import build, serve_until_stopped
 
-    local = build(validated(stack), upstream, {KEY: KEY_ENTRY}, semantic=False, die_with_parent=True)
+    local = build(validated(stack), upstream, {LOAD_BENCH_KEY: KEY_ENTRY}, semantic=False, die_with_parent=True)
     print("ready", flush=True)
     serve_until_stopped(local, port, grace_s=2)
 
@@ -153,7 +153,7 @@ def _run(coroutine):
         loop.close()
 
 
-def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str = "dev",
+def bench_load(levels: tuple[int, ...] = CONCURRENCY_LEVELS, requests: int = 400, stack: str = "dev",
                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Per level: requests/s and p50/p99 latency through the router and directly."""
     from .bench import example_settings
@@ -168,8 +168,8 @@ def bench_load(levels: tuple[int, ...] = LEVELS, requests: int = 400, stack: str
                               "router_process(sys.argv[1], int(sys.argv[2]), sys.argv[3])",
                         upstream, str(router_port), stack])
         _run(_wait_listening(f"http://127.0.0.1:{router_port}/healthz"))
-        targets = {"router": (f"http://127.0.0.1:{router_port}/v1/chat/completions", {"authorization": f"Bearer {KEY}"},
-                              "fast"),
+        targets = {"router": (f"http://127.0.0.1:{router_port}/v1/chat/completions",
+                              {"authorization": f"Bearer {LOAD_BENCH_KEY}"}, "fast"),
                    "direct": (f"{upstream}/chat/completions", {}, model)}
         for who, (url, headers, name) in targets.items():  # warm up connections and code paths
             _run(_level(url, headers, name, 8, 100, f"warm-{who}"))

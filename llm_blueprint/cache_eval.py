@@ -108,7 +108,7 @@ def collect(split_: Split, embedder, client, settings: CacheSettings, k: int = 5
     return out
 
 
-class Judge:
+class MemoisedVerifier:
     """The verifier with its settings-free part memoised per pair, so a sweep over
     thresholds and verifier settings reads each pair once."""
 
@@ -125,7 +125,7 @@ class Judge:
 
 
 class GreyBandJudge:
-    """Verdicts on grey-band pairs for `score`: a model (`llm_router.cache.judge.Judge`) or the
+    """Verdicts on grey-band pairs for `score`: a model (`llm_router.cache.judge.CacheJudge`) or the
     labels themselves (`oracle`, the best any judge could do). One verdict per pair, as the
     router caches them; each model call is timed (a call over the budget is a miss)."""
 
@@ -147,12 +147,12 @@ class GreyBandJudge:
         else:
             import time
 
-            from llm_router.cache.judge import JudgeError
+            from llm_router.cache.judge import CacheJudgeError
 
             started = time.perf_counter()
             try:
                 verdict = self.model.same_question(asked, cached, self.timeout_s)
-            except JudgeError:
+            except CacheJudgeError:
                 verdict, self.failed = None, self.failed + 1
             self.ms.append((time.perf_counter() - started) * 1000)
             if self.ms[-1] > self.timeout_s * 1000:
@@ -174,13 +174,13 @@ class GreyBandJudge:
 
 def score(collected: list, entries: dict[str, int], threshold: float, guards: bool = True,
           errors: Optional[list] = None, verifier: VerifierSettings = DEFAULT,
-          classes: Optional[dict[str, str]] = None, judge: Optional[Judge] = None,
+          classes: Optional[dict[str, str]] = None, judge: Optional[MemoisedVerifier] = None,
           grey: Optional[GreyBandJudge] = None) -> dict[str, Any]:
     """Recall, precision, false-hit rate (and hits per class when `classes` is given); every
     hit the labels call wrong goes to `errors` (labels can be crowd-sourced: read them before
     trusting a precision figure). With `grey`, a query with no hit gets one when its best
     grey-band candidate passes the verifier and the grey-band judge says it is the same question."""
-    judge = judge or Judge()
+    judge = judge or MemoisedVerifier()
     entry_clusters = set(entries.values())
     hits = correct = could = must = false_hits = judged_hits = 0
     per_class: dict[str, dict[str, int]] = {}
@@ -221,7 +221,7 @@ def score(collected: list, entries: dict[str, int], threshold: float, guards: bo
 def sweep(collected: list, entries: dict[str, int], thresholds=THRESHOLDS, guards: bool = True,
           verifiers=(DEFAULT,), classes: Optional[dict[str, str]] = None) -> list[dict]:
     """Every threshold with every verifier setting (one judge: each pair is read once)."""
-    judge = Judge()
+    judge = MemoisedVerifier()
     return [score(collected, entries, t, guards, verifier=v, classes=classes, judge=judge)
             for v in verifiers for t in thresholds]
 

@@ -23,7 +23,7 @@ class CheckResult:
     #: Stack → its stack file, where findings are located.
     files: dict[str, str] = field(default_factory=dict)
     #: Every exemption of every stack checked, and what it matched.
-    exemptions: list[exempt.Use] = field(default_factory=list)
+    exemptions: list[exempt.ExemptionUse] = field(default_factory=list)
     #: Stack → rules that had something to look at (resource rules whose types it has; stack rules).
     applicable: dict[str, set[str]] = field(default_factory=dict)
 

@@ -42,15 +42,15 @@ class KeyInfo:
 
 
 #: `set_limits`: drop the key's own value, so the stack's per-key limit applies again.
-DEFAULT = "default"
+STACK_DEFAULT = "default"
 
 
 def check_limits(limits: dict[str, Any]) -> dict[str, Any]:
-    """Only the known names; each a positive integer, None (no limit) or DEFAULT."""
+    """Only the known names; each a positive integer, None (no limit) or STACK_DEFAULT."""
     for name, value in limits.items():
         if name not in KEY_LIMITS:
             raise KeyProblem(f"unknown limit {name!r}; known: {', '.join(KEY_LIMITS)}")
-        if not (value is None or value == DEFAULT or (isinstance(value, int) and not isinstance(value, bool)
+        if not (value is None or value == STACK_DEFAULT or (isinstance(value, int) and not isinstance(value, bool)
                                                       and value > 0)):
             raise KeyProblem(f"{name}: {value!r} is not a positive integer, none or default")
     return limits
@@ -80,7 +80,7 @@ def add(sm, secret_id: str, tenant: str, limits: Optional[dict[str, Optional[int
     key, key_id = f"sk-llm-{secrets.token_urlsafe(32)}", f"key-{secrets.token_hex(6)}"
     keys = _load(sm, secret_id)
     entry: dict[str, Any] = {"tenant": tenant, "id": key_id, "created": _now()}
-    own = {k: v for k, v in check_limits(dict(limits or {})).items() if v != DEFAULT}
+    own = {k: v for k, v in check_limits(dict(limits or {})).items() if v != STACK_DEFAULT}
     if own:
         entry["limits"] = own
     keys[key_hash(key)] = entry
@@ -89,7 +89,7 @@ def add(sm, secret_id: str, tenant: str, limits: Optional[dict[str, Optional[int
 
 
 def set_limits(sm, secret_id: str, key_id: str, changes: dict[str, Any]) -> KeyInfo:
-    """Change one key's own limits: a number, None (no limit) or DEFAULT (the stack's again).
+    """Change one key's own limits: a number, None (no limit) or STACK_DEFAULT (the stack's again).
     Routers see the change within `authorizer.REVOCATION_S`."""
     check_limits(changes)
     keys = _load(sm, secret_id)
@@ -102,7 +102,7 @@ def set_limits(sm, secret_id: str, key_id: str, changes: dict[str, Any]) -> KeyI
             entry = keys[digest] = {"tenant": entry, "id": key_id}
         own = dict(entry.get("limits") or {})
         for name, value in changes.items():
-            if value == DEFAULT:
+            if value == STACK_DEFAULT:
                 own.pop(name, None)
             else:
                 own[name] = value

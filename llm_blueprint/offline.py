@@ -21,9 +21,9 @@ import yaml
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 
+from components.artifact import PROJECT_DIR
 from components.config_rules import SECRET_PLACEHOLDER, ConfigError
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
 PROJECT = "llm-blueprint"
 STACKS_DIR = PROJECT_DIR / "stacks"
 UNKNOWN = "<unknown until deployed>"

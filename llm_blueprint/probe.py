@@ -30,7 +30,7 @@ class Case:
 
 
 @dataclass
-class Outcome:
+class ProbeOutcome:
     case: str
     status: Optional[int]
     problem: Optional[str]
@@ -194,7 +194,7 @@ def _dechunk(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def run(base_url: str, key: str, max_body_bytes: int = 256 * 1024, timeout_s: float = 30) -> list[Outcome]:
+def run(base_url: str, key: str, max_body_bytes: int = 256 * 1024, timeout_s: float = 30) -> list[ProbeOutcome]:
     """Send the corpus; every outcome says what, if anything, was wrong with the answer."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
@@ -204,7 +204,7 @@ def run(base_url: str, key: str, max_body_bytes: int = 256 * 1024, timeout_s: fl
         case.path = prefix + case.path
         try:
             status, body = _send(host, port, parts.scheme == "https", case, key, timeout_s)
-            out.append(Outcome(case.name, status, _judge(status, body)))
+            out.append(ProbeOutcome(case.name, status, _judge(status, body)))
         except OSError as e:
-            out.append(Outcome(case.name, None, f"connection failed: {type(e).__name__}"))
+            out.append(ProbeOutcome(case.name, None, f"connection failed: {type(e).__name__}"))
     return out

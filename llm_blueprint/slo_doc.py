@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from components.rest_api import STAGE
+from components.rest_api import STAGE_NAME
 from components.schema import StackConfig
 from components.slo import APIGW, BURN_WINDOWS, COUNT, LATENCY, SERVER_ERRORS, SloAlarmsArgs, _window_name
 from llm_router import metric_names as m
@@ -18,11 +18,11 @@ from llm_router.quality.sampler import CONTEXT_ROLES
 
 MINUTES_PER_DAY = 1440
 #: SloAlarmsArgs' defaults for the supporting alarms (the blueprint does not override them).
-SUPPORT = SloAlarmsArgs.__dataclass_fields__
+ALARM_FIELDS = SloAlarmsArgs.__dataclass_fields__
 
 
 def _default(name: str):
-    return SUPPORT[name].default
+    return ALARM_FIELDS[name].default
 
 
 def _pct(x: float) -> str:
@@ -70,7 +70,7 @@ class _Doc:
             f"# Service level objectives: `{self.stack}`",
             "",
             f"The LLM router of stack `{self.stack}` ({c.environment}, {c.region}): an OpenAI-compatible API "
-            f"(REST API `{self.api}`, stage `{STAGE}`) in front of the tiers "
+            f"(REST API `{self.api}`, stage `{STAGE_NAME}`) in front of the tiers "
             + ", ".join(f"`{t.name}` ({t.backend}, {t.model})" for t in c.serving.tiers) + ".",
             f"Owner: {c.tags.get('owner', '—')} (cost center {c.tags.get('cost-center', '—')}).",
             "",
@@ -313,7 +313,7 @@ class _Doc:
         self.ratio_slo("Availability", "availability", s.availability.objective, s.availability.sla, True,
                        "a request answered without a server error (anything but a 5xx from the API)",
                        f"where clients see it: API Gateway `{SERVER_ERRORS}` ÷ `{COUNT}` ({APIGW}, "
-                       f"ApiName `{self.api}`, Stage `{STAGE}`)")
+                       f"ApiName `{self.api}`, Stage `{STAGE_NAME}`)")
         self.ratio_slo("Error rate at the router", "error-rate", s.error_rate.objective, s.error_rate.sla, False,
                        "a request whose model calls did not fail (a failure counts even when a fallback tier saved "
                        "the answer)",

@@ -16,14 +16,14 @@ from typing import Any, Iterator, Optional
 from components.router_settings import router_settings
 from components.schema import StackConfig
 from llm_router.quality.evaluator import Report, evaluate
-from llm_router.quality.judge import Judge
+from llm_router.quality.judge import FaithfulnessJudge
 from llm_router.quality.store import read_file
 from llm_router.wiring import local
 
 
 @contextlib.contextmanager
 def judge_for(cfg: StackConfig, upstream: Optional[str] = None, model: Optional[str] = None,
-              api_key: Optional[str] = None) -> Iterator[Judge]:
+              api_key: Optional[str] = None) -> Iterator[FaithfulnessJudge]:
     """The stack's judge tier, served by `upstream` (with `model` instead of the tier's, if
     given) or by the stand-in server's judge."""
     settings = router_settings(cfg)
@@ -40,7 +40,7 @@ def judge_for(cfg: StackConfig, upstream: Optional[str] = None, model: Optional[
             fake.modes[tier.model] = "judge"
             upstream = fake.url
         backend = local(settings, upstream, api_key=api_key).backends[name]
-        yield Judge(backend, tier, settings.router.timeouts.buffered_deadline_s)
+        yield FaithfulnessJudge(backend, tier, settings.router.timeouts.buffered_deadline_s)
 
 
 def run(cfg: StackConfig, samples: Path, upstream: Optional[str] = None, model: Optional[str] = None,

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from components.rest_api import STAGE
+from components.rest_api import STAGE_NAME
 from components.schema import StackConfig
 from components.slo import APIGW, BURN_WINDOWS, COUNT, LATENCY, SERVER_ERRORS, burn_threshold
 from llm_router import metric_names as m
@@ -122,7 +122,7 @@ def _threshold_slo(name: str, objective: float, sla: float, higher: bool, series
 def report(cfg: StackConfig, stack: str, cw, api_name: str, now: Optional[dt.datetime] = None) -> dict[str, Any]:
     now = now or dt.datetime.now(dt.timezone.utc)
     slo, days = cfg.slo, cfg.slo.window_days
-    api = {"ApiName": api_name, "Stage": STAGE}
+    api = {"ApiName": api_name, "Stage": STAGE_NAME}
     svc = {m.DIMENSION: f"llm-router-{stack}"}
     slos = [
         _ratio_slo("availability", slo.availability.objective, slo.availability.sla, True,

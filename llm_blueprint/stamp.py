@@ -13,10 +13,9 @@ from components.config_rules import validate
 from components.schema import ENGINE_IMAGES, METRICS_AGENT_IMAGE, PLACEHOLDER_DIGEST
 from components.stack_config import raw_config
 
-from .offline import config_text
+from .offline import PROJECT, config_text
 
 PROFILES = ("managed-bedrock", "managed-azure", "self-hosted-vllm", "hybrid")
-PROJECT = "llm-blueprint"
 
 BEDROCK_FAST = {"name": "fast", "backend": "bedrock", "model": "us.amazon.nova-lite-v1:0", "maxPromptTokens": 6000,
                 "maxTokens": 800, "minTokensPerSecond": 60, "price": {"inputPerMTok": 0.06, "outputPerMTok": 0.24}}

@@ -29,7 +29,7 @@ SECRET_CACHE_S = 10
 #: Worst case between `keys revoke` and the last request a revoked key gets through, s.
 REVOCATION_S = RESULT_TTL_S + SECRET_CACHE_S
 #: The header API Gateway passes to the authorizer (and caches decisions by).
-HEADER = "Authorization"
+KEY_HEADER = "Authorization"
 
 log = logging.getLogger("llm_router.authorizer")
 _clock = time.monotonic

@@ -270,7 +270,7 @@ def bedrock_error(e: Exception) -> UpstreamError:
 class BedrockStream:
     """ConverseStream events (or a Converse answer replayed as events) as OpenAI chunks."""
 
-    def __init__(self, events, model: str, plan: bedrock_map.Plan, close=lambda: None):
+    def __init__(self, events, model: str, plan: bedrock_map.ConversePlan, close=lambda: None):
         self._events, self.model, self.plan, self._close = events, model, plan, close
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -310,14 +310,14 @@ class Bedrock:
                 connect_timeout=t.connect_s if t else 2))
         self.client = client
 
-    def request(self, body: dict[str, Any], plan: Optional[bedrock_map.Plan] = None) -> dict[str, Any]:
+    def request(self, body: dict[str, Any], plan: Optional[bedrock_map.ConversePlan] = None) -> dict[str, Any]:
         """The Converse kwargs, with cache points after the stable prefixes (`prompt_cache.mark`)."""
         request = bedrock_map.converse_request(
             body, self.model, self.guardrail, plan=plan, remote_image_hosts=self.remote_image_hosts,
             fetch_image=bedrock_map.fetch_image if self.remote_image_hosts else None)
         return prompt_cache.mark(request, self.model, self.prompt_cache)
 
-    def plan(self, body: dict[str, Any]) -> bedrock_map.Plan:
+    def plan(self, body: dict[str, Any]) -> bedrock_map.ConversePlan:
         """How this model serves `body`; JSON goes through a tool when this botocore lacks outputConfig."""
         try:
             native = "outputConfig" in self.client.meta.service_model.operation_model("Converse").input_shape.members

@@ -31,7 +31,7 @@ FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "
 MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 #: Claude's thinking budget per reasoning_effort, capped at half of max_tokens (which includes thinking,
 #: as OpenAI's max_completion_tokens includes reasoning tokens); Anthropic's minimum is 1024.
-THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 4096, "high": 8192, "xhigh": 16384}
+THINKING_TOKENS = {"minimal": 1024, "low": 2048, "medium": 4096, "high": 8192, "xhigh": 16384}
 MIN_THINKING = 1024
 JSON_TOOL = "json_answer"
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
@@ -40,7 +40,7 @@ OPENING = "(conversation start)"
 
 
 @dataclass(frozen=True)
-class Plan:
+class ConversePlan:
     """How one request is served: read by the request builder and by the answer readers."""
 
     caps: frozenset[str]
@@ -70,7 +70,7 @@ def _forces_tool(body: dict[str, Any]) -> bool:
 
 
 def plan_request(body: dict[str, Any], model: str, caps: Optional[frozenset[str]] = None,
-                 native_json: bool = True) -> Plan:
+                 native_json: bool = True) -> ConversePlan:
     """Decide how Bedrock serves `body`. `native_json=False` when the botocore in use has no
     `outputConfig` (the Lambda runtime's bundled one may lag), so JSON goes through a tool."""
     caps = cap.of("bedrock", model) if caps is None else caps
@@ -95,7 +95,7 @@ def plan_request(body: dict[str, Any], model: str, caps: Optional[frozenset[str]
     effort = body.get("reasoning_effort")
     if effort not in (None, "none") and cap.THINKING_BUDGET in caps and not _tool_loop_without_thinking(body):
         fields["thinking_budget"] = _thinking_budget(body, effort, fields.get("json_via") == "tool")
-    return Plan(**fields)
+    return ConversePlan(**fields)
 
 
 def _tool_loop_without_thinking(body: dict[str, Any]) -> bool:
@@ -107,8 +107,8 @@ def _tool_loop_without_thinking(body: dict[str, Any]) -> bool:
 
 
 def _thinking_budget(body: dict[str, Any], effort: Any, json_tool: bool) -> int:
-    if effort not in THINKING_BUDGET:
-        raise bad(f"'reasoning_effort' must be one of none, {', '.join(THINKING_BUDGET)}", "reasoning_effort")
+    if effort not in THINKING_TOKENS:
+        raise bad(f"'reasoning_effort' must be one of none, {', '.join(THINKING_TOKENS)}", "reasoning_effort")
     if _forces_tool(body) or json_tool:
         raise bad("extended thinking cannot be combined with a forced tool (tool_choice required or named, or "
                   "response_format through a tool on this model); drop reasoning_effort or the forcing",
@@ -123,7 +123,7 @@ def _thinking_budget(body: dict[str, Any], effort: Any, json_tool: bool) -> int:
         raise bad(f"reasoning_effort needs max_completion_tokens of at least {2 * MIN_THINKING} on this model "
                   f"(thinking counts against it; its minimum budget is {MIN_THINKING}); this request allows "
                   f"{limit}", "reasoning_effort", "max_tokens_too_small")
-    return max(MIN_THINKING, min(THINKING_BUDGET[effort], limit // 2))
+    return max(MIN_THINKING, min(THINKING_TOKENS[effort], limit // 2))
 
 
 # ------------------------------------------------------------------------------------------ request
@@ -249,7 +249,7 @@ def _tool_result(msg: dict[str, Any], i: int, as_tools: bool) -> dict[str, Any]:
                            "content": [{"text": text if text.strip() else "(empty)"}]}}
 
 
-def _turns(body: dict[str, Any], p: Plan, as_tools: bool, images: _Images) -> tuple[list, list]:
+def _turns(body: dict[str, Any], p: ConversePlan, as_tools: bool, images: _Images) -> tuple[list, list]:
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 
@@ -295,7 +295,7 @@ def _tool_spec(fn: dict[str, Any], strict: bool) -> dict[str, Any]:
     return {"toolSpec": spec}
 
 
-def _json_tool_spec(p: Plan) -> dict[str, Any]:
+def _json_tool_spec(p: ConversePlan) -> dict[str, Any]:
     schema = p.schema if p.schema is not None else {"type": "object"}
     if p.wrapped:
         schema = {"type": "object", "properties": {"value": schema}, "required": ["value"]}
@@ -304,7 +304,7 @@ def _json_tool_spec(p: Plan) -> dict[str, Any]:
                                         "is the answer. Call it once, with nothing else."}}
 
 
-def _tool_config(body: dict[str, Any], p: Plan) -> Optional[dict[str, Any]]:
+def _tool_config(body: dict[str, Any], p: ConversePlan) -> Optional[dict[str, Any]]:
     choice = body.get("tool_choice")
     user_tools = [t["function"] for t in body.get("tools") or []] if choice != "none" else []
     tools = [_tool_spec(fn, cap.NATIVE_JSON_SCHEMA in p.caps) for fn in user_tools]
@@ -324,7 +324,7 @@ def _tool_config(body: dict[str, Any], p: Plan) -> Optional[dict[str, Any]]:
 
 
 def converse_request(body: dict[str, Any], model: str, guardrail: Optional[dict[str, Any]] = None, *,
-                     plan: Optional[Plan] = None, remote_image_hosts: frozenset[str] = frozenset(),
+                     plan: Optional[ConversePlan] = None, remote_image_hosts: frozenset[str] = frozenset(),
                      fetch_image: Optional[Callable[[str], bytes]] = None, max_image_bytes: int = MAX_IMAGE_BYTES,
                      max_images: int = MAX_IMAGES) -> dict[str, Any]:
     """The Converse (or ConverseStream) kwargs for an OpenAI chat-completion body.
@@ -393,7 +393,7 @@ def _finish(stop_reason: str, has_calls: bool) -> str:
     return reason
 
 
-def _check_json(text: str, p: Optional[Plan]) -> None:
+def _check_json(text: str, p: Optional[ConversePlan]) -> None:
     """The answer to a JSON request is JSON (for the schema, when one was given), or the call fails."""
     if p is None or p.json_via is None:
         return
@@ -408,7 +408,7 @@ def _check_json(text: str, p: Optional[Plan]) -> None:
         raise UpstreamError(502, "bedrock: the model's answer is not a JSON object", retryable=False)
 
 
-def _json_answer(value: Any, p: Plan) -> str:
+def _json_answer(value: Any, p: ConversePlan) -> str:
     if p.wrapped:
         value = value.get("value") if isinstance(value, dict) else value
     return json.dumps(value)
@@ -428,7 +428,7 @@ def usage(u: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def chat_completion(resp: dict[str, Any], model: str, plan: Optional[Plan] = None,
+def chat_completion(resp: dict[str, Any], model: str, plan: Optional[ConversePlan] = None,
                     completion_id: Optional[str] = None, created: Optional[int] = None) -> dict[str, Any]:
     """An OpenAI `chat.completion` from a Converse response."""
     texts, calls, reasoning, thinking, answer = [], [], [], [], None
@@ -466,7 +466,7 @@ def chat_completion(resp: dict[str, Any], model: str, plan: Optional[Plan] = Non
             "usage": usage(resp.get("usage", {}))}
 
 
-def streams_tool_use(plan: Plan, request: dict[str, Any]) -> bool:
+def streams_tool_use(plan: ConversePlan, request: dict[str, Any]) -> bool:
     """False when the request carries tools and the model cannot stream tool use (Llama, Mistral,
     Cohere): call Converse then, and stream `stream_events(response)` through `stream_chunks`."""
     return "toolConfig" not in request or cap.STREAM_TOOLS in plan.caps
@@ -494,7 +494,7 @@ def stream_events(resp: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def stream_chunks(events: Iterable[dict[str, Any]], model: str, completion_id: str, created: int,
-                  include_usage: bool, plan: Optional[Plan] = None) -> Iterator[dict[str, Any]]:
+                  include_usage: bool, plan: Optional[ConversePlan] = None) -> Iterator[dict[str, Any]]:
     """OpenAI `chat.completion.chunk` dicts from ConverseStream events, as OpenAI streams them: a
     first chunk with the role, content deltas, tool calls (index, id and name first, then argument
     fragments), a last chunk with `finish_reason`, then — with `include_usage` — a chunk with

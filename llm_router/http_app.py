@@ -31,7 +31,7 @@ from starlette.routing import Route
 from .authorizer import Principal, authenticate, key_limits
 from .errors import ApiError, error_body, internal_error, not_found, unauthorized
 from .jobs.http import Http, routes as job_routes
-from .quality import HEADER as SAMPLE_HEADER, opted_out
+from .quality import SAMPLE_HEADER, opted_out
 from .router import Reply, Router, StreamReply
 
 OPENAPI = Path(__file__).with_name("openapi.json")

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import ApiError, bad_request
 from .request_checks import validate_tools_and_parts
 
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 STREAM_OPTIONS = frozenset({"include_usage"})
 #: JSON escapes of UTF-16 surrogates; a lone one cannot be encoded, so such bodies are checked whole.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -98,9 +98,9 @@ def messages(body: dict[str, Any], max_messages: int) -> list[dict[str, Any]]:
         if not isinstance(msg, dict):
             raise bad_request(f"messages[{i}] must be an object", f"messages[{i}]")
         role = msg.get("role")
-        if not isinstance(role, str) or role not in ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             shown = role if isinstance(role, str) else type(role).__name__
-            raise bad_request(f"messages[{i}].role {shown!r} is not one of {', '.join(sorted(ROLES))}",
+            raise bad_request(f"messages[{i}].role {shown!r} is not one of {', '.join(sorted(MESSAGE_ROLES))}",
                               f"messages[{i}].role", "invalid_role")
         if msg.get("name") is not None and not isinstance(msg["name"], str):
             raise bad_request(f"messages[{i}].name must be a string", f"messages[{i}].name")

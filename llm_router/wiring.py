@@ -236,11 +236,11 @@ def cache_checks(router: Router) -> Router:
         return router
     from .cache.audit import Auditor, Disagreements
     from .cache.grey_band import GreyBand
-    from .cache.judge import Judge
+    from .cache.judge import CacheJudge
 
     band, audit = s.grey_band, s.audit
     if band.enabled and band.tier in router.backends:
-        response_cache.grey_band = GreyBand(band, Judge(router.backends[band.tier], band.tier))
+        response_cache.grey_band = GreyBand(band, CacheJudge(router.backends[band.tier], band.tier))
     if audit.sample_rate and audit.judge_tier in router.backends:
         deadline = router.settings.router.timeouts.buffered_deadline_s
 
@@ -248,7 +248,7 @@ def cache_checks(router: Router) -> Router:
             return router.backends[tier].complete(params, deadline)
 
         response_cache.auditor = Auditor(
-            audit, reask, Judge(router.backends[audit.judge_tier], audit.judge_tier),
+            audit, reask, CacheJudge(router.backends[audit.judge_tier], audit.judge_tier),
             Disagreements(response_cache.client, response_cache.layout.prefix, audit.keep, audit.keep_days),
             response_cache.metric, judge_timeout_s=deadline, log_prompts=router.settings.router.log_prompts)
     return router

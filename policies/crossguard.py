@@ -26,7 +26,7 @@ from . import exemptions as exempt
 from . import policy_rules  # noqa: F401  (registers the rules)
 from .registry import RESOURCE_RULES, STACK_RULES, Resource, Rule, StackRule, Violation, evaluate
 
-LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
+ENFORCEMENT_LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
 
 
 def _stack_of(urn: str) -> str:
@@ -50,7 +50,7 @@ def _resource_policy(rule: Rule, name: str, level: str, only_env=None, skip_env=
             report(f"{message}. Fix: {rule.fix}")
 
     return ResourceValidationPolicy(name=name, description=rule.description, validate=validate,
-                                    enforcement_level=LEVELS[level])
+                                    enforcement_level=ENFORCEMENT_LEVELS[level])
 
 
 def _stack_policy(rule: StackRule) -> StackValidationPolicy:
@@ -62,7 +62,7 @@ def _stack_policy(rule: StackRule) -> StackValidationPolicy:
                 report(f"{message}. Fix: {rule.fix}", r.urn if r else None)
 
     return StackValidationPolicy(name=rule.name, description=rule.description, validate=validate,
-                                 enforcement_level=LEVELS[rule.enforcement])
+                                 enforcement_level=ENFORCEMENT_LEVELS[rule.enforcement])
 
 
 def _exemption_policy(name: str, description: str, level: str, status: str) -> StackValidationPolicy:
@@ -82,7 +82,7 @@ def _exemption_policy(name: str, description: str, level: str, status: str) -> S
                        f"Fix: {v.fix}", v.urn or None)
 
     return StackValidationPolicy(name=name, description=description, validate=validate,
-                                 enforcement_level=LEVELS[level])
+                                 enforcement_level=ENFORCEMENT_LEVELS[level])
 
 
 def policies() -> list:

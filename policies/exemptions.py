@@ -54,7 +54,7 @@ class Exemption:
 
 def parse(raw: Any) -> list[Exemption]:
     """The config value (a list, or its JSON text as Pulumi passes it) through the stack schema."""
-    from components.schema import Exemption as ExemptionConfig
+    from components.schema import ExemptionConfig
 
     if isinstance(raw, str):
         raw = json.loads(raw) if raw.strip() else []
@@ -102,7 +102,7 @@ def apply(violations: Iterable[Violation], exemptions: Iterable[Exemption], on: 
 
 
 @dataclass(frozen=True)
-class Use:
+class ExemptionUse:
     """How one exemption fared in a check: for `check`'s list of all exemptions."""
     stack: str
     exemption: Exemption
@@ -115,7 +115,7 @@ class Use:
         return {"stack": self.stack, **self.exemption.as_json(), "state": self.state, "matched": self.matched}
 
 
-def uses(stack: str, exemptions: Iterable[Exemption], violations: Iterable[Violation], on: date) -> list[Use]:
+def uses(stack: str, exemptions: Iterable[Exemption], violations: Iterable[Violation], on: date) -> list[ExemptionUse]:
     violations = list(violations)
-    return [Use(stack, e, "expired" if e.expired(on) else "active", sum(1 for v in violations if e.covers(v)))
+    return [ExemptionUse(stack, e, "expired" if e.expired(on) else "active", sum(1 for v in violations if e.covers(v)))
             for e in exemptions]

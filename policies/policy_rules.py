@@ -10,15 +10,14 @@ import re
 from collections import defaultdict
 from typing import Any, Iterator, Optional
 
-from components.schema import GPU_FAMILIES, PLACEHOLDER_DIGEST
-from components.schema import REQUIRED_TAGS as CONFIG_REQUIRED_TAGS
+from components.schema import GPU_FAMILIES, PLACEHOLDER_DIGEST, REQUIRED_TAGS
 
 from .registry import Resource, is_unknown, resource_rule, stack_rule
 
 NVIDIA_AMIS = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 GPU_TAINT_KEY = "nvidia.com/gpu"
 #: What a stack file must tag, plus what the blueprint adds to every resource.
-REQUIRED_TAGS = (*CONFIG_REQUIRED_TAGS, "environment")
+REQUIRED_RESOURCE_TAGS = (*REQUIRED_TAGS, "environment")
 REQUIRED_EKS_LOGS = ("api", "audit", "authenticator")
 SLO_KINDS = ("availability", "error-rate", "latency-p50", "latency-p95", "ttft-p95", "faithfulness")
 WORLD = ("0.0.0.0/0", "::/0")
@@ -706,6 +705,6 @@ def taggable(type_: str) -> bool:
 def required_tags(r: Resource) -> Iterator[str]:
     if not taggable(r.type):
         return
-    missing = [t for t in REQUIRED_TAGS if not r.tags.get(t)]
+    missing = [t for t in REQUIRED_RESOURCE_TAGS if not r.tags.get(t)]
     if missing:
         yield f"missing tags: {', '.join(missing)}"

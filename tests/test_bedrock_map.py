@@ -468,7 +468,7 @@ def accumulate(chunks: list[dict], **state_args: Any):
     return state.get_final_completion()
 
 
-def run(evs: list[dict], include_usage: bool = True, plan: bm.Plan | None = None) -> list[dict]:
+def run(evs: list[dict], include_usage: bool = True, plan: bm.ConversePlan | None = None) -> list[dict]:
     return list(bm.stream_chunks(evs, "m", "chatcmpl-1", 1700000000, include_usage, plan))
 
 

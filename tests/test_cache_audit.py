@@ -17,7 +17,7 @@ from llm_blueprint.serve import build
 from llm_router import metric_names as m
 from llm_router.cache import Scope
 from llm_router.cache.audit import Auditor, Disagreements, Job
-from llm_router.cache.judge import SAME_ANSWER, Judge
+from llm_router.cache.judge import SAME_ANSWER, CacheJudge
 from llm_router.cache.store import CacheHit
 from llm_router.settings import AuditSettings
 from tests.conftest import running, validated_config
@@ -49,7 +49,7 @@ def auditor(make, judge_answer="no", fresh="Use the admin console.", **changes):
 
     metrics = Metrics()
     judge = ScriptedModel(judge_answer)
-    audit = Auditor(dataclasses.replace(SETTINGS, **changes), reask, Judge(judge, "fast"),
+    audit = Auditor(dataclasses.replace(SETTINGS, **changes), reask, CacheJudge(judge, "fast"),
                     Disagreements(cache.client, cache.layout.prefix, SETTINGS.keep, SETTINGS.keep_days), metrics)
     cache.auditor = audit
     return cache, audit, metrics, reasked, judge

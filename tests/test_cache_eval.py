@@ -180,7 +180,7 @@ def test_eval_with_a_grey_band_judge_oracle_and_model(pairs_file, valkey_server,
     from llm_blueprint.cache_eval import GreyBandJudge, load_pairs
     from llm_blueprint.fake_upstream import FakeUpstream
     from llm_router.backends import OpenAICompatible
-    from llm_router.cache.judge import Judge
+    from llm_router.cache.judge import CacheJudge
 
     parts = split(load_pairs(pairs_file), holdout=0.0, origins=100)
     collected = collect(parts, minilm, valkey.Valkey(port=valkey_server.port), cache_settings(), prefix="evalgrey")
@@ -191,7 +191,8 @@ def test_eval_with_a_grey_band_judge_oracle_and_model(pairs_file, valkey_server,
     assert oracle["grey_band"]["hits"] == oracle["hits"] - plain["hits"] == oracle["grey_band"]["said_same"]
     with FakeUpstream() as upstream:
         upstream.modes["judge-model"] = "yes"
-        model = GreyBandJudge(0.6, model=Judge(OpenAICompatible(upstream.url, "judge-model"), "judge"), timeout_s=2)
+        judge = CacheJudge(OpenAICompatible(upstream.url, "judge-model"), "judge")
+        model = GreyBandJudge(0.6, model=judge, timeout_s=2)
         yes = score(collected + collected, parts.entries, 0.95, grey=model)  # every query asked twice
     g = yes["grey_band"]
     assert g["calls"] == g["pairs_judged"] == len(upstream.calls) and g["repeats_from_cache"] == g["calls"]

@@ -16,7 +16,7 @@ from llm_blueprint.serve import build
 from llm_router import metric_names as m
 from llm_router.cache import Scope
 from llm_router.cache.grey_band import GreyBand
-from llm_router.cache.judge import SAME_QUESTION, Judge, JudgeError, verdict
+from llm_router.cache.judge import SAME_QUESTION, CacheJudge, CacheJudgeError, verdict
 from llm_router.cache.store import Candidate, grey_candidate
 from llm_router.settings import GreyBandSettings
 from tests.conftest import running, validated_config
@@ -47,7 +47,7 @@ class ScriptedModel:
 
 def banded(make, model: ScriptedModel, **band):
     cache = make()
-    cache.grey_band = GreyBand(dataclasses.replace(BAND, **band), Judge(model, "fast"))
+    cache.grey_band = GreyBand(dataclasses.replace(BAND, **band), CacheJudge(model, "fast"))
     scope = Scope("acme", "fast")
     state = cache.lookup(scope, ask(STORED), P)
     assert cache.store(state, P, answer())
@@ -97,7 +97,7 @@ def test_a_slow_judge_costs_at_most_its_budget_and_its_late_verdict_is_kept(make
 
 @pytest.mark.parametrize("reply", ["Maybe.", "", "The questions are similar."])
 def test_an_answer_that_is_neither_yes_nor_no_is_no_verdict(reply):
-    with pytest.raises(JudgeError):
+    with pytest.raises(CacheJudgeError):
         verdict({"choices": [{"message": {"content": reply}}]})
     assert verdict({"choices": [{"message": {"content": " NO, they differ."}}]}) is False
 

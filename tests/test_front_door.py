@@ -9,7 +9,7 @@ from unittest import mock
 import pytest
 
 from components import artifact
-from components.rest_api import ACCESS_LOG_FORMAT, STAGE
+from components.rest_api import ACCESS_LOG_FORMAT, STAGE_NAME
 from components.router import ADAPTER_ENV, LWA_LAYER_VERSION
 from llm_blueprint import offline
 from llm_router import authorizer
@@ -76,7 +76,7 @@ def test_authorizer_is_a_cached_request_authorizer_on_the_authorization_header(s
                for p in plan.of_type("aws:lambda/permission:Permission")
                if p.inputs["principal"] == "apigateway.amazonaws.com"}  # (the jobs sweep's schedule is another)
     assert sources == {
-        router_fn(plan).name: {**sources[router_fn(plan).name], "sourceArn": f"{api_execution}/{STAGE}/*"},
+        router_fn(plan).name: {**sources[router_fn(plan).name], "sourceArn": f"{api_execution}/{STAGE_NAME}/*"},
         fn.name: {**sources[fn.name], "sourceArn": f"{api_execution}/authorizers/{auth.name}-id"}}
     for p in sources.values():
         assert p["principal"] == "apigateway.amazonaws.com" and p["action"] == "lambda:InvokeFunction"
@@ -87,7 +87,7 @@ def test_stage_logs_json_traces_and_throttles(stack):
     plan = example_plan(stack)
     cfg = example_config(stack)["llm-blueprint:router"]
     stage = one(plan, "stage:Stage")
-    assert stage.inputs["stageName"] == STAGE and stage.inputs["xrayTracingEnabled"] is True
+    assert stage.inputs["stageName"] == STAGE_NAME and stage.inputs["xrayTracingEnabled"] is True
     fields = json.loads(stage.inputs["accessLogSettings"]["format"])
     assert stage.inputs["accessLogSettings"]["format"] == ACCESS_LOG_FORMAT
     assert {"requestId": "$context.requestId", "status": "$context.status", "latency": "$context.responseLatency",
@@ -96,7 +96,7 @@ def test_stage_logs_json_traces_and_throttles(stack):
     [logs] = [g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup") if g.name.endswith("-access-logs")]
     assert logs.urn in stage.dependencies and logs.inputs["retentionInDays"] > 0
     settings = one(plan, "methodSettings:MethodSettings").inputs
-    assert settings["methodPath"] == "*/*" and settings["stageName"] == STAGE
+    assert settings["methodPath"] == "*/*" and settings["stageName"] == STAGE_NAME
     assert settings["settings"]["throttlingRateLimit"] == cfg.get("throttling", {}).get("rateLimit", 50)
     assert settings["settings"]["throttlingBurstLimit"] == cfg.get("throttling", {}).get("burstLimit", 100)
     assert settings["settings"]["metricsEnabled"] is True and settings["settings"]["dataTraceEnabled"] is False

@@ -21,7 +21,7 @@ from llm_router import metric_names as m
 from llm_router.observability import MemoryMetrics
 from llm_router.quality import handler
 from llm_router.quality.evaluator import InvalidSample, Report, Verdict, evaluate, metric_documents, parse
-from llm_router.quality.judge import ClaimVerdict, Judge
+from llm_router.quality.judge import ClaimVerdict, FaithfulnessJudge
 from llm_router.quality.sampler import Sampler
 from llm_router.quality.store import S3Sink, object_key, read_window, window
 from llm_router.resilience import RetryPolicy, UpstreamError
@@ -71,7 +71,8 @@ SUPPORTED = {"The Eiffel Tower is 330 metres tall.", "The Eiffel Tower was compl
 
 
 def judge_of(backend, stack="prod", tier="smart"):
-    return Judge(backend, router_settings_of(stack).tier(tier), retry=RetryPolicy(base_s=0.001, sleep=lambda s: None))
+    return FaithfulnessJudge(backend, router_settings_of(stack).tier(tier),
+                             retry=RetryPolicy(base_s=0.001, sleep=lambda s: None))
 
 
 def test_a_faithful_answer_scores_1_and_an_unsupported_claim_scores_below_1():
@@ -304,7 +305,7 @@ def test_a_bedrock_judge_through_the_real_client(creds, monkeypatch):
         fake.replies += [converse('{"claims": ["The Eiffel Tower is 330 metres tall.", "It is in Rome."]}'),
                          converse('{"verdicts": [{"claim": "x", "supported": true, "reason": "stated"}, '
                                   '{"claim": "y", "supported": false, "reason": "the context says Paris"}]}')]
-        judge = Judge(backends(settings, Resources.from_environment({"AWS_REGION": "us-west-2"}), only=("smart",))["smart"], settings.tier("smart"))
+        judge = FaithfulnessJudge(backends(settings, Resources.from_environment({"AWS_REGION": "us-west-2"}), only=("smart",))["smart"], settings.tier("smart"))
         report = evaluate([sample("b", "It is 330 metres tall and in Rome.")], judge, workers=1)
         ops = [(op, model) for op, model, _ in fake.calls]
         system = fake.calls[0][2]["system"][0]["text"]

@@ -160,7 +160,7 @@ def _grey_judge(choice: "EvalJudge", lower: Optional[float], model: Optional[str
         return GreyBandJudge(lower, oracle=dict(parts.queries), entries=parts.entries)
     if not model:
         fail_config("--judge model needs --judge-model (a Bedrock model id, or the model at --judge-url)")
-    from llm_router.cache.judge import Judge
+    from llm_router.cache.judge import CacheJudge
 
     if url:
         from llm_router.backends import OpenAICompatible
@@ -170,7 +170,7 @@ def _grey_judge(choice: "EvalJudge", lower: Optional[float], model: Optional[str
         from llm_router.backends import Bedrock
 
         backend = Bedrock(model, region=cfg.region)
-    return GreyBandJudge(lower, model=Judge(backend, "judge"), timeout_s=band.timeout_ms / 1000)
+    return GreyBandJudge(lower, model=CacheJudge(backend, "judge"), timeout_s=band.timeout_ms / 1000)
 
 
 def class_table(result: dict) -> Table:

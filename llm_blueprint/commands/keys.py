@@ -20,15 +20,15 @@ TPD_HELP = "Tokens per day for this key: a number, none (no limit) or default (t
 
 def _limit(option: str, value: Optional[str]):
     """A limit as typed: a positive number, none or default."""
-    from ..keys import DEFAULT
+    from ..keys import STACK_DEFAULT
 
     if value is None:
-        return DEFAULT
+        return STACK_DEFAULT
     text = value.strip().lower()
     if text in ("none", "null", "unlimited"):
         return None
-    if text == DEFAULT:
-        return DEFAULT
+    if text == STACK_DEFAULT:
+        return STACK_DEFAULT
     if text.isdigit() and int(text) > 0:
         return int(text)
     fail_config(f"{option} {value!r}: expected a positive number, none or default")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import metric_names as m
 from ..settings import AuditSettings
-from .judge import Judge, JudgeError
+from .judge import CacheJudge, CacheJudgeError
 from .keys import Scope
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _str(value: Any) -> str:
 
 class Auditor:
     def __init__(self, settings: AuditSettings, reask: Callable[[str, dict[str, Any]], dict[str, Any]],
-                 judge: Judge, disagreements: Disagreements, metric: Callable[[str, float], None],
+                 judge: CacheJudge, disagreements: Disagreements, metric: Callable[[str, float], None],
                  judge_timeout_s: float = 30.0, log_prompts: bool = False,
                  chance: Callable[[], float] = random.random):
         self.settings, self.reask, self.judge, self.disagreements = settings, reask, judge, disagreements
@@ -137,7 +137,7 @@ class Auditor:
         try:
             fresh = answer_text(self.reask(job.scope.tier, job.params))
             held = self.judge.same_answer(job.question, job.cached_answer, fresh, self.judge_timeout_s)
-        except JudgeError as e:
+        except CacheJudgeError as e:
             log.warning("cache audit: no verdict (%s)", e)
             self.metric(m.CACHE_AUDIT_DROPPED, 1)
             return None

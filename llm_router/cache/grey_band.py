@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from .. import metric_names as m
 from ..settings import GreyBandSettings
-from .judge import Judge
+from .judge import CacheJudge
 
 log = logging.getLogger("llm_router.cache")
 
@@ -28,7 +28,7 @@ def verdict_key(prefix: str, scope_key: str, asked: str, cached: str) -> str:
 
 
 class GreyBand:
-    def __init__(self, settings: GreyBandSettings, judge: Judge, workers: int = 4):
+    def __init__(self, settings: GreyBandSettings, judge: CacheJudge, workers: int = 4):
         self.settings, self.judge = settings, judge
         self.timeout_s = settings.timeout_ms / 1000
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-judge")

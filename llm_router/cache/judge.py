@@ -29,23 +29,23 @@ MAX_ANSWER_CHARS = 6000
 _WORD = re.compile(r"[a-z]+")
 
 
-class JudgeError(Exception):
+class CacheJudgeError(Exception):
     """The judge gave no usable verdict (failed, timed out, or answered neither yes nor no)."""
 
 
 def verdict(response: dict[str, Any]) -> bool:
-    """yes → True, no → False; anything else is a `JudgeError`."""
+    """yes → True, no → False; anything else is a `CacheJudgeError`."""
     try:
         text = response["choices"][0]["message"]["content"] or ""
     except (KeyError, IndexError, TypeError):
-        raise JudgeError("the judge sent no answer") from None
+        raise CacheJudgeError("the judge sent no answer") from None
     word = _WORD.search(text.lower())
     if word is None or word.group() not in ("yes", "no"):
-        raise JudgeError(f"the judge answered neither yes nor no ({text[:40]!r})")
+        raise CacheJudgeError(f"the judge answered neither yes nor no ({text[:40]!r})")
     return word.group() == "yes"
 
 
-class Judge:
+class CacheJudge:
     """Yes/no questions to one tier's backend (`Backend.complete`)."""
 
     def __init__(self, backend: Any, tier: str, breaker: Optional[CircuitBreaker] = None):
@@ -54,17 +54,17 @@ class Judge:
 
     def ask(self, instructions: str, question: str, timeout_s: float) -> bool:
         if not self.breaker.allow():
-            raise JudgeError(f"the judge tier '{self.tier}' is failing")
+            raise CacheJudgeError(f"the judge tier '{self.tier}' is failing")
         body = {"messages": [{"role": "system", "content": instructions}, {"role": "user", "content": question}],
                 "temperature": 0, "max_tokens": 5}
         try:
             answer = verdict(self.backend.complete(body, timeout_s))
-        except (JudgeError, CircuitOpen):
+        except (CacheJudgeError, CircuitOpen):
             self.breaker.failure()
             raise
         except Exception as e:  # noqa: BLE001 - the backend's errors: no verdict
             self.breaker.failure()
-            raise JudgeError(f"the judge tier '{self.tier}' failed: {type(e).__name__}") from e
+            raise CacheJudgeError(f"the judge tier '{self.tier}' failed: {type(e).__name__}") from e
         self.breaker.success()
         return answer
 

@@ -30,7 +30,7 @@ CACHE_WHEN = ("never", "deterministic", "repeats", "always")
 
 
 @dataclass(frozen=True)
-class Use:
+class CacheUse:
     """The layers this request reads and writes, and why not all of them."""
 
     read: frozenset[str]
@@ -54,21 +54,21 @@ def sampled(params: dict[str, Any], max_temperature: float) -> bool:
     return temperature is None or temperature > max_temperature
 
 
-def decide(params: dict[str, Any], when: str, max_temperature: float, cache_control: Optional[str] = None) -> Use:
+def decide(params: dict[str, Any], when: str, max_temperature: float, cache_control: Optional[str] = None) -> CacheUse:
     """The layers a request with these answer-changing parameters may use."""
     asked = directives(cache_control)
     if "no-store" in asked:
-        return Use(NONE, NONE, "no-store")
+        return CacheUse(NONE, NONE, "no-store")
     if when == "never":
-        return Use(NONE, NONE, "cacheWhen never")
+        return CacheUse(NONE, NONE, "cacheWhen never")
     if (params.get("n") or 1) > 1:
-        return Use(NONE, NONE, "n>1")
+        return CacheUse(NONE, NONE, "n>1")
     if not sampled(params, max_temperature) or when == "always":
         layers, why = BOTH, ""
     elif when == "repeats":
         layers, why = frozenset({EXACT}), "sampled: exact repeats only"
     else:
-        return Use(NONE, NONE, "sampled")
+        return CacheUse(NONE, NONE, "sampled")
     if "no-cache" in asked:
-        return Use(NONE, layers, "no-cache")
-    return Use(layers, layers, why)
+        return CacheUse(NONE, layers, "no-cache")
+    return CacheUse(layers, layers, why)

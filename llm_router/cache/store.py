@@ -23,7 +23,7 @@ from ..settings import CacheSettings, VerifierSettings
 from .embedders import Embedder
 from .grey_band import GreyBand, verdict_key
 from .keys import Scope, exact_key, semantic_params, semantic_text
-from .policy import BOTH, EXACT, SEMANTIC, Use, decide
+from .policy import BOTH, EXACT, SEMANTIC, CacheUse, decide
 from .verifier import DEFAULT, near_miss
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Lookup:
     dedicated: Optional[bool] = None  # the scope's index, learned with the exact lookup
     params: str = ""  # hash of the answer-changing parameters a semantic hit must share
     #: The layers this request may read and write (`policy.decide`).
-    use: Use = Use(BOTH, BOTH)
+    use: CacheUse = CacheUse(BOTH, BOTH)
 
     @property
     def outcome(self) -> str:

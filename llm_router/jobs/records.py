@@ -31,7 +31,7 @@ BATCH_OPEN = frozenset({IN_PROGRESS, CANCELLING, FINALIZING})
 
 ID_FORMS = {"job": re.compile(r"^job_[0-9a-f]{32}$"), "batch": re.compile(r"^batch_[0-9a-f]{32}$"),
             "file": re.compile(r"^file-[0-9a-f]{32}$")}
-PREFIX = {"job": "job_", "batch": "batch_", "file": "file-"}
+ID_PREFIXES = {"job": "job_", "batch": "batch_", "file": "file-"}
 #: A batch request is a few ids and a little metadata.
 BATCH_REQUEST_BYTES = 64 * 1024
 #: Statuses that may be retried: throttling, the backend failing or timing out.
@@ -39,12 +39,12 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
 def new_id(kind: str) -> str:
-    return PREFIX[kind] + uuid.uuid4().hex
+    return ID_PREFIXES[kind] + uuid.uuid4().hex
 
 
 def derived_id(kind: str, *parts: str) -> str:
     """The same id for the same parts: a retried step writes the same row, never a second one."""
-    return PREFIX[kind] + hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
+    return ID_PREFIXES[kind] + hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
 
 def key(tenant: str, kind: str, id_: str) -> Key:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 #: The request header that keeps one request out of the samples (`off`, `false`, `0` or `no`).
-HEADER = "x-llm-quality-sample"
+SAMPLE_HEADER = "x-llm-quality-sample"
 OFF_VALUES = ("off", "false", "0", "no")
 
 

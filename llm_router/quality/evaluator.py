@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from .. import metric_names as m
-from .judge import ClaimVerdict, Judge, JudgeError, faithfulness
+from .judge import ClaimVerdict, FaithfulnessJudge, FaithfulnessJudgeError, faithfulness
 
 #: Fields a sample line must carry (the sampler writes more: tenant, tier, model, source, at).
 REQUIRED = ("id", "context", "question", "answer")
@@ -104,7 +104,8 @@ class Report:
                 "published": self.judged >= min_samples, "min_samples": min_samples}
 
 
-def evaluate(lines: Iterable[str], judge: Judge, deadline: Optional[float] = None, workers: int = WORKERS) -> Report:
+def evaluate(lines: Iterable[str], judge: FaithfulnessJudge, deadline: Optional[float] = None,
+             workers: int = WORKERS) -> Report:
     """Judge every valid line; `deadline` (monotonic) leaves later samples unjudged, never a failed run."""
     samples: list[Sample] = []
     invalid: list[tuple[int, str]] = []
@@ -120,7 +121,7 @@ def evaluate(lines: Iterable[str], judge: Judge, deadline: Optional[float] = Non
             return Verdict(sample.id, error="out of time for this run")
         try:
             return Verdict(sample.id, judge.judge(sample.context, sample.question, sample.answer, until))
-        except JudgeError as e:
+        except FaithfulnessJudgeError as e:
             return Verdict(sample.id, error=str(e))
         except Exception as e:  # noqa: BLE001 - one sample never fails the run
             return Verdict(sample.id, error=f"judging failed ({type(e).__name__})")

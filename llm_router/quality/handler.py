@@ -19,7 +19,7 @@ from typing import Any, Optional
 from .. import settings as rs
 from .. import wiring
 from .evaluator import evaluate, metric_documents
-from .judge import Judge
+from .judge import FaithfulnessJudge
 from .store import read_window, window
 
 log = logging.getLogger("llm_router.quality")
@@ -28,7 +28,7 @@ RESERVE_S = 30.0
 
 
 def run(settings: rs.RouterSettings, res: rs.Resources, s3: Any, service: str, now: dt.datetime,
-        seconds: float, judge: Optional[Judge] = None, out=None) -> dict[str, Any]:
+        seconds: float, judge: Optional[FaithfulnessJudge] = None, out=None) -> dict[str, Any]:
     """One evaluation: the samples of the last `quality.everyHours` whole hours."""
     q = settings.quality
     if not res.quality_samples_bucket:
@@ -38,7 +38,7 @@ def run(settings: rs.RouterSettings, res: rs.Resources, s3: Any, service: str, n
         if backend is None:
             raise rs.SettingsError(f"judge tier {q.judge_tier}: no backend (its endpoint is not in "
                                    f"{rs.Resources.env_name('self_hosted_endpoints')})")
-        judge = Judge(backend, settings.tier(q.judge_tier), settings.router.timeouts.buffered_deadline_s)
+        judge = FaithfulnessJudge(backend, settings.tier(q.judge_tier), settings.router.timeouts.buffered_deadline_s)
     start, end = window(now, q.every_hours)
     lines, objects = read_window(s3, res.quality_samples_bucket, start, end, q.max_samples)
     report = evaluate(lines, judge, deadline=time.monotonic() + seconds - RESERVE_S)

@@ -4,7 +4,7 @@ each claim against the context the answer was given. Faithfulness = supported ÷
 The judge is a tier's own backend (`llm_router.backends`), called with retries inside a
 deadline. Both steps ask for JSON and carry their inputs as JSON, so a judge model
 reads exactly what it judges; an answer that is not the JSON asked for raises
-`JudgeError` and the sample counts as unjudged, never as a score.
+`FaithfulnessJudgeError` and the sample counts as unjudged, never as a score.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MAX_TOKENS = 2048
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.I)
 
 
-class JudgeError(Exception):
+class FaithfulnessJudgeError(Exception):
     """The judge could not judge this sample (its answer, its budget or its backend)."""
 
 
@@ -63,32 +63,32 @@ def json_object(text: str) -> dict[str, Any]:
     text = _FENCE.sub("", text.strip())
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
-        raise JudgeError("the judge did not answer with a JSON object")
+        raise FaithfulnessJudgeError("the judge did not answer with a JSON object")
     try:
         value = json.loads(text[start:end + 1])
     except ValueError:
-        raise JudgeError("the judge's answer is not valid JSON") from None
+        raise FaithfulnessJudgeError("the judge's answer is not valid JSON") from None
     if not isinstance(value, dict):
-        raise JudgeError("the judge's answer is not a JSON object")
+        raise FaithfulnessJudgeError("the judge's answer is not a JSON object")
     return value
 
 
 def parse_claims(text: str) -> list[str]:
     claims = json_object(text).get(CLAIMS)
     if not isinstance(claims, list) or not all(isinstance(c, str) for c in claims):
-        raise JudgeError('the judge\'s answer has no "claims" list of strings')
+        raise FaithfulnessJudgeError('the judge\'s answer has no "claims" list of strings')
     return [c.strip() for c in claims if c.strip()]
 
 
 def parse_verdicts(text: str, claims: list[str]) -> list[ClaimVerdict]:
     verdicts = json_object(text).get(VERDICTS)
     if not isinstance(verdicts, list) or len(verdicts) != len(claims):
-        raise JudgeError(f"the judge gave {len(verdicts) if isinstance(verdicts, list) else 'no'} verdicts "
+        raise FaithfulnessJudgeError(f"the judge gave {len(verdicts) if isinstance(verdicts, list) else 'no'} verdicts "
                          f"for {len(claims)} claims")
     out = []
     for claim, v in zip(claims, verdicts):
         if not isinstance(v, dict) or not isinstance(v.get("supported"), bool):
-            raise JudgeError('a verdict has no true/false "supported"')
+            raise FaithfulnessJudgeError('a verdict has no true/false "supported"')
         out.append(ClaimVerdict(claim, v["supported"], str(v.get("reason") or "")))
     return out
 
@@ -97,7 +97,7 @@ def faithfulness(verdicts: list[ClaimVerdict]) -> float:
     return sum(v.supported for v in verdicts) / len(verdicts)
 
 
-class Judge:
+class FaithfulnessJudge:
     """One tier's model as a judge. Thread-safe: the evaluator judges several samples at once."""
 
     def __init__(self, backend: Backend, tier: TierSettings, call_timeout_s: float = 120.0,
@@ -110,20 +110,20 @@ class Judge:
 
     def ask(self, messages: list[dict[str, str]], deadline: float) -> str:
         if count_messages(messages) > self.tier.max_prompt_tokens:
-            raise JudgeError(f"the sample is longer than the judge tier's prompt budget "
+            raise FaithfulnessJudgeError(f"the sample is longer than the judge tier's prompt budget "
                              f"({self.tier.max_prompt_tokens} tokens)")
         body = {"messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
         until = min(deadline, time.monotonic() + self.call_timeout_s)
         try:
             response = self.retry.run(lambda remaining: self.backend.complete(body, remaining), until, self.breaker)
         except (UpstreamError, CircuitOpen) as e:
-            raise JudgeError(f"the judge tier failed ({e})") from None
+            raise FaithfulnessJudgeError(f"the judge tier failed ({e})") from None
         try:
             content = response["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise JudgeError("the judge tier answered without a message") from None
+            raise FaithfulnessJudgeError("the judge tier answered without a message") from None
         if not isinstance(content, str):
-            raise JudgeError("the judge tier answered without text")
+            raise FaithfulnessJudgeError("the judge tier answered without text")
         return content
 
     def claims(self, question: str, answer: str, deadline: float) -> list[str]:
@@ -133,8 +133,8 @@ class Judge:
         return parse_verdicts(self.ask(_messages(VERIFY, {CONTEXT: context, CLAIMS: claims}), deadline), claims)
 
     def judge(self, context: list[str], question: str, answer: str, deadline: float) -> list[ClaimVerdict]:
-        """Every claim of the answer with its verdict; `JudgeError` if it cannot be judged."""
+        """Every claim of the answer with its verdict; `FaithfulnessJudgeError` if it cannot be judged."""
         claims = self.claims(question, answer, deadline)
         if not claims:
-            raise JudgeError("the answer makes no claim to check")
+            raise FaithfulnessJudgeError("the answer makes no claim to check")
         return self.verify(context, claims, deadline)

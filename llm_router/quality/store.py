@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional, Protocol
 
-PREFIX = "samples/"
+SAMPLES_PREFIX = "samples/"
 HOUR = dt.timedelta(hours=1)
 
 
@@ -29,7 +29,7 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
 
 
 def hour_prefix(at: dt.datetime) -> str:
-    return f"{PREFIX}{at:%Y-%m-%d}/{at:%H}/"
+    return f"{SAMPLES_PREFIX}{at:%Y-%m-%d}/{at:%H}/"
 
 
 def object_key(at: dt.datetime) -> str:
