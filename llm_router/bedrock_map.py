@@ -32,7 +32,6 @@ MALFORMED = {"malformed_model_output", "malformed_tool_use"}
 #: Claude's thinking budget per reasoning_effort, capped at half of max_tokens (which includes thinking,
 #: as OpenAI's max_completion_tokens includes reasoning tokens); Anthropic's minimum is 1024.
 THINKING_TOKENS = {"minimal": 1024, "low": 2048, "medium": 4096, "high": 8192, "xhigh": 16384}
-MIN_THINKING = 1024
 JSON_TOOL = "json_answer"
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
 #: Placed before a conversation that opens with the assistant: Converse must start with a user turn.
@@ -119,11 +118,11 @@ def _thinking_budget(body: dict[str, Any], effort: Any, json_tool: bool) -> int:
     if p is not None and p < 0.95:
         raise bad("extended thinking needs top_p of at least 0.95", "top_p", "unsupported_combination")
     limit = _max_tokens(body)
-    if limit is None or limit < 2 * MIN_THINKING:
-        raise bad(f"reasoning_effort needs max_completion_tokens of at least {2 * MIN_THINKING} on this model "
-                  f"(thinking counts against it; its minimum budget is {MIN_THINKING}); this request allows "
+    if limit is None or limit < 2 * cap.MIN_THINKING:
+        raise bad(f"reasoning_effort needs max_completion_tokens of at least {2 * cap.MIN_THINKING} on this model "
+                  f"(thinking counts against it; its minimum budget is {cap.MIN_THINKING}); this request allows "
                   f"{limit}", "reasoning_effort", "max_tokens_too_small")
-    return max(MIN_THINKING, min(THINKING_TOKENS[effort], limit // 2))
+    return max(cap.MIN_THINKING, min(THINKING_TOKENS[effort], limit // 2))
 
 
 # ------------------------------------------------------------------------------------------ request

@@ -25,6 +25,8 @@ PENALTIES, LOGIT_BIAS = "penalties", "logit_bias"
 # How a Bedrock model serves the above; a request never asks for these by name.
 NATIVE_JSON_SCHEMA, STREAM_TOOLS, SYSTEM_PROMPT = "native_json_schema", "stream_tools", "system_prompt"
 THINKING_BUDGET = "thinking_budget"  # reasoning_effort sets Claude's extended-thinking budget
+#: Claude's smallest extended-thinking budget; the answer needs as much again beside it.
+MIN_THINKING = 1024
 
 #: Features a request can need, in the order errors and the README name them.
 FEATURES: dict[str, str] = {
@@ -184,7 +186,11 @@ def for_tier(tier: Any) -> frozenset[str]:
     if tier.backend == "vllm-eks" and server is not None:
         return of(tier.backend, tier.model, tool_call_parser=server.tool_call_parser,
                   reasoning_parser=server.reasoning_parser, image_input=server.image_input, engine=server.engine)
-    return of(tier.backend, tier.model, family_hint=tier.family_hint, api_version=tier.api_version)
+    caps = of(tier.backend, tier.model, family_hint=tier.family_hint, api_version=tier.api_version)
+    if THINKING_BUDGET in caps and tier.max_tokens < 2 * MIN_THINKING:
+        # Every reasoning request would be refused for its budget: don't offer (or route to) it.
+        caps -= {REASONING, THINKING_BUDGET}
+    return caps
 
 
 def context_length(tier: Any) -> int:

@@ -149,3 +149,20 @@ def test_readme_shows_the_table_the_code_uses():
     m = re.search(r"<!-- capability-table:start -->\n(.*?)<!-- capability-table:end -->", text, re.S)
     assert m, "README lacks the capability table markers"
     assert m.group(1) == cap.markdown_table(), "README table is stale: python -m llm_router.capabilities"
+
+
+def test_a_thinking_tier_whose_budget_cannot_hold_thinking_does_not_offer_reasoning():
+    """Claude's extended thinking needs 1,024 tokens of budget and as many for the answer: a tier
+    capped below that would refuse every reasoning request, so it must not advertise reasoning
+    (nor be chosen for it by `auto`)."""
+    import dataclasses
+
+    from components.router_settings import router_settings
+    from tests.conftest import validated_config
+
+    smart = router_settings(validated_config("dev")).tier("smart")  # Claude Sonnet 4 on Bedrock
+    roomy = dataclasses.replace(smart, max_tokens=2 * cap.MIN_THINKING)
+    tight = dataclasses.replace(smart, max_tokens=2 * cap.MIN_THINKING - 1)
+    assert cap.REASONING in cap.for_tier(roomy)
+    assert cap.REASONING not in cap.for_tier(tight) and cap.THINKING_BUDGET not in cap.for_tier(tight)
+    assert cap.describe(tight, cap.for_tier(tight))["capabilities"]["reasoning"] is False
