@@ -37,6 +37,9 @@ from .router import Reply, Router, StreamReply
 OPENAPI = Path(__file__).with_name("openapi.json")
 #: Worker threads for the sync core; a stream holds one while it waits on its upstream.
 THREADS = 256
+#: Request headers, all together. API Gateway allows 10 KB; Lambda Web Adapter adds its context
+#: headers; serve's parser (httptools) sets no bound of its own.
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class Authenticator(Protocol):
@@ -165,6 +168,9 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
 
     def principal(request: Request) -> Principal:
         on_request(request)
+        if sum(len(k) + len(v) for k, v in request.scope["headers"]) > MAX_HEADER_BYTES:
+            raise ApiError(431, f"request headers are over the limit of {MAX_HEADER_BYTES} bytes",
+                           code="headers_too_large")
         found = auth(request)
         if found is None:
             raise unauthorized()

@@ -236,3 +236,17 @@ def test_a_stream_whose_first_event_is_not_an_object_falls_back_before_the_first
     assert raw.headers["x-llm-fallback"] == "fast->smart"
     text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert text.startswith(f"[{SMART}]")
+
+
+@pytest.mark.parametrize("headers", [{"x-padding": "a" * 40_000}, {f"x-h{i}": "1" for i in range(5_000)}])
+def test_oversized_request_headers_are_a_431_before_anything_runs(served, upstream, headers):
+    """httptools (serve's HTTP parser) puts no bound on headers: a 5 MB header or 100,000 headers
+    were served a 200. Deployed, API Gateway caps them at 10 KB; the app now refuses more than
+    32 KiB itself, before the key is checked or the body read."""
+    import httpx
+
+    calls = len(upstream.calls)
+    r = httpx.post(f"{served[1]}/chat/completions", headers={"authorization": f"Bearer {KEY}", **headers},
+                   json={"model": "fast", "messages": ask("hi #headers")})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+    assert len(upstream.calls) == calls

@@ -4,6 +4,7 @@ disconnect, fallback before the first byte."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -166,8 +167,15 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_app_s_routes(served
     from openapi_spec_validator import validate as validate_spec
     from starlette.routing import Route
 
-    doc = httpx.get(f"{served[1].removesuffix('/v1')}/openapi.json").json()
+    def unique(pairs):  # a repeated key is silently dropped by every JSON reader but one
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), keys
+        return dict(pairs)
+
+    doc = json.loads(httpx.get(f"{served[1].removesuffix('/v1')}/openapi.json").text, object_pairs_hook=unique)
     validate_spec(doc)
+    chat = doc["paths"]["/v1/chat/completions"]["post"]
+    assert {p["name"] for p in chat["parameters"]} == {"Cache-Control", "x-llm-quality-sample"}
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     routes = {(r.path, method) for r in served[0].app.routes if isinstance(r, Route)
               for method in r.methods - {"HEAD"}}
