@@ -8,13 +8,14 @@ is nobody's failure. A request counts once, however many attempts it made.
 Breakers are kept per backend and per (backend, tenant). A tenant's own breaker opens
 after `threshold` failed requests of that tenant; the backend's breaker, which turns
 every tenant away, opens only when the failures in a row come from at least two
-tenants. So a tenant whose inputs make the model server fail (it cannot tell the
+tenants, each counting for at most its share. So a tenant whose inputs make the model server fail (it cannot tell the
 router they are the client's fault) opens the breaker for itself only, while an outage,
 which every tenant sees, opens it for everyone.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -49,7 +50,9 @@ class CircuitOpen(Exception):
 @dataclass
 class CircuitBreaker:
     """Opens after `threshold` failed requests in a row, reported by at least `min_sources`
-    distinct sources (tenants); one trial call after `reset_s`."""
+    distinct sources (tenants); one trial call after `reset_s`. With several sources required,
+    each counts for at most its share (threshold / min_sources, rounded up): one tenant's many
+    failures plus a single one of another's are not yet an outage."""
 
     threshold: int = 5
     reset_s: float = 30.0
@@ -57,7 +60,7 @@ class CircuitBreaker:
     min_sources: int = 1
     failures: int = 0
     opened_at: Optional[float] = None
-    sources: set = field(default_factory=set, repr=False)
+    sources: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -85,8 +88,11 @@ class CircuitBreaker:
     def failure(self, source: str = "") -> bool:
         """Record a failed request; True when this opened the breaker."""
         with self._lock:
+            seen = self.sources.get(source, 0)
+            self.sources[source] = seen + 1
+            if self.min_sources > 1 and seen >= math.ceil(self.threshold / self.min_sources):
+                return False  # this source has had its share: the others must fail too
             self.failures += 1
-            self.sources.add(source)
             if self.failures >= self.threshold and len(self.sources) >= self.min_sources:
                 opened = self.opened_at is None
                 self.opened_at = self.clock()

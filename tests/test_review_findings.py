@@ -250,3 +250,26 @@ def test_oversized_request_headers_are_a_431_before_anything_runs(served, upstre
                    json={"model": "fast", "messages": ask("hi #headers")})
     assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
     assert len(upstream.calls) == calls
+
+
+def test_one_tenants_poison_plus_one_blip_of_another_does_not_open_the_backend_for_everyone(upstream):
+    """Tenant A's five poison requests counted five failures on the backend's shared breaker;
+    one failed request of tenant B then made "two tenants" and opened it: every tenant was
+    pushed off the tier for 30 s (here to the fallback; a tier without one answers 503)."""
+    from tests.conftest import SMART
+
+    keys = {"sk-poison-a": "tenant-a", "sk-blip-b": "tenant-b", "sk-bystander-c": "tenant-c"}
+    with serve_uncached(upstream.url, keys) as (local, base):
+        upstream.modes.clear()
+        a, b, c = (openai.OpenAI(base_url=base, api_key=k, max_retries=0, timeout=10) for k in keys)
+        for i in range(5):
+            with pytest.raises(openai.InternalServerError):
+                a.chat.completions.create(model="fast", messages=ask(f"poison #fail-500 {i}"), temperature=0)
+        upstream.modes[FAST] = "error"  # one blip, seen by B alone (the fallback answers it)
+        blip = b.chat.completions.with_raw_response.create(model="fast", messages=ask("blip"), temperature=0)
+        assert blip.headers["x-llm-fallback"] == "fast->smart"
+        upstream.modes.clear()
+        served = c.chat.completions.with_raw_response.create(model="fast", messages=ask("bystander"), temperature=0)
+        assert "x-llm-fallback" not in served.headers, "tenant C was turned away from fast"
+        assert served.parse().model != SMART and local.router.breakers["fast"].state == "closed"
+        assert local.router.breakers.state("fast", "tenant-a") == "open"  # A is still held back
