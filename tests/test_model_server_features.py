@@ -86,7 +86,8 @@ def test_an_opaque_arn_tier_takes_its_capabilities_from_its_hint_and_image_hosts
 
     cfg = example_config("dev")
     smart = cfg["llm-blueprint:serving"]["tiers"][1]
-    smart.update(model="arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123")
+    smart.update(model="arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
+                 maxTokens=4096)  # room for extended thinking, so the hint alone decides
     cfg["llm-blueprint:router"]["remoteImageHosts"] = ["cdn.example.com"]
     raw, secret = raw_stack_config(cfg)
     assert cap.TOOLS not in cap.for_tier(router_settings(config_rules.validate(raw, secret)).tier("smart"))
