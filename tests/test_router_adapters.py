@@ -52,9 +52,14 @@ def lambda_app():
         else:
             proc.kill()
             pytest.fail(f"the app did not start: {proc.stdout.read()}")
-        yield base, proc, upstream
-        proc.terminate()
-        proc.wait(10)
+        try:
+            yield base, proc, upstream
+        finally:  # also when a test drives this generator itself and closes it
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def test_lambda_app_trusts_only_the_gateway_verdict(lambda_app):
