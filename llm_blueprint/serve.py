@@ -56,16 +56,21 @@ def running(app: Any, port: Optional[int] = None) -> Iterator[str]:
         thread.join(5)
 
 
-def _own(cfg: StackConfig, settings, endpoints: dict[str, str], env: Optional[dict[str, str]], metrics) -> Router:
-    """A Router over the stack's own backends; `wiring.StartupError` names every missing credential."""
+def caller_context(cfg: StackConfig, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Where the stack's own backends are, as seen from this machine: the caller's environment
+    and region (else the stack's), the stack's Azure account and OpenAI base URL."""
     import os
 
     env = dict(os.environ if env is None else env)
     azure, hosted = cfg.serving.azure_openai, cfg.serving.openai
-    return own(settings, region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cfg.region,
-               endpoints=endpoints, env=env,
-               azure_endpoint=f"https://{azure.subdomain}.openai.azure.com" if azure else None,
-               openai_base_url=hosted.base_url if hosted else None, metrics=metrics)
+    return {"region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cfg.region, "env": env,
+            "azure_endpoint": f"https://{azure.subdomain}.openai.azure.com" if azure else None,
+            "openai_base_url": hosted.base_url if hosted else None}
+
+
+def _own(cfg: StackConfig, settings, endpoints: dict[str, str], env: Optional[dict[str, str]], metrics) -> Router:
+    """A Router over the stack's own backends; `wiring.StartupError` names every missing credential."""
+    return own(settings, endpoints=endpoints, metrics=metrics, **caller_context(cfg, env))
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """`llm-blueprint slo evaluate`: the quality evaluator on a local JSON Lines file of samples.
 
 The same parsing, judge and scoring as the scheduled Lambda (`llm_router.quality`), with the
-stack's judge tier served by any OpenAI-compatible server (`--upstream`, as `serve` calls
-it) or, by default, the stand-in model server's lexical judge — how a team calibrates the
-judge on labelled samples before trusting the alarm.
+stack's judge tier served by its own backend with the caller's credentials (`--own-backends`,
+as `serve` calls it), by any OpenAI-compatible server (`--upstream`) or, by default, the
+stand-in model server's lexical judge — how a team calibrates the judge on labelled samples
+before trusting the alarm.
 """
 
 from __future__ import annotations
@@ -11,27 +12,35 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from components.router_settings import router_settings
 from components.schema import StackConfig
 from llm_router.quality.evaluator import Report, evaluate
 from llm_router.quality.judge import FaithfulnessJudge
 from llm_router.quality.store import read_file
-from llm_router.wiring import local
+from llm_router.wiring import local, own_backend
 
 
 @contextlib.contextmanager
 def judge_for(cfg: StackConfig, upstream: Optional[str] = None, model: Optional[str] = None,
-              api_key: Optional[str] = None) -> Iterator[FaithfulnessJudge]:
+              api_key: Optional[str] = None, own: bool = False,
+              endpoints: Optional[Mapping[str, str]] = None) -> Iterator[FaithfulnessJudge]:
     """The stack's judge tier, served by `upstream` (with `model` instead of the tier's, if
-    given) or by the stand-in server's judge."""
+    given), by its own backend with the caller's credentials (`own`, as `serve` calls it; raises
+    `wiring.StartupError` naming what is missing), or by the stand-in server's judge."""
     settings = router_settings(cfg)
     name = settings.quality.judge_tier
     if model:
         settings = dataclasses.replace(settings, tiers=tuple(
             dataclasses.replace(t, model=model) if t.name == name else t for t in settings.tiers))
     tier = settings.tier(name)
+    if own:
+        from .serve import caller_context
+
+        backend = own_backend(settings, name, endpoints=endpoints or {}, **caller_context(cfg))
+        yield FaithfulnessJudge(backend, tier, settings.router.timeouts.buffered_deadline_s)
+        return
     with contextlib.ExitStack() as stack:
         if upstream is None:
             from .fake_upstream import FakeUpstream
@@ -44,8 +53,8 @@ def judge_for(cfg: StackConfig, upstream: Optional[str] = None, model: Optional[
 
 
 def run(cfg: StackConfig, samples: Path, upstream: Optional[str] = None, model: Optional[str] = None,
-        api_key: Optional[str] = None) -> Report:
-    with judge_for(cfg, upstream, model, api_key) as judge:
+        api_key: Optional[str] = None, own: bool = False, endpoints: Optional[Mapping[str, str]] = None) -> Report:
+    with judge_for(cfg, upstream, model, api_key, own, endpoints) as judge:
         return evaluate(read_file(samples), judge)
 
 

@@ -300,6 +300,24 @@ def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str,
     (botocore honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME), Azure OpenAI and the OpenAI API with keys
     from the environment, self-hosted tiers at `endpoints` (tier → base URL). Raises
     `StartupError` naming everything missing."""
+    res, creds = _from_caller(settings, region, endpoints, env, azure_endpoint, openai_base_url)
+    return Router(settings, backends(settings, res, creds), response_cache, metrics, log,
+                  embedders=embedders(settings, res, creds))
+
+
+def own_backend(settings: RouterSettings, tier: str, region: Optional[str], endpoints: Mapping[str, str],
+                env: Optional[Mapping[str, str]] = None, azure_endpoint: Optional[str] = None,
+                openai_base_url: Optional[str] = None) -> Backend:
+    """One tier's own backend with the caller's credentials (`slo evaluate` judges with it): only
+    that tier's credentials must be present."""
+    alone = dataclasses.replace(settings, tiers=(settings.tier(tier),), embeddings=())
+    res, creds = _from_caller(alone, region, endpoints, env, azure_endpoint, openai_base_url)
+    return backends(settings, res, creds, only=(tier,))[tier]
+
+
+def _from_caller(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str, str],
+                 env: Optional[Mapping[str, str]], azure_endpoint: Optional[str],
+                 openai_base_url: Optional[str]) -> tuple[Resources, EnvironmentCredentials]:
     import os
 
     creds = EnvironmentCredentials(os.environ if env is None else env, azure_endpoint, openai_base_url)
@@ -308,8 +326,7 @@ def own(settings: RouterSettings, region: Optional[str], endpoints: Mapping[str,
     problems = missing(settings, res, creds)
     if problems:
         raise StartupError(problems)
-    return Router(settings, backends(settings, res, creds), response_cache, metrics, log,
-                  embedders=embedders(settings, res, creds))
+    return res, creds
 
 
 def local(settings: RouterSettings, upstream: str, response_cache: Optional[ResponseCache] = None,

@@ -341,3 +341,42 @@ def test_slo_evaluate_asks_an_upstream_for_the_named_model():
         models = {c["model"] for c in fake.calls}
     assert result.exit_code == 0, result.output
     assert models == {"my-judge"} and json.loads(result.output)["summary"]["judged"] == 4
+
+
+def _converse(text):
+    return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}}, "stopReason": "end_turn",
+            "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15}, "metrics": {"latencyMs": 9}}
+
+
+def test_slo_evaluate_judges_with_the_stacks_own_judge_tier(creds, monkeypatch, tmp_path):
+    """`--own-backends`: prod's judge tier is Bedrock, called with the caller's AWS credentials
+    (here a fake Converse endpoint), as `serve` calls it; no other tier's credentials are needed."""
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(sample("one", "It is 330 metres tall and in Rome.") + "\n")
+    with FakeBedrock() as fake:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", fake.url)
+        fake.replies += [_converse('{"claims": ["It is 330 metres tall.", "It is in Rome."]}'),
+                         _converse('{"verdicts": [{"claim": "a", "supported": true, "reason": "stated"}, '
+                                   '{"claim": "b", "supported": false, "reason": "Paris"}]}')]
+        result = CliRunner().invoke(app, ["slo", "evaluate", str(samples), "--stack", "prod", "--own-backends",
+                                          "--json"])
+        models = {model for _, model, _ in fake.calls}
+    assert result.exit_code == 0, result.output
+    assert models == {router_settings_of("prod").tier("smart").model}
+    assert json.loads(result.output)["samples"][0]["faithfulness"] == 0.5
+
+
+def test_slo_evaluate_with_own_backends_names_the_missing_credential(monkeypatch, tmp_path):
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = CliRunner().invoke(app, ["slo", "evaluate", "examples/quality/samples.jsonl", "--stack", "prod",
+                                      "--own-backends"])
+    assert result.exit_code == 2
+    assert "judge tier smart" in result.output and "smart (bedrock): no AWS credentials found" in result.output
+    assert "fast" not in result.output  # the self-hosted tier needs no --endpoint to judge with smart
+    both = CliRunner().invoke(app, ["slo", "evaluate", "examples/quality/samples.jsonl", "--own-backends",
+                                    "--upstream", "http://127.0.0.1:9/v1"])
+    assert both.exit_code == 2 and "pass one" in both.output

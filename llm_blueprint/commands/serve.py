@@ -26,6 +26,17 @@ def _pairs(items: Optional[list[str]], option: str, what: str) -> dict[str, str]
     return out
 
 
+def endpoints_of(items: Optional[list[str]], cfg, stack: str, upstream: Optional[str]) -> dict[str, str]:
+    """`--endpoint TIER=URL` options: self-hosted tiers' addresses when the stack's own backends are used."""
+    endpoints = _pairs(items, "--endpoint", "TIER=URL")
+    unknown = sorted(set(endpoints) - {t.name for t in cfg.serving.tiers if t.backend == "vllm-eks"})
+    if unknown:
+        fail_config(f"--endpoint {', '.join(unknown)}: not a vllm-eks tier of stack {stack}")
+    if upstream and endpoints:
+        fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
+    return endpoints
+
+
 @app.command()
 def serve(
     stack: str = typer.Option("dev", help="Stack whose router settings (tiers, budgets, tiering, cache) to use."),
@@ -62,12 +73,7 @@ def serve(
     _, cfg = load_config(stack)
     lines = api_keys_file.read_text().split() if api_keys_file else os.environ.get(KEYS_ENV, "").replace(",", " ").split()
     keys = _pairs(lines, "--api-keys-file" if api_keys_file else KEYS_ENV, "KEY=TENANT")
-    endpoints = _pairs(endpoint, "--endpoint", "TIER=URL")
-    unknown = sorted(set(endpoints) - {t.name for t in cfg.serving.tiers if t.backend == "vllm-eks"})
-    if unknown:
-        fail_config(f"--endpoint {', '.join(unknown)}: not a vllm-eks tier of stack {stack}")
-    if upstream and endpoints:
-        fail_config("--endpoint is for the stack's own backends; --upstream already serves every tier")
+    endpoints = endpoints_of(endpoint, cfg, stack, upstream)
     try:
         local_stack = build(cfg, upstream, keys or None, cache=not no_cache, endpoints=endpoints, samples=samples,
                             sample_rate=sample_rate, semantic=not no_semantic, die_with_parent=True,

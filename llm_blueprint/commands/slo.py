@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import emit, fail, load_config, out, write_json
+from .common import emit, fail, fail_config, load_config, out, write_json
 
 app = typer.Typer(help="Service-level objectives of a deployed stack.", no_args_is_help=True)
 
@@ -57,17 +57,33 @@ def slo_evaluate(
     stack: str = typer.Option("dev", help="Stack whose judge tier, budgets and faithfulness objective to use."),
     upstream: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL serving the judge "
                                            "(default: the stand-in model server's lexical judge)."),
-    model: Optional[str] = typer.Option(None, help="Model to ask at --upstream (default: the judge tier's)."),
+    model: Optional[str] = typer.Option(None, help="Model to ask (default: the judge tier's)."),
+    own_backends: bool = typer.Option(False, help="Judge with the judge tier's own backend, as `serve` calls it: "
+                                      "Bedrock with your AWS credentials, Azure OpenAI or OpenAI with their keys "
+                                      "from the environment, a self-hosted tier at --endpoint."),
+    endpoint: list[str] = typer.Option(None, help="TIER=URL: a vllm-eks judge tier's base URL (with --own-backends)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Judge a file of samples as the scheduled evaluator does: per-sample verdicts and the score.
     A bearer key for --upstream comes from LLM_BLUEPRINT_JUDGE_API_KEY (never the command line)."""
     import os
 
+    from llm_router.wiring import StartupError
+
     from ..slo_evaluate import as_json as report_json, run
+    from .serve import endpoints_of
 
     _, cfg = load_config(stack)
-    result = report_json(run(cfg, samples, upstream, model, os.environ.get("LLM_BLUEPRINT_JUDGE_API_KEY")), cfg)
+    if own_backends and upstream:
+        fail_config("--own-backends and --upstream both say who judges; pass one")
+    endpoints = endpoints_of(endpoint, cfg, stack, upstream)
+    try:
+        report = run(cfg, samples, upstream, model, os.environ.get("LLM_BLUEPRINT_JUDGE_API_KEY"), own_backends,
+                     endpoints)
+    except StartupError as e:
+        fail_config(f"cannot judge with stack {stack}'s judge tier {cfg.judge_tier().name}:\n"
+                    + "\n".join(f"  - {p}" for p in e.problems))
+    result = report_json(report, cfg)
     if as_json:
         write_json(result)
         return
