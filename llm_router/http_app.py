@@ -250,7 +250,7 @@ def create_app(router: Optional[Router], auth: Authenticator, *,
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
-            *job_routes(Http(lambda request: principal(request).tenant, body, _error, after_request)),
+            *job_routes(Http(principal, body, _error, after_request)),
         ],
         exception_handlers={HTTPException: http_error, Exception: crash},
         lifespan=sized)

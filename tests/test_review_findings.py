@@ -273,3 +273,27 @@ def test_one_tenants_poison_plus_one_blip_of_another_does_not_open_the_backend_f
         assert "x-llm-fallback" not in served.headers, "tenant C was turned away from fast"
         assert served.parse().model != SMART and local.router.breakers["fast"].state == "closed"
         assert local.router.breakers.state("fast", "tenant-a") == "open"  # A is still held back
+
+
+def test_a_job_runs_under_the_limits_of_the_key_that_submitted_it(limited, upstream):
+    """Jobs ran as the key "-" with the stack's per-key limits: a key's own quota did not see the
+    tokens its jobs used, and every key of a tenant shared one bucket for them."""
+    import time
+
+    import httpx
+
+    from llm_router.authorizer import Principal
+
+    local, base = limited
+    upstream.modes.clear()
+    auth = {"authorization": f"Bearer {KEY}"}
+    before = local.router.limiter.usage(Principal("acme", "key-quota"))["key"]["tokensToday"]
+    job = httpx.post(f"{base}/jobs", headers=auth, timeout=10, json={
+        "model": "fast", "temperature": 0, "messages": ask("count my job's tokens against my key #job-key")}).json()
+    deadline = time.monotonic() + 10
+    while (state := httpx.get(f"{base}/jobs/{job['id']}", headers=auth).json())["status"] != "succeeded":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    used = local.router.limiter.usage(Principal("acme", "key-quota"))["key"]["tokensToday"] - before
+    assert used >= state["result"]["usage"]["total_tokens"] > 0
+    assert local.router.limiter.usage(Principal("acme", "-"))["key"]["tokensToday"] == 0

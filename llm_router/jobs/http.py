@@ -14,6 +14,7 @@ from ..errors import ApiError, bad_request, not_found
 from .records import BATCH_REQUEST_BYTES
 
 if TYPE_CHECKING:  # the job system loads only where jobs are enabled (a router's start-up stays lean)
+    from ..authorizer import Principal
     from .service import JobService
 
 #: Room for the multipart framing around an upload of `jobs.maxFileBytes`.
@@ -24,7 +25,7 @@ MULTIPART_SLACK = 64 * 1024
 class Http:
     """What the app lends the routes: who is calling, the capped body, its error reply, its hook after each request."""
 
-    tenant: Callable[[Request], str]
+    caller: Callable[[Request], "Principal"]
     body: Callable[[Request, int], Awaitable[bytes]]
     error: Callable[[ApiError], Response]
     after: Callable[[], None]
@@ -41,10 +42,10 @@ def _service(request: Request) -> "JobService":
 
 
 def routes(http: Http) -> list[Route]:
-    async def handle(request: Request, call: Callable[["JobService", str, bytes], Any],
+    async def handle(request: Request, call: Callable[["JobService", "Principal", bytes], Any],
                      limit: Optional[Callable[["JobService"], int]] = None, status: int = 200) -> Response:
         try:
-            who = http.tenant(request)
+            who = http.caller(request)
             service = _service(request)
             raw = await http.body(request, limit(service)) if limit else b""
             result = await anyio.to_thread.run_sync(call, service, who, raw)
@@ -64,13 +65,13 @@ def routes(http: Http) -> list[Route]:
         return service.router.settings.router.limits.max_body_bytes
 
     async def submit(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.submit(t, raw), body_limit, status=202)
+        return await handle(request, lambda s, t, raw: s.submit(t.tenant, raw, t), body_limit, status=202)
 
     async def job(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.job(t, param(request, "job_id")))
+        return await handle(request, lambda s, t, raw: s.job(t.tenant, param(request, "job_id")))
 
     async def cancel_job(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.cancel_job(t, param(request, "job_id")))
+        return await handle(request, lambda s, t, raw: s.cancel_job(t.tenant, param(request, "job_id")))
 
     def upload(service: "JobService", tenant: str, raw: bytes, content_type: Optional[str]) -> dict[str, Any]:
         from . import multipart
@@ -83,17 +84,17 @@ def routes(http: Http) -> list[Route]:
 
     async def files(request: Request) -> Response:
         content_type = request.headers.get("content-type")
-        return await handle(request, lambda s, t, raw: upload(s, t, raw, content_type),
+        return await handle(request, lambda s, t, raw: upload(s, t.tenant, raw, content_type),
                             lambda s: s.settings.max_file_bytes + MULTIPART_SLACK)
 
     async def file(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.file(t, param(request, "file_id")))
+        return await handle(request, lambda s, t, raw: s.file(t.tenant, param(request, "file_id")))
 
     async def content(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.content(t, param(request, "file_id")))
+        return await handle(request, lambda s, t, raw: s.content(t.tenant, param(request, "file_id")))
 
     async def create_batch(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.create_batch(t, raw), lambda s: BATCH_REQUEST_BYTES)
+        return await handle(request, lambda s, t, raw: s.create_batch(t.tenant, raw, t), lambda s: BATCH_REQUEST_BYTES)
 
     async def list_batches(request: Request) -> Response:
         try:
@@ -101,13 +102,13 @@ def routes(http: Http) -> list[Route]:
         except ValueError:
             return http.error(bad_request("limit must be an integer", "limit"))
         after = request.query_params.get("after")
-        return await handle(request, lambda s, t, raw: s.batches(t, limit, after))
+        return await handle(request, lambda s, t, raw: s.batches(t.tenant, limit, after))
 
     async def batch(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.batch(t, param(request, "batch_id")))
+        return await handle(request, lambda s, t, raw: s.batch(t.tenant, param(request, "batch_id")))
 
     async def cancel_batch(request: Request) -> Response:
-        return await handle(request, lambda s, t, raw: s.cancel_batch(t, param(request, "batch_id")))
+        return await handle(request, lambda s, t, raw: s.cancel_batch(t.tenant, param(request, "batch_id")))
 
     return [
         Route("/v1/jobs", submit, methods=["POST"]),

@@ -14,6 +14,7 @@ import re
 import uuid
 from typing import Any, Optional
 
+from ..authorizer import Principal
 from ..errors import not_found
 
 Key = tuple[str, str]
@@ -66,6 +67,20 @@ def new_row(kind: str, tenant: str, id_: str, now: float, retention_s: int, **fi
     pk, sk = key(tenant, kind, id_)
     return {"pk": pk, "sk": sk, "kind": kind, "tenant": tenant, "id": id_, "owner": f"{tenant}#{kind}",
             "created": int(now * 1000), "created_at": int(now), "expires_at": int(now) + retention_s, **fields}
+
+
+def caller_fields(who: Optional[Principal]) -> dict[str, Any]:
+    """The key a job or batch was submitted with, kept so its work runs under that key's limits."""
+    if who is None:
+        return {}
+    return {"key_id": who.key_id, "key_limits": dumps([list(limit) for limit in who.limits])}
+
+
+def caller_of(row: Row) -> Principal:
+    """Who a job's or batch's work runs as: its submitter's key (rows from before keys were kept:
+    the tenant, under the stack's per-key limits)."""
+    limits = tuple((name, limit) for name, limit in loads(row.get("key_limits")) or ())
+    return Principal(row["tenant"], row.get("key_id", "-"), limits)
 
 
 def loads(text: Optional[str]) -> Any:

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .. import embeddings
+from ..authorizer import Principal
 from ..errors import ApiError, bad_request, not_found
 from ..requests import json_object
 from ..router import Router
@@ -19,8 +20,9 @@ from ..settings import JobsSettings
 from . import batch_files
 from .blobs import Blobs
 from .queues import Queue
-from .records import (BATCH_REQUEST_BYTES, CANCELLED, CANCELLING, CHAT, EMBEDDINGS, ENDPOINTS, FAILED, IN_PROGRESS, QUEUED, RUNNING, Row,
-                      Key, batch_view, checked_key, dumps, file_view, job_view, loads, new_id, new_row)
+from .records import (BATCH_REQUEST_BYTES, CANCELLED, CANCELLING, CHAT, EMBEDDINGS, ENDPOINTS, FAILED, IN_PROGRESS,
+                      QUEUED, RUNNING, Key, Row, batch_view, caller_fields, checked_key, dumps, file_view, job_view,
+                      loads, new_id, new_row)
 from .store import Conflict, Store, Update, eq, one_of
 
 log = logging.getLogger("llm_router.jobs")
@@ -72,7 +74,7 @@ class JobService:
             embeddings.parse(raw, r.settings.router.limits.max_body_bytes, r.embedding_models, r.settings.tier_names)
 
     # -------------------------------------------------------------- jobs
-    def submit(self, tenant: str, raw: bytes) -> dict[str, Any]:
+    def submit(self, tenant: str, raw: bytes, caller: Optional[Principal] = None) -> dict[str, Any]:
         body = json_object(raw, self.router.settings.router.limits.max_body_bytes)
         if ("messages" in body) == ("input" in body):
             raise bad_request("a job is a chat-completions body (with 'messages') or an embeddings body (with "
@@ -81,7 +83,7 @@ class JobService:
         self.check_request(endpoint, raw)
         id_, now = new_id("job"), self.clock()
         row = new_row("job", tenant, id_, now, self.retention_s, endpoint=endpoint, status=QUEUED, attempt=0,
-                      **stash(self.blobs, f"jobs/{id_}/request.json", "request", raw.decode()))
+                      **caller_fields(caller), **stash(self.blobs, f"jobs/{id_}/request.json", "request", raw.decode()))
         self.store.put_new(row)
         try:
             self.queue.send([{"type": "job", "tenant": tenant, "id": id_}])
@@ -138,7 +140,7 @@ class JobService:
         return self.blobs.get(self._row(tenant, "file", id_)["blob"])
 
     # ----------------------------------------------------------- batches
-    def create_batch(self, tenant: str, raw: bytes) -> dict[str, Any]:
+    def create_batch(self, tenant: str, raw: bytes, caller: Optional[Principal] = None) -> dict[str, Any]:
         body = json_object(raw, BATCH_REQUEST_BYTES)
         endpoint, window = body.get("endpoint"), body.get("completion_window")
         if endpoint not in ENDPOINTS:
@@ -168,7 +170,7 @@ class JobService:
                       file_blob=source["blob"], completion_window=window, status=IN_PROGRESS,
                       in_progress_at=int(now), deadline=int(now) + COMPLETION_WINDOW_S[window],
                       total=source["requests"], completed=0, failed=0, skipped=0, expanded=0,
-                      metadata=dumps(metadata) if metadata is not None else None)
+                      metadata=dumps(metadata) if metadata is not None else None, **caller_fields(caller))
         row = {k: v for k, v in row.items() if v is not None}
         self.store.put_new(row)
         try:

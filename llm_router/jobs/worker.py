@@ -18,14 +18,15 @@ import time
 from typing import Any, Callable, Optional
 
 from .. import metric_names as m
+from ..authorizer import Principal
 from ..router import Reply, Router, StreamReply
 from ..settings import JobsSettings
 from . import batch_files
 from .blobs import Blobs
 from .queues import Queue
-from .records import (BATCH_OPEN, CANCELLED, CANCELLING, CHAT, COMPLETED, EXPIRED, FAILED, FINALIZING, FINISHED,
-                      QUEUED, RETRYABLE, RUNNING, SKIPPED, SUCCEEDED, Key, Row, derived_id, dumps, key,
-                      line_key, loads, new_row)
+from .records import (BATCH_OPEN, CANCELLED, CANCELLING, CHAT, COMPLETED, EXPIRED, FAILED, FINALIZING, FINISHED, QUEUED,
+                      RETRYABLE, RUNNING, SKIPPED, SUCCEEDED, Key, Row, caller_of, derived_id, dumps, key, line_key,
+                      loads, new_row)
 from .service import stash, unstash
 from .store import Conflict, Put, Store, Update, eq, one_of
 
@@ -102,11 +103,12 @@ class Worker:
                     raise Busy(1.0) from None
         raise Busy(1.0)
 
-    def _run(self, endpoint: str, raw: bytes, tenant: str, request_id: str) -> Reply:
+    def _run(self, endpoint: str, raw: bytes, who: Principal, request_id: str) -> Reply:
+        """The work, under the submitting key's limits (a limit reached is a 429: retried later)."""
         if endpoint == CHAT:
-            reply = self.router.chat(raw, tenant, request_id)
+            reply = self.router.chat(raw, who, request_id)
         else:
-            reply = self.router.embed(raw, tenant, request_id)
+            reply = self.router.embed(raw, who, request_id)
         if isinstance(reply, StreamReply):  # refused when submitted; never stream from a worker
             reply.cancel()
             return Reply(400, {"error": {"message": "jobs answer whole: drop 'stream'", "type": "invalid_request_error",
@@ -139,7 +141,7 @@ class Worker:
         if row is None:
             return None
         raw = unstash(self.blobs, row, "request").encode()
-        reply = self._run(row["endpoint"], raw, tenant, id_)
+        reply = self._run(row["endpoint"], raw, caller_of(row), id_)
         fields, again = self._outcome(k, reply, receives, row["attempt"], f"jobs/{id_}")
         try:
             self.store.update(Update(k, set=fields, remove=("lease_until",),
@@ -177,7 +179,7 @@ class Worker:
             self.maybe_finish(bk)
             return None
         request = json.loads(self.blobs.get(batch["file_blob"], message["start"], message["end"]))
-        reply = self._run(batch["endpoint"], dumps(request["body"]).encode(), tenant, f"{batch_id}-{n}")
+        reply = self._run(batch["endpoint"], dumps(request["body"]).encode(), caller_of(batch), f"{batch_id}-{n}")
         fields, again = self._outcome(lk, reply, receives, row["attempt"], f"batches/{batch_id}/lines/{n}")
         mine = (eq("status", RUNNING), eq("attempt", row["attempt"]))
         ops: list[Any] = [Update(lk, set=fields, remove=("lease_until",), when=mine)]
