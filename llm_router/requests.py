@@ -11,6 +11,8 @@ from .errors import ApiError, bad_request
 from .request_checks import validate_tools_and_parts
 
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: An end-user id for abuse tracking, passed to the model provider: an id, not a document.
+MAX_USER_CHARS = 256
 STREAM_OPTIONS = frozenset({"include_usage"})
 #: JSON escapes of UTF-16 surrogates; a lone one cannot be encoded, so such bodies are checked whole.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -141,6 +143,12 @@ def chat(raw: bytes, max_bytes: int, max_messages: int,
     if stop is not None and not (isinstance(stop, str) or (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
         raise bad_request("'stop' must be a string or an array of up to 4 strings", "stop")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise bad_request("'seed' must be an integer", "seed")
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
+        raise bad_request(f"'user' must be a string of at most {MAX_USER_CHARS} characters", "user")
     effort = body.get("reasoning_effort")
     if effort is not None and not isinstance(effort, str):
         raise bad_request("'reasoning_effort' must be a string such as low, medium or high", "reasoning_effort")

@@ -297,3 +297,19 @@ def test_a_job_runs_under_the_limits_of_the_key_that_submitted_it(limited, upstr
     used = local.router.limiter.usage(Principal("acme", "key-quota"))["key"]["tokensToday"] - before
     assert used >= state["result"]["usage"]["total_tokens"] > 0
     assert local.router.limiter.usage(Principal("acme", "-"))["key"]["tokensToday"] == 0
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"seed": "42"}, "seed"), ({"seed": 1.5}, "seed"), ({"seed": True}, "seed"),
+    ({"user": ["a", ["b"]]}, "user"), ({"user": "u" * 300}, "user"),
+])
+def test_seed_and_user_are_checked_before_any_backend_sees_them(served, upstream, extra, param):
+    """`seed` and `user` went to the model server unchecked (nested lists included): its answer
+    decided what the client saw, and Bedrock dropped them silently."""
+    import httpx
+
+    calls = len(upstream.calls)
+    r = httpx.post(f"{served[1]}/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+                   json={"model": "fast", "messages": ask("x #seed-user"), **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+    assert len(upstream.calls) == calls
