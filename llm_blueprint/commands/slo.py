@@ -77,6 +77,11 @@ def slo_evaluate(
     if own_backends and upstream:
         fail_config("--own-backends and --upstream both say who judges; pass one")
     endpoints = endpoints_of(endpoint, cfg, stack, upstream)
+    if endpoints and not own_backends:
+        fail_config("--endpoint needs --own-backends (without it the stand-in judge answers)")
+    others = sorted(set(endpoints) - {cfg.judge_tier().name})
+    if others:
+        fail_config(f"--endpoint {', '.join(others)}: the judge tier is {cfg.judge_tier().name}; no other tier judges")
     try:
         report = run(cfg, samples, upstream, model, os.environ.get("LLM_BLUEPRINT_JUDGE_API_KEY"), own_backends,
                      endpoints)

@@ -1,0 +1,91 @@
+"""Defects and edge cases found by an adversarial review of the late commits: jobs under their
+key's limits on DynamoDB, the shared breaker's tenant shares, the header cap, seed/user checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+import valkey
+from moto import mock_aws
+
+from llm_blueprint.fake_upstream import FakeUpstream
+from llm_router.authorizer import Principal
+from llm_router.jobs.blobs import MemoryBlobs
+from llm_router.jobs.dynamo import DynamoStore
+from llm_router.jobs.records import caller_of, key
+from llm_router.jobs.service import JobService
+from llm_router.jobs.worker import Worker
+from llm_router.limits import Limiter
+from llm_router.settings import RateLimit, RateLimitSettings
+from tests.jobs_support import REGION, Clock, Sent, create_table, router_for
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeUpstream() as up:
+        yield up
+
+
+def ask(content: str) -> bytes:
+    return json.dumps({"model": "fast", "messages": [{"role": "user", "content": content}]}).encode()
+
+
+@pytest.fixture
+def on_dynamo(upstream, valkey_server):
+    """A job service and worker on DynamoDB (moto), the router limited per key in the real Valkey."""
+    upstream.modes.clear()
+    router = router_for(upstream.url, max_receives=3)
+    router.limiter = Limiter(valkey.Valkey(port=valkey_server.port),
+                             RateLimitSettings(RateLimit(600, None), RateLimit(None, None), {}),
+                             prefix=f"rv{uuid.uuid4().hex[:8]}")
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        store, sent, blobs, clock = DynamoStore(create_table(ddb), ddb), Sent(), MemoryBlobs(), Clock()
+        service = JobService(router, store, sent, blobs, router.settings.jobs, clock=clock)
+        worker = Worker(router, store, sent, blobs, router.settings.jobs, clock=clock, retry_base_s=0.01)
+        yield service, worker, store, sent
+
+
+def test_a_keys_limits_with_nulls_round_trip_through_dynamodb(on_dynamo):
+    service, worker, store, sent = on_dynamo
+    who = Principal("acme", "key-7", (("requestsPerMinute", None), ("tokensPerDay", 5000)))
+    job = service.submit("acme", ask("round trip #rt"), who)
+    row = store.get(key("acme", "job", job["id"]))
+    assert caller_of(row) == who
+    assert not {"key_id", "key_limits"} & set(job) and "key-7" not in json.dumps(service.job("acme", job["id"]))
+
+
+def test_a_job_refused_by_its_keys_rate_limit_is_retried_then_fails_cleanly(on_dynamo):
+    service, worker, store, sent = on_dynamo
+    who = Principal("acme", f"key-{uuid.uuid4().hex[:6]}", (("requestsPerMinute", 1),))
+    first, second = (service.submit("acme", ask(f"limited {i} #rl"), who) for i in range(2))
+    m1, m2 = sent.take("job")
+    assert worker.process(m1, 1) is None
+    assert service.job("acme", first["id"])["status"] == "succeeded"
+    for receives in (1, 2):
+        assert worker.process(m2, receives) > 0  # comes back after a backoff
+        assert service.job("acme", second["id"])["status"] == "queued"
+    assert worker.process(m2, 3) is not None  # used up its deliveries: to the dead-letter queue
+    failed = service.job("acme", second["id"])
+    assert failed["status"] == "failed" and failed["status_code"] == 429 and failed["attempts"] == 3
+    assert failed["error"]["message"].startswith("gave up after 3 attempt(s): Rate limit reached for this API key")
+
+
+# ------------------------------------------------------------- slo evaluate
+@pytest.mark.parametrize("args,says", [
+    (["--endpoint", "fast=http://127.0.0.1:9/v1"], "--endpoint needs --own-backends"),
+    (["--own-backends", "--endpoint", "fast=http://127.0.0.1:9/v1"], "judge tier is smart"),
+])
+def test_slo_evaluate_refuses_an_endpoint_it_would_not_judge_with(args, says):
+    """`--endpoint TIER=URL` without `--own-backends` was accepted and the samples judged by the
+    stand-in lexical judge, as if the team's own model had judged them; with it, an endpoint for
+    another tier than the judge tier was ignored just as silently."""
+    from typer.testing import CliRunner
+
+    from llm_blueprint.cli import app
+
+    result = CliRunner().invoke(app, ["slo", "evaluate", "examples/quality/samples.jsonl", "--stack", "prod", *args])
+    assert result.exit_code == 2 and says in result.output, result.output
