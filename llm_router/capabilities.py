@@ -27,6 +27,8 @@ NATIVE_JSON_SCHEMA, STREAM_TOOLS, SYSTEM_PROMPT = "native_json_schema", "stream_
 THINKING_BUDGET = "thinking_budget"  # reasoning_effort sets Claude's extended-thinking budget
 #: Claude's smallest extended-thinking budget; the answer needs as much again beside it.
 MIN_THINKING = 1024
+#: Marks a thinking model whose tier's maxTokens leaves no room to think (never requested; says why).
+NO_ROOM_TO_THINK = "no_room_to_think"
 
 #: Features a request can need, in the order errors and the README name them.
 FEATURES: dict[str, str] = {
@@ -189,7 +191,7 @@ def for_tier(tier: Any) -> frozenset[str]:
     caps = of(tier.backend, tier.model, family_hint=tier.family_hint, api_version=tier.api_version)
     if THINKING_BUDGET in caps and tier.max_tokens < 2 * MIN_THINKING:
         # Every reasoning request would be refused for its budget: don't offer (or route to) it.
-        caps -= {REASONING, THINKING_BUDGET}
+        caps = (caps - {REASONING, THINKING_BUDGET}) | {NO_ROOM_TO_THINK}
     return caps
 
 
@@ -265,6 +267,9 @@ def check(tier_name: str, tier_caps: frozenset[str], body: dict[str, Any],
     if not missing:
         return
     lacks = " or ".join(f"{FEATURES[f]} ({wanted[f]})" for f in missing)
+    if REASONING in missing and NO_ROOM_TO_THINK in tier_caps:
+        lacks += (f" (its model can think, but its maxTokens is below {2 * MIN_THINKING}: the smallest thinking "
+                  f"budget, {MIN_THINKING}, and an answer must fit)")
     able = [t for t in tiers_with(wanted, all_tiers) if t != tier_name]
     if able:
         where = f"tiers that can serve it: {', '.join(able)}"

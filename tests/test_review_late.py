@@ -89,3 +89,17 @@ def test_slo_evaluate_refuses_an_endpoint_it_would_not_judge_with(args, says):
 
     result = CliRunner().invoke(app, ["slo", "evaluate", "examples/quality/samples.jsonl", "--stack", "prod", *args])
     assert result.exit_code == 2 and says in result.output, result.output
+
+
+# ------------------------------------------------------- reasoning on Claude
+def test_reasoning_refused_by_a_claude_tier_too_small_to_think_says_why(upstream):
+    """dev's smart tier is Claude Sonnet 4 capped at 1,000 tokens: a reasoning request was told the
+    tier 'has no reasoning', which reads as wrong for that model and hides the fix (its maxTokens)."""
+    router = router_for(upstream.url)
+    body = {"model": "smart", "reasoning_effort": "low", "messages": [{"role": "user", "content": "think #small"}]}
+    reply = router.chat(json.dumps(body).encode(), "acme", "rid-think")
+    error = reply.body["error"]
+    assert reply.status == 400 and error["param"] == "reasoning_effort" and error["code"] == "unsupported_feature"
+    assert "maxTokens is below 2048" in error["message"], error["message"]
+    listed = {m["id"]: m for m in router.models().body["data"]}
+    assert listed["smart"]["capabilities"]["reasoning"] is False  # not offered, and auto never picks it for it
