@@ -103,3 +103,66 @@ def test_reasoning_refused_by_a_claude_tier_too_small_to_think_says_why(upstream
     assert "maxTokens is below 2048" in error["message"], error["message"]
     listed = {m["id"]: m for m in router.models().body["data"]}
     assert listed["smart"]["capabilities"]["reasoning"] is False  # not offered, and auto never picks it for it
+
+
+# ------------------------------------------------------------ header cap (431)
+def _deployed_headers(user_agent: str) -> dict[str, str]:
+    """What Lambda Web Adapter hands the app for a REST API request: the client's headers, API
+    Gateway's request context (which repeats the user agent) and the Lambda context."""
+    context = {
+        "resourceId": "abc123", "resourcePath": "/{proxy+}", "httpMethod": "POST", "stage": "v1",
+        "extendedRequestId": "Xy" * 10, "requestTime": "30/Nov/2026:20:00:00 +0000", "path": "/v1/v1/jobs",
+        "accountId": "123456789012", "protocol": "HTTP/1.1", "requestTimeEpoch": 1796071877000,
+        "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "abc123", "apiId": "abc123",
+        "identity": {"cognitoIdentityPoolId": None, "accountId": None, "cognitoIdentityId": None, "caller": None,
+                     "sourceIp": "203.0.113.7", "principalOrgId": None, "accessKey": None,
+                     "cognitoAuthenticationType": None, "cognitoAuthenticationProvider": None, "userArn": None,
+                     "userAgent": user_agent, "user": None, "apiKey": None, "apiKeyId": None, "clientCert": None},
+        "authorizer": {"principalId": "key-" + "f" * 12, "tenant": "t" * 128, "keyId": "key-" + "f" * 12,
+                       "limits": json.dumps({"requestsPerMinute": None, "tokensPerDay": 10**12}),
+                       "integrationLatency": 120}}
+    lambda_context = {"request_id": "8f5e3c2a-1111-2222-3333-444455556666", "deadline": 1796071907000,
+                      "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:llm-router-prod-abcdef",
+                      "xray_trace_id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+                      "client_context": None, "identity": None,
+                      "env_config": {"function_name": "llm-router-prod-abcdef", "memory": 1024, "version": "$LATEST",
+                                     "log_stream": "2026/11/30/[$LATEST]" + "0" * 32,
+                                     "log_group": "/aws/lambda/llm-router-prod-abcdef"}}
+    return {"user-agent": user_agent, "x-amzn-trace-id": lambda_context["xray_trace_id"],
+            "x-forwarded-for": "203.0.113.7, 198.51.100.1", "x-forwarded-proto": "https", "x-forwarded-port": "443",
+            "x-amzn-request-context": json.dumps(context), "x-amzn-lambda-context": json.dumps(lambda_context)}
+
+
+@pytest.fixture
+def gateway_app(upstream):
+    from llm_blueprint.serve import running
+    from llm_router.http_app import GatewayAuth, create_app
+    from llm_router.jobs.queues import MemoryQueue
+    from llm_router.jobs.store import MemoryStore
+
+    upstream.modes.clear()
+    router = router_for(upstream.url)
+    service = JobService(router, MemoryStore(), MemoryQueue(workers=1, max_receives=3), MemoryBlobs(), router.settings.jobs)
+    with running(create_app(router, GatewayAuth(), jobs=service)) as base:
+        yield base
+
+
+def test_the_largest_request_api_gateway_passes_on_stays_under_the_header_cap(gateway_app):
+    """API Gateway (REST) takes at most 10,240 bytes of request line and headers; Lambda Web
+    Adapter then adds the request context (repeating the user agent) and the Lambda context."""
+    import httpx
+
+    from llm_router.http_app import MAX_HEADER_BYTES
+
+    headers = _deployed_headers("u" * 9_500)
+    assert sum(len(k) + len(v) for k, v in headers.items()) < MAX_HEADER_BYTES - 8 * 1024  # room to spare
+    for path, body in (("/v1/chat/completions", {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/jobs", {"model": "fast", "messages": [{"role": "user", "content": "hi"}]})):
+        r = httpx.post(f"{gateway_app}{path}", headers=headers, json=body, timeout=20)
+        assert r.status_code in (200, 202), (path, r.status_code, r.text)
+    over = {**headers, "x-padding": "p" * MAX_HEADER_BYTES}
+    for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/batches"), ("GET", "/v1/files/file-" + "0" * 32)):
+        r = httpx.request(method, f"{gateway_app}{path}", headers=over, timeout=20)
+        assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large", (path, r.text)
+    assert httpx.get(f"{gateway_app}/healthz", headers=over).status_code == 200  # no principal, nothing to guard
