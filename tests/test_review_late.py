@@ -166,3 +166,27 @@ def test_the_largest_request_api_gateway_passes_on_stays_under_the_header_cap(ga
         r = httpx.request(method, f"{gateway_app}{path}", headers=over, timeout=20)
         assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large", (path, r.text)
     assert httpx.get(f"{gateway_app}/healthz", headers=over).status_code == 200  # no principal, nothing to guard
+
+
+# -------------------------------------------------------------- jobs show (CLI)
+def test_operators_see_which_key_a_job_ran_as_and_clients_never_do(monkeypatch):
+    """A job that failed on "Rate limit reached for this API key" named no key anywhere: `jobs show`
+    showed the tenant only, so an operator could not tell whose limit to raise (`keys limits`)."""
+    from typer.testing import CliRunner
+
+    from llm_blueprint.cli import app
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        table = create_table(ddb)
+        router = router_for("http://127.0.0.1:9/v1")
+        service = JobService(router, DynamoStore(table, ddb), Sent(), MemoryBlobs(), router.settings.jobs)
+        who = Principal("acme", "key-ops", (("tokensPerDay", None),))
+        job = service.submit("acme", ask("whose job #ops"), who)
+        old = service.submit("acme", ask("before keys were kept #ops"))
+        shown = json.loads(CliRunner().invoke(app, ["jobs", "show", job["id"], "--table", table]).stdout)
+        older = json.loads(CliRunner().invoke(app, ["jobs", "show", old["id"], "--table", table]).stdout)
+        client_view = service.job("acme", job["id"])
+    assert (shown["tenant"], shown["key_id"]) == ("acme", "key-ops") and older["key_id"] is None
+    assert "key_id" not in client_view and "key-ops" not in json.dumps(client_view)

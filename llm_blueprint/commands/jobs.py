@@ -40,6 +40,7 @@ def _view(row: dict) -> dict:
 
     view = job_view(row, loads(row.get("result"))) if row["kind"] == "job" else batch_view(row)
     view["tenant"] = row["tenant"]
+    view["key_id"] = row.get("key_id")  # whose limits it ran under (None: submitted before keys were kept)
     if row.get("last_error"):
         view["last_error"] = loads(row["last_error"])
     if row.get("result_blob"):
@@ -94,7 +95,7 @@ def _find(store, id_: str) -> dict:
 @app.command("show")
 def jobs_show(id_: str = typer.Argument(..., metavar="ID", help="A job or batch id."),
               table: str = typer.Option(..., help=TABLE_HELP), region: Optional[str] = typer.Option(None)) -> None:
-    """One job or batch as its tenant would see it, with its tenant and last error."""
+    """One job or batch as its tenant would see it, with its tenant, the key it runs as and its last error."""
     sys.stdout.write(json.dumps(_view(_find(_store(table, region), id_)), indent=2) + "\n")
 
 
