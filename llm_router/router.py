@@ -518,17 +518,20 @@ class _Relay:
                 obs.context["cancelled"] = True
                 r.safely("metrics", r.metrics.add, m.STREAMS_CANCELLED, 1)
             if not self.accounted:  # cut short: the model still read the prompt and wrote what was relayed
-                self._used(answer)
+                self._settle(answer)
             obs.finish(status)
 
-    def _used(self, answer: sse.Assembler) -> None:
-        """What a stream that did not finish cost (its daily-quota reservation is settled with it,
-        never refunded whole): the upstream's usage if it sent any, else the prompt and the text so far."""
+    def _settle(self, answer: sse.Assembler) -> dict[str, Any]:
+        """Account what the stream cost, once, finished or not (its daily-quota reservation is
+        settled with it, never refunded whole): the upstream's usage if it sent any, else the
+        prompt and the text so far. Returns that usage."""
         r, usage = self.router, answer.usage or {}
+        self.accounted = True
         tokens_in = _int(usage.get("prompt_tokens", self.p.fitted.prompt_tokens))
         tokens_out = _int(usage.get("completion_tokens", count_text(answer.text)))
         self.obs.tokens = tokens_in + tokens_out
-        r.safely("metrics", r._account, self.tier, {"prompt_tokens": tokens_in, "completion_tokens": tokens_out})
+        r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
+        return {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
 
     def _time_to_first_byte(self) -> None:
         r, ms = self.router, self.obs.ms()
@@ -540,14 +543,7 @@ class _Relay:
         """Account, cache and sample a stream that ended normally; its usage (the upstream's,
         or counted from the prompt and the text when it reported none)."""
         r, p = self.router, self.p
-        self.accounted = True
-        usage = answer.usage or {}
-        tokens_in = usage.get("prompt_tokens", p.fitted.prompt_tokens)
-        tokens_out = usage.get("completion_tokens", count_text(answer.text))
-        self.obs.tokens = _int(tokens_in) + _int(tokens_out)
-        r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
-        counted = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                   "total_tokens": _int(tokens_in) + _int(tokens_out)}
+        counted = self._settle(answer)
         if p.state is not None and not answer.tool_calls:
             r.safely("cache write", r.cache.store, p.state, p.upstream, answer.completion(counted), self.degraded)
         r._sample(p, self.obs, self.tier, "model", answer.text)
