@@ -17,7 +17,7 @@ from .errors import ApiError, bad_request
 from .requests import json_object
 from .resilience import UpstreamError
 from .settings import EmbeddingModelSettings
-from .tokens import count_text
+from .tokens import count_text, reported
 
 ENCODINGS = ("float", "base64")
 
@@ -68,7 +68,7 @@ class TitanEmbeddings:
                 raise bedrock_error(e) from e
             data = _parsed(resp)
             vectors += checked([data.get("embedding") if isinstance(data, dict) else None], 1)
-            tokens += _count(data.get("inputTextTokenCount"))
+            tokens += reported(data.get("inputTextTokenCount"))
         return vectors, tokens
 
 
@@ -132,12 +132,7 @@ class OpenAIEmbeddings:
         if len(vectors) != len(texts):
             raise UpstreamError(502, f"embeddings upstream returned {len(vectors)} vectors for {len(texts)} inputs")
         usage = data.get("usage")
-        return checked(vectors, len(texts)), _count(usage.get("prompt_tokens") if isinstance(usage, dict) else 0)
-
-
-def _count(value: Any) -> int:
-    """A token count as the upstream reported it, or 0 when it is not one."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+        return checked(vectors, len(texts)), reported(usage.get("prompt_tokens") if isinstance(usage, dict) else 0)
 
 
 def _bedrock(region: Optional[str], read_timeout_s: float = 10.0):

@@ -33,7 +33,7 @@ from .resilience import Breakers, CircuitOpen, RetryPolicy, UpstreamError, count
 from .embeddings import EmbeddingsBackend
 from .settings import EmbeddingModelSettings, RouterSettings, TierSettings
 from .tiering import choose_tier
-from .tokens import content_text, count_definitions, count_text
+from .tokens import content_text, count_definitions, count_text, reported
 
 if TYPE_CHECKING:
     from .quality.sampler import Sampler
@@ -337,7 +337,7 @@ class Router:
             p.tier.name, deadline, obs, lambda backend, body, remaining: backend.complete(body, remaining), p.upstream)
         headers = self._answered(p, answered_by, degraded, obs)
         usage = response.get("usage") or {}
-        obs.tokens = _int(usage.get("prompt_tokens", 0)) + _int(usage.get("completion_tokens", 0))
+        obs.tokens = reported(usage.get("prompt_tokens", 0)) + reported(usage.get("completion_tokens", 0))
         self.safely("metrics", self._account, answered_by, usage)
         if p.state is not None:
             self.safely("cache write", self.cache.store, p.state, p.upstream, response, degraded)
@@ -527,8 +527,8 @@ class _Relay:
         prompt and the text so far. Returns that usage."""
         r, usage = self.router, answer.usage or {}
         self.accounted = True
-        tokens_in = _int(usage.get("prompt_tokens", self.p.fitted.prompt_tokens))
-        tokens_out = _int(usage.get("completion_tokens", count_text(answer.text)))
+        tokens_in = reported(usage.get("prompt_tokens", self.p.fitted.prompt_tokens))
+        tokens_out = reported(usage.get("completion_tokens", count_text(answer.text)))
         self.obs.tokens = tokens_in + tokens_out
         r.safely("metrics", r._account, self.tier, {**usage, "prompt_tokens": tokens_in, "completion_tokens": tokens_out})
         return {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
@@ -554,11 +554,6 @@ def _answer_text(completion: dict[str, Any]) -> str:
     choices = completion.get("choices") or [{}]
     message = choices[0].get("message") if isinstance(choices[0], dict) else None
     return content_text(message) if isinstance(message, dict) else ""
-
-
-def _int(value: Any) -> int:
-    """A usage count as the upstream reported it, or 0 when it is not a count."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _carries(chunk: dict[str, Any]) -> bool:

@@ -61,6 +61,11 @@ def count_message(message: dict[str, Any]) -> int:
     return n
 
 
+def reported(value: Any) -> int:
+    """A token count as an upstream reported it, or 0 when it is not a positive count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def count_definitions(body: dict[str, Any]) -> int:
     """Tokens of what a request sends besides its messages that the model reads as prompt: tool
     definitions and a response schema (left uncounted, they slipped past every budget)."""
