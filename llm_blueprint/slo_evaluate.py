@@ -35,20 +35,19 @@ def judge_for(cfg: StackConfig, upstream: Optional[str] = None, model: Optional[
         settings = dataclasses.replace(settings, tiers=tuple(
             dataclasses.replace(t, model=model) if t.name == name else t for t in settings.tiers))
     tier = settings.tier(name)
-    if own:
-        from .serve import caller_context
-
-        backend = own_backend(settings, name, endpoints=endpoints or {}, **caller_context(cfg))
-        yield FaithfulnessJudge(backend, tier, settings.router.timeouts.buffered_deadline_s)
-        return
     with contextlib.ExitStack() as stack:
-        if upstream is None:
-            from .fake_upstream import FakeUpstream
+        if own:
+            from .serve import caller_context
 
-            fake = stack.enter_context(FakeUpstream())
-            fake.modes[tier.model] = "judge"
-            upstream = fake.url
-        backend = local(settings, upstream, api_key=api_key).backends[name]
+            backend = own_backend(settings, name, endpoints=endpoints or {}, **caller_context(cfg))
+        else:
+            if upstream is None:
+                from .fake_upstream import FakeUpstream
+
+                fake = stack.enter_context(FakeUpstream())
+                fake.modes[tier.model] = "judge"
+                upstream = fake.url
+            backend = local(settings, upstream, api_key=api_key).backends[name]
         yield FaithfulnessJudge(backend, tier, settings.router.timeouts.buffered_deadline_s)
 
 
