@@ -60,16 +60,26 @@ class KeyAuth:
         return authenticate(values[0] if values else None, self.keys)
 
 
-class GatewayAuth:
-    """Lambda: the API Gateway authorizer's verdict, forwarded by Lambda Web Adapter."""
-
-    def __call__(self, request: Request) -> Optional[Principal]:
+def gateway_context(request: Request) -> dict[str, Any]:
+    """API Gateway's request context as Lambda Web Adapter forwards it (`x-amzn-request-context`),
+    parsed once per request; {} when absent or not a JSON object."""
+    if "gateway_context" not in request.scope:
         raw = request.headers.get("x-amzn-request-context")
         try:
             context = json.loads(raw) if raw else {}
         except ValueError:
+            context = {}
+        request.scope["gateway_context"] = context if isinstance(context, dict) else {}
+    return request.scope["gateway_context"]
+
+
+class GatewayAuth:
+    """Lambda: the API Gateway authorizer's verdict, forwarded by Lambda Web Adapter."""
+
+    def __call__(self, request: Request) -> Optional[Principal]:
+        verdict = gateway_context(request).get("authorizer") or {}
+        if not isinstance(verdict, dict):
             return None
-        verdict = (context.get("authorizer") if isinstance(context, dict) else None) or {}
         tenant, key_id = verdict.get("tenant"), verdict.get("keyId") or verdict.get("principalId")
         if not (isinstance(tenant, str) and tenant and isinstance(key_id, str) and key_id):
             return None
@@ -84,14 +94,9 @@ def request_id_of(request: Request) -> Optional[str]:
     """The id that names a request in the logs and on its answer: API Gateway's own (forwarded by
     Lambda Web Adapter; the access log and the gateway's errors carry the same), else the
     client's `x-request-id` when it is a plain token, else None (the core makes one)."""
-    raw = request.headers.get("x-amzn-request-context")
-    if raw:
-        try:
-            found = json.loads(raw).get("requestId")
-        except (ValueError, AttributeError):
-            found = None
-        if isinstance(found, str) and _REQUEST_ID.fullmatch(found):
-            return found
+    found = gateway_context(request).get("requestId")
+    if isinstance(found, str) and _REQUEST_ID.fullmatch(found):
+        return found
     found = request.headers.get("x-request-id")
     return found if found and _REQUEST_ID.fullmatch(found) else None
 
